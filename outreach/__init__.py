@@ -1,0 +1,5 @@
+"""Outreach: permission-first marketing automation and one-to-one outreach."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

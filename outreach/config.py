@@ -1,0 +1,146 @@
+"""One configuration resolver.
+
+Precedence, highest first: explicit overrides (CLI options) → environment
+variables ``OUTREACH_*`` → ``outreach.toml`` in the working directory (or the
+file named by ``OUTREACH_CONFIG``) → the defaults below.
+
+With no configuration at all Outreach runs embedded: a SQLite file, an
+in-process Dramatiq broker and worker, and a file outbox.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from outreach.errors import ConfigError
+
+#: Embedded default database: a SQLite file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite:///outreach.db"
+#: ``memory://`` selects Dramatiq's in-process broker and an in-process worker.
+DEFAULT_BROKER_URL = "memory://"
+#: Secret used only by the embedded SQLite default; production must set its own.
+DEV_SECRET_KEY = "outreach-embedded-development-secret"
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable ``OUTREACH_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="forbid")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    #: Redis key namespace, so several installations (or test runs) share one Redis.
+    broker_namespace: str = "outreach"
+    worker_threads: int = Field(default=4, ge=1)
+
+    rules_dir: Path = Path("rules")
+    templates_dir: Path = Path("templates")
+    outbox_dir: Path = Path("outbox")
+
+    #: Where the webhook server is reachable from customers' mail clients.
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    order_webhook_secret: str | None = None
+
+    #: ``outbox`` writes .eml files; ``smtp`` talks to a real SMTP server.
+    email_transport: Literal["outbox", "smtp"] = "outbox"
+    from_address: str = "Outreach Demo <hello@outreach.example>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = 30.0
+
+    #: ``outbox`` writes JSON lines; ``twilio`` calls the Twilio Messages API.
+    sms_transport: Literal["outbox", "twilio"] = "outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("OUTREACH_CONFIG", "outreach.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def in_process_broker(self) -> bool:
+        return self.broker_url.startswith("memory")
+
+    def require_secret(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        if self.embedded:
+            return DEV_SECRET_KEY
+        raise ConfigError(
+            "OUTREACH_SECRET_KEY is not set: production installations must sign "
+            "unsubscribe and click links with their own secret "
+            "(set OUTREACH_SECRET_KEY or secret_key in outreach.toml)"
+        )
+
+    def require_order_secret(self) -> str:
+        return self.order_webhook_secret or self.require_secret()
+
+    def require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value in (None, ""):
+            raise ConfigError(
+                f"setting '{name}' is required here: set OUTREACH_{name.upper()} "
+                f"or {name} in outreach.toml"
+            )
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; explicit ``overrides`` (from the CLI) win."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"OUTREACH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def _cached() -> Settings:
+    return load_settings()
+
+
+def get_settings() -> Settings:
+    """Settings from the environment, cached for the life of the process."""
+    return _cached()
+
+
+def reset_settings_cache() -> None:
+    _cached.cache_clear()

@@ -1,0 +1,317 @@
+"""The data model (SQLAlchemy 2.x, typed).
+
+All timestamps are stored as *naive UTC* so SQLite and PostgreSQL compare them
+the same way; ``outreach.clock`` converts at the edges.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# BigInteger primary keys on PostgreSQL, INTEGER (rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, Decimal: Numeric(14, 2)}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class CustomerType(str, enum.Enum):
+    RETAIL = "retail"
+    BUSINESS = "business"
+    DISTRIBUTOR = "distributor"
+
+
+class Channel(str, enum.Enum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class ConsentStatus(str, enum.Enum):
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class MessageStatus(str, enum.Enum):
+    """Explicit states of an outbox row.
+
+    planned → queued → sending → sent
+                          ↘ skipped (consent/suppression re-check failed)
+                          ↘ failed  (permanent error or retries exhausted)
+    held_out: control group, recorded but never sent.
+    """
+
+    PLANNED = "planned"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    HELD_OUT = "held_out"
+
+
+class EventType(str, enum.Enum):
+    """Normalized tracking vocabulary; unknown inputs map to UNKNOWN."""
+
+    DELIVERED = "delivered"
+    OPEN = "open"
+    CLICK = "click"
+    REPLY = "reply"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    STOP = "stop"
+    FAILED = "failed"
+    ORDER = "order"
+    UNKNOWN = "unknown"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    # Derived from birthday so birthday triggers are plain indexed SQL.
+    birth_month: Mapped[int | None] = mapped_column(SmallInteger)
+    birth_day: Mapped[int | None] = mapped_column(SmallInteger)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    customer_type: Mapped[CustomerType] = mapped_column(
+        _enum(CustomerType, "customer_type"), default=CustomerType.RETAIL
+    )
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    tags: Mapped[list[CustomerTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (Index("ix_customers_birth_md", "birth_month", "birth_day"),)
+
+
+class CustomerTag(Base):
+    __tablename__ = "customer_tags"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_customer_tags_tag", "tag"),)
+
+
+class ConsentRecord(Base):
+    """The consent ledger: append-only; the latest row per channel wins."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE")
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    status: Mapped[ConsentStatus] = mapped_column(_enum(ConsentStatus, "consent_status"))
+    source: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_consents_customer_channel", "customer_id", "channel", "recorded_at"),
+    )
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    ordered_at: Mapped[datetime] = mapped_column(DateTime)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32), default="import")
+
+    items: Mapped[list[OrderItem]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        Index("ix_orders_customer_time", "customer_id", "ordered_at"),
+        Index("ix_orders_coupon", "coupon_code"),
+    )
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+
+    __table_args__ = (
+        Index("ix_order_items_order", "order_id"),
+        Index("ix_order_items_sku", "sku"),
+        Index("ix_order_items_category", "category"),
+    )
+
+
+class CustomEvent(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_events_customer_name", "customer_id", "name", "occurred_at"),
+        Index("ix_events_name_time", "name", "occurred_at"),
+    )
+
+
+class Rule(Base):
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    path: Mapped[str] = mapped_column(String(512))
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    checksum: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CampaignRun(Base):
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id"))
+    as_of: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    held_out: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Message(Base):
+    """The outbox. One row per (rule, customer, occurrence): a second send of
+    the same occurrence violates ``uq_messages_occurrence``."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    occurrence_key: Mapped[str] = mapped_column(String(128))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(512))
+    planned_at: Mapped[datetime] = mapped_column(DateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal("0"))
+    provider_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),
+        Index("ix_messages_status", "status"),
+        Index("ix_messages_customer_sent", "customer_id", "sent_at"),
+        Index("ix_messages_rule_status", "rule_id", "status"),
+    )
+
+
+class TrackingEvent(Base):
+    """Every response, normalized: opens, clicks, unsubscribes, STOPs, orders…"""
+
+    __tablename__ = "tracking_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[EventType] = mapped_column(_enum(EventType, "event_type"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    source: Mapped[str] = mapped_column(String(32))
+    #: Sender-supplied identity of the event, so a retried webhook stores once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    url: Mapped[str | None] = mapped_column(Text)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_tracking_message_type", "message_id", "type"),
+        Index("ix_tracking_customer", "customer_id"),
+    )
+
+
+class Suppression(Base):
+    """Addresses that must never be contacted on a channel again."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppressions_address"),)
