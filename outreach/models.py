@@ -269,6 +269,9 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal("0"))
+    #: Orders up to this time count for the message (send time + the rule's
+    #: attribution window; for held-out rows, plan time + window).
+    attribute_until: Mapped[datetime | None] = mapped_column(DateTime)
     provider_id: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:24:47.172222
+Create Date: 2026-11-22 19:34:09.922563
 
 """
 from typing import Sequence, Union
@@ -145,6 +145,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('cost', sa.Numeric(precision=10, scale=4), nullable=False),
+    sa.Column('attribute_until', sa.DateTime(), nullable=True),
     sa.Column('provider_id', sa.String(length=128), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_messages_customer_id_customers'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['rule_id'], ['rules.id'], name=op.f('fk_messages_rule_id_rules')),

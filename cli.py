@@ -1,0 +1,378 @@
+"""The ``outreach`` command line.
+
+Every command prints ``--help`` with an example; every error a user can cause
+is printed with its location and a hint, never as a traceback (exit code 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from outreach.errors import InputError, OutreachError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into located, readable messages and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            for problem in exc.problems:
+                err_console.print(f"[bold red]error[/]: {problem}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except OutreachError as exc:
+            err_console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Any:
+    from outreach.config import load_settings
+
+    return load_settings(**ctx.obj)
+
+
+def _engine(settings: Any) -> Any:
+    """The configured database, migrated if it is the embedded SQLite file."""
+    from outreach.db import make_engine, migrate
+
+    engine = make_engine(settings.database_url)
+    if settings.embedded:
+        migrate(engine)
+    else:
+        _require_current_schema(engine)
+    return engine
+
+
+def _require_current_schema(engine: Any) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from outreach.db import alembic_config
+    from outreach.errors import ConfigError
+
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        raise ConfigError(
+            f"the database schema is at {current or 'nothing'}, not {head}: "
+            "run `outreach db upgrade` first"
+        )
+
+
+def _now(value: str | None) -> tuple[datetime, bool]:
+    from outreach.clock import parse_instant, utcnow
+
+    if value:
+        return parse_instant(value), True
+    return utcnow(), False
+
+
+NOW_OPTION = click.option(
+    "--now",
+    metavar="ISO-TIME",
+    help="Evaluate as of this moment instead of the wall clock (e.g. 2026-03-01T09:00:00+08:00).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--database-url", envvar=None, help="Overrides OUTREACH_DATABASE_URL.")
+@click.option("--broker-url", envvar=None, help="Overrides OUTREACH_BROKER_URL.")
+@click.version_option(package_name="outreach")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None, broker_url: str | None) -> None:
+    """Outreach: permission-first marketing automation.
+
+    \b
+    Example:
+      outreach demo                      # synthetic shop, rules, sends, ROI report
+      outreach import customers customers.csv
+      outreach rules validate rules/
+      outreach campaign launch rules/winback.yaml
+      outreach report
+    """
+    ctx.obj = {"database_url": database_url, "broker_url": broker_url}
+
+
+# ------------------------------------------------------------------ db
+@main.group()
+def db() -> None:
+    """Database schema management.
+
+    \b
+    Example:
+      OUTREACH_DATABASE_URL=postgresql+psycopg://app@db/outreach outreach db upgrade
+    """
+
+
+@db.command("upgrade")
+@click.pass_context
+@friendly
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or migrate the schema to the newest version.
+
+    \b
+    Example:
+      outreach db upgrade
+    """
+    from outreach.db import make_engine, migrate
+
+    settings = _settings(ctx)
+    migrate(make_engine(settings.database_url))
+    console.print("schema is up to date")
+
+
+# ------------------------------------------------------------------ import
+@main.command("import")
+@click.argument("kind", type=click.Choice(["customers", "orders", "consents", "events"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import good rows; write bad ones to a reject file.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file path.")
+@NOW_OPTION
+@click.pass_context
+@friendly
+def import_(ctx: click.Context, kind: str, file: Path, skip_invalid: bool, rejects: Path | None, now: str | None) -> None:
+    """Import (upsert) customers, orders, consents or events from a CSV file.
+
+    Nothing is committed if any row is bad, unless --skip-invalid is given.
+
+    \b
+    Example:
+      outreach import customers customers.csv
+      outreach import orders orders.csv --skip-invalid --rejects bad-orders.csv
+    """
+    from outreach.importer import import_csv
+
+    settings = _settings(ctx)
+    moment, _ = _now(now)
+    result = import_csv(
+        _engine(settings), kind, file, skip_invalid=skip_invalid, reject_path=rejects,
+        now=moment, progress=sys.stderr.isatty(),
+    )
+    console.print(
+        f"{kind}: {result.rows} rows, {result.inserted} inserted, {result.updated} updated, "
+        f"{result.rejected} rejected" + (f" (see {result.reject_path})" if result.rejected else "")
+    )
+
+
+# ------------------------------------------------------------------ rules
+@main.group()
+def rules() -> None:
+    """Check and inspect YAML rules.
+
+    \b
+    Example:
+      outreach rules validate rules/
+    """
+
+
+@rules.command("validate")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.pass_context
+@friendly
+def rules_validate(ctx: click.Context, path: Path | None) -> None:
+    """Check rule files (and the templates they name); print every problem.
+
+    \b
+    Example:
+      outreach rules validate              # every rule in rules/
+      outreach rules validate rules/winback.yaml
+    """
+    from outreach.errors import RuleError
+    from outreach.render import Renderer
+    from outreach.rules import load_rules
+
+    settings = _settings(ctx)
+    target = path or settings.rules_dir
+    loaded = load_rules(target)
+    renderer = Renderer(settings=settings)
+    problems = []
+    for rule in loaded:
+        problems += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path))
+    if problems:
+        raise RuleError(problems)
+    console.print(f"[green]ok[/]: {len(loaded)} rule(s) valid in {target}")
+
+
+# ------------------------------------------------------------------ campaign
+@main.group()
+def campaign() -> None:
+    """Launch campaigns.
+
+    \b
+    Example:
+      outreach campaign launch rules/winback.yaml --now 2026-03-01T09:00:00+08:00
+    """
+
+
+def _print_launch(results: list[Any]) -> None:
+    for r in results:
+        console.print(
+            f"{r.rule}: planned {r.planned}, held out {r.held_out}, queued {r.queued} (run {r.run_id})"
+        )
+
+
+@campaign.command("launch")
+@click.argument("rule_files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@NOW_OPTION
+@click.pass_context
+@friendly
+def campaign_launch(ctx: click.Context, rule_files: tuple[Path, ...], now: str | None) -> None:
+    """Plan a rule's messages and queue them. Launching twice plans nothing new.
+
+    Embedded (memory:// broker) the messages are delivered before the command
+    returns; with Redis, `outreach worker` processes deliver them.
+
+    \b
+    Example:
+      outreach campaign launch rules/winback.yaml
+      outreach campaign launch rules/birthday.yaml --now 2026-02-28T08:00:00+08:00
+    """
+    from outreach.planner import launch
+    from outreach.rules import load_rule
+
+    settings = _settings(ctx)
+    moment, simulated = _now(now)
+    loaded = [load_rule(p) for p in rule_files]
+    _print_launch(launch(settings, _engine(settings), loaded, now=moment, simulated=simulated))
+
+
+@main.command("run")
+@NOW_OPTION
+@click.pass_context
+@friendly
+def run(ctx: click.Context, now: str | None) -> None:
+    """Evaluate every enabled rule in the rules folder and queue what it plans.
+
+    Safe from cron: running it twice plans nothing new.
+
+    \b
+    Example:
+      */5 * * * *  cd /srv/outreach && outreach run
+    """
+    from outreach.planner import launch
+    from outreach.rules import load_rules
+
+    settings = _settings(ctx)
+    moment, simulated = _now(now)
+    loaded = [r for r in load_rules(settings.rules_dir) if r.spec.enabled]
+    _print_launch(launch(settings, _engine(settings), loaded, now=moment, simulated=simulated))
+
+
+# ------------------------------------------------------------------ worker / serve
+@main.command("worker")
+@click.option("--processes", default=2, show_default=True, help="Worker processes.")
+@click.option("--threads", default=8, show_default=True, help="Threads per process.")
+@click.pass_context
+@friendly
+def worker(ctx: click.Context, processes: int, threads: int) -> None:
+    """Run Dramatiq workers that deliver queued messages (needs a Redis broker).
+
+    \b
+    Example:
+      OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach worker --processes 4
+    """
+    from outreach.errors import ConfigError
+
+    settings = _settings(ctx)
+    if settings.in_process_broker:
+        raise ConfigError(
+            "the embedded broker (memory://) delivers inside `campaign launch`; "
+            "set OUTREACH_BROKER_URL=redis://… to run separate workers"
+        )
+    for key, value in ctx.obj.items():
+        if value:
+            os.environ[f"OUTREACH_{key.upper()}"] = value
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "dramatiq", "outreach.worker", "--processes", str(processes),
+         "--threads", str(threads), "--queues", "outreach-send"],
+    )
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.pass_context
+@friendly
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the webhook server: unsubscribe, open pixel, click redirect, orders, SMS.
+
+    \b
+    Example:
+      OUTREACH_PUBLIC_URL=https://t.example.com outreach serve --host 0.0.0.0 --port 8000
+    """
+    from outreach.webhooks.app import serve as run_server
+
+    settings = _settings(ctx)
+    run_server(settings, _engine(settings), host=host, port=port)
+
+
+# ------------------------------------------------------------------ report
+@main.command("report")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+@friendly
+def report(ctx: click.Context, fmt: str) -> None:
+    """Print each rule's sends, responses, attributed revenue, cost and ROI.
+
+    \b
+    Example:
+      outreach report
+      outreach report --format json > roi.json
+    """
+    import json
+
+    from outreach.report import build_report, render_table
+
+    settings = _settings(ctx)
+    reports = build_report(_engine(settings))
+    if fmt == "json":
+        click.echo(json.dumps([{**r.__dict__, "revenue": str(r.revenue), "cost": str(r.cost),
+                                 "roi": r.roi, "lift_pp": r.lift} for r in reports], indent=2))
+    else:
+        console.print(render_table(reports))
+
+
+# ------------------------------------------------------------------ demo
+@main.command("demo")
+@click.option("--customers", default=3000, show_default=True, help="Synthetic customers to create.")
+@click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=7, show_default=True)
+@NOW_OPTION
+@click.pass_context
+@friendly
+def demo(ctx: click.Context, customers: int, directory: Path, seed: int, now: str | None) -> None:
+    """Build a synthetic shop, run the shipped rules, simulate responses, print ROI.
+
+    Uses its own SQLite file and outbox under --dir; nothing else is touched.
+
+    \b
+    Example:
+      outreach demo
+      outreach demo --customers 10000 --dir /tmp/demo
+    """
+    from outreach.demo import run_demo
+
+    moment, _ = _now(now)
+    run_demo(directory=directory, customers=customers, seed=seed, now=moment, console=console)
+
+
+if __name__ == "__main__":
+    main()

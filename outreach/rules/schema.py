@@ -1,0 +1,296 @@
+"""The rule language, as typed models.
+
+A rule file is YAML; these models define what it may say. The JSON Schema
+published in ``docs/rule.schema.json`` is generated from them.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from outreach.models import Channel, CustomerType
+
+#: Customer columns a ``field`` condition may compare (plus ``attributes.<key>``).
+CUSTOMER_FIELDS = (
+    "external_id",
+    "name",
+    "email",
+    "phone",
+    "birthday",
+    "timezone",
+    "locale",
+    "customer_type",
+    "created_at",
+)
+COMPARISONS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+
+Scalar = Union[str, int, float, bool]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Comparison(Strict):
+    """Comparison operators shared by field and aggregate conditions."""
+
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    gt: Scalar | None = None
+    gte: Scalar | None = None
+    lt: Scalar | None = None
+    lte: Scalar | None = None
+
+    def operators(self) -> dict[str, Any]:
+        return {
+            name: value
+            for name in COMPARISONS
+            if name != "exists"
+            and (value := getattr(self, "in_" if name == "in" else name)) is not None
+        }
+
+    @model_validator(mode="after")
+    def _needs_operator(self) -> Comparison:
+        if not self.operators() and getattr(self, "exists", None) is None:
+            raise ValueError(f"needs at least one comparison: {', '.join(COMPARISONS)}")
+        return self
+
+
+class FieldCondition(Comparison):
+    """``field: customer_type`` with ``in: [retail]`` (or ``attributes.city``)."""
+
+    field: str
+    exists: bool | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, value: str) -> str:
+        if value in CUSTOMER_FIELDS or (value.startswith("attributes.") and len(value) > 11):
+            return value
+        raise ValueError(
+            f"unknown customer field '{value}'; use one of {', '.join(CUSTOMER_FIELDS)} "
+            "or attributes.<name>"
+        )
+
+
+class TagCondition(Strict):
+    """``tag: vip`` — the customer has the tag (or any of a list)."""
+
+    tag: str | list[str]
+
+
+class OrdersAggregate(Comparison):
+    metric: Literal["count", "total", "average", "days_since_last", "days_since_first"]
+    #: Only orders of the last N days count; omit for all history.
+    within_days: Annotated[int, Field(ge=1)] | None = None
+
+
+class OrdersCondition(Strict):
+    """``orders: {metric: total, within_days: 365, gte: 500}``."""
+
+    orders: OrdersAggregate
+
+
+class ProductMatch(Strict):
+    sku: list[str] = Field(default_factory=list)
+    category: list[str] = Field(default_factory=list)
+
+    @field_validator("sku", "category", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _needs_product(self) -> ProductMatch:
+        if not self.sku and not self.category:
+            raise ValueError("name at least one sku or category")
+        return self
+
+
+class WindowedProducts(ProductMatch):
+    within_days: Annotated[int, Field(ge=1)] | None = None
+
+
+class BoughtCondition(Strict):
+    """``bought: {category: tea, within_days: 90}``."""
+
+    bought: WindowedProducts
+
+
+class AllCondition(Strict):
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyCondition(Strict):
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotCondition(Strict):
+    not_: Condition = Field(alias="not")
+
+
+CONDITION_KEYS = {
+    "field": "field",
+    "tag": "tag",
+    "orders": "orders",
+    "bought": "bought",
+    "all": "all",
+    "any": "any",
+    "not": "not",
+}
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        for key, model in CONDITION_MODELS.items():
+            if isinstance(value, model):
+                return key
+        return None
+    if isinstance(value, dict):
+        for key in CONDITION_KEYS:
+            if key in value:
+                return key
+    return None
+
+
+Condition = Annotated[
+    Union[
+        Annotated[FieldCondition, Tag("field")],
+        Annotated[TagCondition, Tag("tag")],
+        Annotated[OrdersCondition, Tag("orders")],
+        Annotated[BoughtCondition, Tag("bought")],
+        Annotated[AllCondition, Tag("all")],
+        Annotated[AnyCondition, Tag("any")],
+        Annotated[NotCondition, Tag("not")],
+    ],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="unknown_condition",
+        custom_error_message="a condition starts with one of: field, tag, orders, bought, all, any, not",
+    ),
+]
+
+CONDITION_MODELS: dict[str, type[BaseModel]] = {
+    "field": FieldCondition,
+    "tag": TagCondition,
+    "orders": OrdersCondition,
+    "bought": BoughtCondition,
+    "all": AllCondition,
+    "any": AnyCondition,
+    "not": NotCondition,
+}
+
+
+# ------------------------------------------------------------------ triggers
+class InactivityTrigger(Strict):
+    """No order for ``days`` days. One occurrence per lapse (keyed by the last order)."""
+
+    type: Literal["inactivity"]
+    days: Annotated[int, Field(ge=1, le=3650)]
+
+
+class UpsellTrigger(Strict):
+    """Bought X within the window, never bought Y. One occurrence per qualifying order."""
+
+    type: Literal["upsell", "cross_sell"]
+    bought: WindowedProducts
+    never_bought: ProductMatch
+
+    @field_validator("bought")
+    @classmethod
+    def _default_window(cls, value: WindowedProducts) -> WindowedProducts:
+        if value.within_days is None:
+            return value.model_copy(update={"within_days": DEFAULT_UPSELL_WINDOW_DAYS})
+        return value
+
+
+#: An upsell looks at purchases of the last 30 days unless the rule says otherwise.
+DEFAULT_UPSELL_WINDOW_DAYS = 30
+
+
+class BirthdayTrigger(Strict):
+    """The customer's birthday, today in their own time zone (29 Feb → 28 Feb
+    in common years). One occurrence per year."""
+
+    type: Literal["birthday"]
+    days_before: Annotated[int, Field(ge=0, le=60)] = 0
+
+
+Trigger = Annotated[
+    Union[InactivityTrigger, UpsellTrigger, BirthdayTrigger], Field(discriminator="type")
+]
+
+
+class ChannelCosts(Strict):
+    """Cost of one message (for SMS: of one segment) in the report currency."""
+
+    email: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+    sms: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+
+
+class RuleSpec(Strict):
+    """One rule: who hears what, when, on which channel."""
+
+    name: str
+    description: str = ""
+    enabled: bool = True
+    trigger: Trigger
+    segment: Condition | None = None
+    template: str
+    channels: list[Channel] = Field(min_length=1)
+    #: No second message from this rule to the same customer within N days.
+    cooldown_days: Annotated[int, Field(ge=0)] = 30
+    #: Orders within N days after a send are attributed to the message.
+    attribution_window_days: Annotated[int, Field(ge=1, le=365)] = 7
+    cost: ChannelCosts = ChannelCosts()
+    #: Percentage of eligible customers kept as a control group (never sent).
+    holdout_percent: Annotated[float, Field(ge=0, le=100)] = 0
+    priority: int = 0
+    #: Cron expression for ``outreach scheduler`` (e.g. "0 9 * * *").
+    schedule: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not RULE_NAME.match(value):
+            raise ValueError(
+                "a rule name uses lower-case letters, digits, '-' and '_' (e.g. winback-90)"
+            )
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError("each channel may be listed once")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"'{value}' is not a cron expression like '0 9 * * *'")
+        return value
+
+
+for _model in (AllCondition, AnyCondition, NotCondition, RuleSpec):
+    _model.model_rebuild()

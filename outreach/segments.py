@@ -1,0 +1,187 @@
+"""Compile segment conditions to one SQL boolean expression over ``customers``.
+
+Every condition becomes a column expression or a correlated ``EXISTS`` /
+scalar subquery, so a segment is evaluated by the database over the whole
+customer base in one statement. ``now`` bounds every order window, so
+evaluating "as of" another moment ignores orders after it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from outreach.clock import parse_instant
+from outreach.models import Customer, CustomerTag, Order, OrderItem
+from outreach.rules import schema
+
+_OPS = {
+    "eq": lambda col, v: col == v,
+    "ne": lambda col, v: col != v,
+    "in": lambda col, v: col.in_(v),
+    "not_in": lambda col, v: col.not_in(v),
+    "gt": lambda col, v: col > v,
+    "gte": lambda col, v: col >= v,
+    "lt": lambda col, v: col < v,
+    "lte": lambda col, v: col <= v,
+}
+
+
+def _coerce(field: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_coerce(field, v) for v in value]
+    if field == "birthday" and isinstance(value, str):
+        return date.fromisoformat(value)
+    if field == "created_at" and isinstance(value, str):
+        return parse_instant(value, field=field)
+    return value
+
+
+def _attribute_column(key: str, sample: Any) -> ColumnElement[Any]:
+    element = Customer.attributes[key]
+    if isinstance(sample, bool):
+        return element.as_boolean()
+    if isinstance(sample, (int, float)):
+        return element.as_float()
+    return element.as_string()
+
+
+def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bool]:
+    """AND of every operator; NULL compares false, as a marketer expects."""
+    parts = [_OPS[name](column, value) for name, value in ops.items()]
+    return and_(column.is_not(None), *parts)
+
+
+def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
+    ops = {k: _coerce(cond.field, v) for k, v in cond.operators().items()}
+    if cond.field.startswith("attributes."):
+        key = cond.field.split(".", 1)[1]
+        sample = next(
+            (v[0] if isinstance(v, list) and v else v for v in ops.values()), ""
+        )
+        column = _attribute_column(key, sample)
+    else:
+        column = getattr(Customer, cond.field)
+    parts: list[ColumnElement[bool]] = []
+    if cond.exists is not None:
+        textual = cond.field not in ("birthday", "created_at")
+        present = and_(column.is_not(None), column != "") if textual else column.is_not(None)
+        parts.append(present if cond.exists else not_(present))
+    if ops:
+        parts.append(compare(column, ops))
+    return and_(*parts)
+
+
+def _tag(cond: schema.TagCondition) -> ColumnElement[bool]:
+    tags = [cond.tag] if isinstance(cond.tag, str) else cond.tag
+    return exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag.in_(tags))
+
+
+def _window(now: datetime, within_days: int | None) -> list[ColumnElement[bool]]:
+    bounds: list[ColumnElement[bool]] = [Order.ordered_at <= now]
+    if within_days is not None:
+        bounds.append(Order.ordered_at > now - timedelta(days=within_days))
+    return bounds
+
+
+def _days_since(
+    moment: ColumnElement[Any], ops: dict[str, Any], now: datetime
+) -> ColumnElement[bool]:
+    """``days since X <op> N`` rewritten as a comparison of X with a cut-off,
+    which needs no dialect-specific date arithmetic. Days are whole 24 h."""
+
+    def cutoff(n: float) -> datetime:
+        return now - timedelta(days=float(n))
+
+    parts: list[ColumnElement[bool]] = []
+    for name, n in ops.items():
+        if name == "gte":
+            parts.append(moment <= cutoff(n))
+        elif name == "gt":
+            parts.append(moment < cutoff(n))
+        elif name == "lte":
+            parts.append(moment >= cutoff(n))
+        elif name == "lt":
+            parts.append(moment > cutoff(n))
+        elif name in ("eq", "in", "ne", "not_in"):
+            values = n if isinstance(n, list) else [n]
+            same = or_(*[and_(moment <= cutoff(v), moment > cutoff(v + 1)) for v in values])
+            parts.append(same if name in ("eq", "in") else not_(same))
+    return and_(moment.is_not(None), *parts)
+
+
+def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
+    agg = cond.orders
+    where = [Order.customer_id == Customer.id, *_window(now, agg.within_days)]
+    ops = agg.operators()
+    if agg.metric == "count":
+        value = select(func.count(Order.id)).where(*where).scalar_subquery()
+        return compare(value, ops)
+    if agg.metric == "total":
+        value = select(func.coalesce(func.sum(Order.amount), 0)).where(*where).scalar_subquery()
+        return compare(value, ops)
+    if agg.metric == "average":
+        value = select(func.avg(Order.amount)).where(*where).scalar_subquery()
+        return compare(value, ops)
+    moment = select(
+        func.max(Order.ordered_at) if agg.metric == "days_since_last" else func.min(Order.ordered_at)
+    ).where(*where).scalar_subquery()
+    return _days_since(moment, ops, now)
+
+
+def product_match(match: schema.ProductMatch, item: Any = OrderItem) -> ColumnElement[bool]:
+    """An order line matches any listed SKU or category."""
+    parts: list[ColumnElement[bool]] = []
+    if match.sku:
+        parts.append(item.sku.in_(match.sku))
+    if match.category:
+        parts.append(item.category.in_(match.category))
+    return or_(*parts) if parts else false()
+
+
+def bought_exists(
+    match: schema.ProductMatch, now: datetime, within_days: int | None
+) -> ColumnElement[bool]:
+    """EXISTS an order of this customer, up to ``now``, with a matching item."""
+    return exists().where(
+        Order.customer_id == Customer.id,
+        OrderItem.order_id == Order.id,
+        product_match(match),
+        *_window(now, within_days),
+    )
+
+
+def compile_condition(cond: Any, now: datetime) -> ColumnElement[bool]:
+    """One condition (any kind) → SQL boolean over ``customers``."""
+    if cond is None:
+        return true()
+    if isinstance(cond, schema.AllCondition):
+        return and_(*[compile_condition(c, now) for c in cond.all])
+    if isinstance(cond, schema.AnyCondition):
+        return or_(*[compile_condition(c, now) for c in cond.any])
+    if isinstance(cond, schema.NotCondition):
+        return not_(compile_condition(cond.not_, now))
+    if isinstance(cond, schema.FieldCondition):
+        return _field(cond)
+    if isinstance(cond, schema.TagCondition):
+        return _tag(cond)
+    if isinstance(cond, schema.OrdersCondition):
+        return _orders(cond, now)
+    if isinstance(cond, schema.BoughtCondition):
+        return bought_exists(cond.bought, now, cond.bought.within_days)
+    raise TypeError(f"unknown condition {cond!r}")  # pragma: no cover - schema guarantees
+
+
+__all__ = ["bought_exists", "compare", "compile_condition", "product_match"]

@@ -1,0 +1,129 @@
+"""Deliver one outbox message, exactly once.
+
+The broker may hand the same message to us twice (at-least-once delivery, a
+retry after a crash, a re-enqueue of a stranded row). The row's state machine
+decides: only the worker whose compare-and-set moves it ``queued → sending``
+sends it; everyone else returns at once. Permission is re-checked right
+before delivery, so a revocation that arrived after planning stops the send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine
+
+from outreach import store
+from outreach.channels import Envelope, backend_for
+from outreach.channels.sms import sms_segments
+from outreach.clock import utcnow
+from outreach.config import Settings
+from outreach.db import transaction
+from outreach.errors import ChannelError, PermanentChannelError, TemplateError
+from outreach.models import Channel, Customer, Message, MessageStatus, Rule
+from outreach.render import Renderer
+from outreach.rules.schema import RuleSpec
+
+log = logging.getLogger("outreach.sending")
+
+#: After this many failed attempts a retryable error becomes final.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_id: int
+    status: str  # sent | skipped | failed | not-claimed
+    detail: str = ""
+
+
+def deliver_message(
+    message_id: int,
+    *,
+    settings: Settings,
+    engine: Engine,
+    as_of: datetime | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Outcome:
+    """Claim, re-check, render, deliver and record one message.
+
+    ``as_of`` is the simulated send time of a run launched with ``--now``;
+    otherwise the wall clock records when the message went out.
+    """
+    now = clock()
+    with transaction(engine) as session:
+        if not store.claim(session, message_id, now=now):
+            return Outcome(message_id, "not-claimed")
+    with transaction(engine) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        refusal = store.send_refusal(session, message)
+        if refusal:
+            store.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
+            return Outcome(message_id, "skipped", refusal)
+        rule = session.get(Rule, message.rule_id)
+        customer = session.get(Customer, message.customer_id)
+        assert rule is not None and customer is not None
+        spec = RuleSpec.model_validate(rule.definition)
+        channel, address, attempts = message.channel, message.to_address, message.attempts
+        try:
+            rendered = Renderer(settings=settings).render(
+                template=spec.template,
+                channel=channel,
+                customer=customer,
+                message_id=message_id,
+                rule={"name": spec.name, "description": spec.description},
+            )
+        except TemplateError as exc:
+            store.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
+            return Outcome(message_id, "failed", str(exc))
+    envelope = Envelope(
+        message_id=message_id,
+        channel=channel.value,
+        to=address or "",
+        text=rendered.text,
+        subject=rendered.subject,
+        html=rendered.html,
+        headers=rendered.headers,
+        idempotency_key=f"outreach-msg-{message_id}",
+    )
+    try:
+        provider_id = backend_for(settings, channel.value).deliver(envelope)
+    except PermanentChannelError as exc:
+        with transaction(engine) as session:
+            store.finish(session, message_id, status=MessageStatus.FAILED, now=clock(), error=str(exc))
+        return Outcome(message_id, "failed", str(exc))
+    except ChannelError as exc:
+        with transaction(engine) as session:
+            if attempts >= MAX_ATTEMPTS:
+                store.finish(
+                    session, message_id, status=MessageStatus.FAILED, now=clock(),
+                    error=f"gave up after {attempts} attempts: {exc}",
+                )
+                return Outcome(message_id, "failed", str(exc))
+            store.release(session, message_id, error=str(exc))
+        raise
+    cost = _cost(spec, channel, rendered.text)
+    with transaction(engine) as session:
+        store.finish(
+            session,
+            message_id,
+            status=MessageStatus.SENT,
+            now=clock(),
+            sent_at=as_of,
+            provider_id=provider_id,
+            cost=cost,
+            subject=rendered.subject,
+            attribution_days=spec.attribution_window_days,
+        )
+    return Outcome(message_id, "sent", provider_id)
+
+
+def _cost(spec: RuleSpec, channel: Channel, text: str) -> Decimal:
+    if channel is Channel.SMS:
+        return spec.cost.sms * sms_segments(text)
+    return spec.cost.email

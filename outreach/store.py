@@ -1,0 +1,413 @@
+"""The store: every query the engine runs, behind a narrow API.
+
+Planning is one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` per rule: the
+trigger selects (customer, occurrence), the segment filters, consent and
+suppression choose the first permitted channel, cooldown excludes recent
+recipients, holdout assigns the control group — all inside the database.
+Sending moves each row through explicit states with compare-and-set updates,
+so a message delivered twice by the broker is claimed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from outreach.models import (
+    CampaignRun,
+    Channel,
+    ConsentRecord,
+    ConsentStatus,
+    Customer,
+    Message,
+    MessageStatus,
+    Rule,
+    Suppression,
+)
+from outreach.rules import LoadedRule, schema
+from outreach.segments import compile_condition
+from outreach.triggers import trigger_select
+
+#: Multiplier of the holdout hash (Knuth's golden-ratio constant, odd, < 2^32).
+HOLDOUT_MULTIPLIER = 2654435761
+HOLDOUT_MODULUS = 2**32
+#: A worker that claimed a message and went silent this long is presumed dead.
+CLAIM_LEASE = timedelta(minutes=15)
+
+
+# ------------------------------------------------------------------ rules
+def rule_checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
+    """Record the rule's current definition (by name) and return its row."""
+    spec = loaded.spec
+    row = session.scalar(select(Rule).where(Rule.name == spec.name))
+    definition = json.loads(spec.model_dump_json(by_alias=True))
+    checksum = rule_checksum(loaded.text)
+    if row is None:
+        row = Rule(
+            name=spec.name,
+            path=str(loaded.path),
+            definition=definition,
+            checksum=checksum,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+    elif row.checksum != checksum or row.path != str(loaded.path):
+        row.definition, row.checksum, row.path, row.updated_at = (
+            definition,
+            checksum,
+            str(loaded.path),
+            now,
+        )
+    return row
+
+
+def distinct_timezones(session: Session) -> list[str]:
+    return list(session.scalars(select(Customer.timezone).distinct()))
+
+
+# ------------------------------------------------------------------ permission
+def address_column(channel: Channel) -> Any:
+    return Customer.email if channel is Channel.EMAIL else Customer.phone
+
+
+def latest_consent(channel: Channel, now: datetime | None = None) -> Any:
+    """The customer's latest consent status on ``channel`` (NULL if none)."""
+    query = select(ConsentRecord.status).where(
+        ConsentRecord.customer_id == Customer.id, ConsentRecord.channel == channel
+    )
+    if now is not None:
+        query = query.where(ConsentRecord.recorded_at <= now)
+    return (
+        query.order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def permitted(channel: Channel, now: datetime | None = None) -> ColumnElement[bool]:
+    """Permission first: an address, latest consent granted, not suppressed."""
+    address = address_column(channel)
+    return and_(
+        address.is_not(None),
+        address != "",
+        latest_consent(channel, now) == ConsentStatus.GRANTED,
+        not_(
+            exists().where(Suppression.channel == channel, Suppression.address == address)
+        ),
+    )
+
+
+def holdout_salt(rule_name: str) -> int:
+    return int.from_bytes(hashlib.sha256(rule_name.encode()).digest()[:4], "big")
+
+
+def holdout_threshold(percent: float) -> int:
+    return int(round(percent / 100 * HOLDOUT_MODULUS))
+
+
+def is_held_out(rule_name: str, customer_id: int, percent: float) -> bool:
+    """Python statement of the SQL holdout assignment (same customer, same rule
+    → same group on every run)."""
+    bucket = (customer_id * HOLDOUT_MULTIPLIER + holdout_salt(rule_name)) % HOLDOUT_MODULUS
+    return bucket < holdout_threshold(percent)
+
+
+def _holdout_bucket(rule_name: str) -> ColumnElement[int]:
+    return (Customer.id * HOLDOUT_MULTIPLIER + holdout_salt(rule_name)) % HOLDOUT_MODULUS
+
+
+# ------------------------------------------------------------------ planning
+def eligible_select(
+    spec: schema.RuleSpec, *, rule_id: int | None, now: datetime, timezones: list[str]
+) -> Select:
+    """Who is eligible now: one row per customer with the chosen channel
+    (NULL when no channel is permitted), address, cost and holdout flag."""
+    cand = trigger_select(spec, now, timezones=timezones).subquery("cand")
+    flags = {ch: permitted(ch, now) for ch in spec.channels}
+    cooldown_clear: ColumnElement[bool] = literal(True)
+    if rule_id is not None and spec.cooldown_days > 0:
+        cooldown_clear = not_(
+            exists().where(
+                Message.rule_id == rule_id,
+                Message.customer_id == Customer.id,
+                Message.planned_at > now - timedelta(days=spec.cooldown_days),
+            )
+        )
+    inner = (
+        select(
+            cand.c.customer_id,
+            cand.c.occurrence_key,
+            _holdout_bucket(spec.name).label("bucket"),
+            *[flags[ch].label(f"ok_{ch.value}") for ch in spec.channels],
+            *[address_column(ch).label(f"addr_{ch.value}") for ch in spec.channels],
+            cooldown_clear.label("cooldown_clear"),
+        )
+        .join(Customer, Customer.id == cand.c.customer_id)
+        .where(compile_condition(spec.segment, now))
+        .subquery("eligible")
+    )
+    ok = {ch: inner.c[f"ok_{ch.value}"] for ch in spec.channels}
+    channel = case(*[(ok[ch], literal(ch.value)) for ch in spec.channels], else_=None)
+    address = case(*[(ok[ch], inner.c[f"addr_{ch.value}"]) for ch in spec.channels], else_=None)
+    cost = case(
+        *[(ok[ch], literal(getattr(spec.cost, ch.value), Numeric(10, 4))) for ch in spec.channels],
+        else_=literal(Decimal("0"), Numeric(10, 4)),
+    )
+    held = inner.c.bucket < holdout_threshold(spec.holdout_percent)
+    return select(
+        inner.c.customer_id,
+        inner.c.occurrence_key,
+        channel.label("channel"),
+        address.label("to_address"),
+        cost.label("cost"),
+        held.label("held_out"),
+        inner.c.cooldown_clear,
+    )
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    planned: int
+    held_out: int
+
+
+def _insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    return (postgresql if name == "postgresql" else sqlite).insert(Message)
+
+
+def plan(session: Session, spec: schema.RuleSpec, rule: Rule, run: CampaignRun) -> PlanCounts:
+    """Write this run's messages (planned or held_out); existing occurrences
+    are left alone, so planning twice plans nothing new."""
+    now = run.as_of
+    eligible = eligible_select(
+        spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session)
+    ).subquery("e")
+    status = case(
+        (eligible.c.held_out, literal(MessageStatus.HELD_OUT.value)),
+        else_=literal(MessageStatus.PLANNED.value),
+    )
+    rows = select(
+        literal(rule.id),
+        literal(run.id),
+        eligible.c.customer_id,
+        eligible.c.channel,
+        eligible.c.occurrence_key,
+        status,
+        eligible.c.to_address,
+        literal(now),
+        case((eligible.c.held_out, literal(Decimal("0"), Numeric(10, 4))), else_=eligible.c.cost),
+        literal(0),
+        case(
+            (eligible.c.held_out, literal(now + timedelta(days=spec.attribution_window_days))),
+            else_=None,
+        ),
+    ).where(eligible.c.channel.is_not(None), eligible.c.cooldown_clear)
+    stmt = (
+        _insert(session)
+        .from_select(
+            [
+                "rule_id",
+                "run_id",
+                "customer_id",
+                "channel",
+                "occurrence_key",
+                "status",
+                "to_address",
+                "planned_at",
+                "cost",
+                "attempts",
+                "attribute_until",
+            ],
+            rows,
+        )
+        .on_conflict_do_nothing(index_elements=["rule_id", "customer_id", "occurrence_key"])
+    )
+    session.execute(stmt)
+    counts = dict(
+        session.execute(
+            select(Message.status, func.count())
+            .where(Message.run_id == run.id)
+            .group_by(Message.status)
+        ).all()
+    )
+    result = PlanCounts(
+        planned=counts.get(MessageStatus.PLANNED, 0), held_out=counts.get(MessageStatus.HELD_OUT, 0)
+    )
+    run.planned, run.held_out = result.planned, result.held_out
+    return result
+
+
+def start_run(session: Session, rule: Rule, *, as_of: datetime, started_at: datetime) -> CampaignRun:
+    run = CampaignRun(rule_id=rule.id, as_of=as_of, started_at=started_at)
+    session.add(run)
+    session.flush()
+    return run
+
+
+# ------------------------------------------------------------------ queueing
+def mark_queued(session: Session, *, run_id: int | None, now: datetime) -> list[int]:
+    """planned → queued for a run (or for every run); returns the ids to enqueue."""
+    query = select(Message.id).where(Message.status == MessageStatus.PLANNED)
+    if run_id is not None:
+        query = query.where(Message.run_id == run_id)
+    ids = list(session.scalars(query.order_by(Message.id)))
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(chunk), Message.status == MessageStatus.PLANNED)
+            .values(status=MessageStatus.QUEUED, queued_at=now)
+        )
+    return ids
+
+
+def stranded(session: Session, *, now: datetime) -> list[int]:
+    """Messages to hand to the broker again: queued ones whose broker message
+    may be lost, and ones whose worker died mid-send (lease expired). Re-enqueueing
+    is safe: a worker only sends what it claims."""
+    cutoff = now - CLAIM_LEASE
+    expired = session.scalars(
+        select(Message.id).where(
+            Message.status == MessageStatus.SENDING, Message.claimed_at < cutoff
+        )
+    ).all()
+    if expired:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(expired), Message.status == MessageStatus.SENDING)
+            .values(status=MessageStatus.QUEUED, queued_at=now)
+        )
+    waiting = session.scalars(
+        select(Message.id).where(
+            Message.status == MessageStatus.QUEUED, Message.queued_at < cutoff
+        )
+    ).all()
+    return sorted({*expired, *waiting})
+
+
+# ------------------------------------------------------------------ sending
+def claim(session: Session, message_id: int, *, now: datetime) -> bool:
+    """queued → sending, atomically; False when another delivery got it first."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
+        .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1)
+    )
+    return result.rowcount == 1
+
+
+def send_refusal(session: Session, message: Message) -> str | None:
+    """Re-check permission at send time; the reason to skip, or None."""
+    customer = session.get(Customer, message.customer_id)
+    if customer is None:
+        return "customer deleted"
+    address = customer.email if message.channel is Channel.EMAIL else customer.phone
+    if not address:
+        return f"customer has no {message.channel.value} address"
+    status = session.scalar(
+        select(ConsentRecord.status)
+        .where(
+            ConsentRecord.customer_id == customer.id, ConsentRecord.channel == message.channel
+        )
+        .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
+        .limit(1)
+    )
+    if status is not ConsentStatus.GRANTED:
+        return f"no {message.channel.value} consent (latest: {status.value if status else 'none'})"
+    suppressed = session.scalar(
+        select(Suppression.reason).where(
+            Suppression.channel == message.channel, Suppression.address == address
+        )
+    )
+    if suppressed:
+        return f"address suppressed ({suppressed})"
+    message.to_address = address
+    return None
+
+
+def finish(
+    session: Session,
+    message_id: int,
+    *,
+    status: MessageStatus,
+    now: datetime,
+    sent_at: datetime | None = None,
+    provider_id: str | None = None,
+    error: str | None = None,
+    cost: Decimal | None = None,
+    subject: str | None = None,
+    attribution_days: int | None = None,
+) -> bool:
+    """sending → sent/skipped/failed (compare-and-set on ``sending``)."""
+    values: dict[str, Any] = {"status": status, "finished_at": now, "last_error": error}
+    if status is MessageStatus.SENT:
+        values.update(sent_at=sent_at or now, provider_id=provider_id)
+        if attribution_days is not None:
+            values["attribute_until"] = (sent_at or now) + timedelta(days=attribution_days)
+    if cost is not None:
+        values["cost"] = cost
+    if status is not MessageStatus.SENT:
+        values["cost"] = Decimal("0")
+    if subject is not None:
+        values["subject"] = subject
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def release(session: Session, message_id: int, *, error: str) -> None:
+    """sending → queued after a retryable failure; the broker retries."""
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
+        .values(status=MessageStatus.QUEUED, last_error=error)
+    )
+
+
+__all__ = [
+    "CLAIM_LEASE",
+    "PlanCounts",
+    "claim",
+    "eligible_select",
+    "finish",
+    "insert",
+    "is_held_out",
+    "mark_queued",
+    "permitted",
+    "plan",
+    "release",
+    "send_refusal",
+    "start_run",
+    "stranded",
+    "sync_rule",
+]
