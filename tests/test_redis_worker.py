@@ -1,0 +1,111 @@
+"""Production path: Redis broker and separate `outreach worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from outreach import tasks
+from outreach.models import Message, MessageStatus
+from outreach.planner import launch
+
+from test_sending import NOW, REPO, make_settings, rule, shop
+
+OUTREACH = Path(sys.executable).parent / "outreach"
+#: How long the worker may take to deliver a handful of messages.
+DELIVERY_DEADLINE_S = 60
+
+
+@pytest.fixture
+def worker_env(db_url: str, redis_url: str, redis_namespace: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "OUTREACH_DATABASE_URL": db_url,
+        "OUTREACH_BROKER_URL": redis_url,
+        "OUTREACH_BROKER_NAMESPACE": redis_namespace,
+        "OUTREACH_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "OUTREACH_TEMPLATES_DIR": str(REPO / "templates"),
+        "OUTREACH_CONFIG": str(tmp_path / "none.toml"),
+    }
+    yield env
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{redis_namespace}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def start_worker(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    log = (tmp_path / "worker.log").open("wb")
+    return subprocess.Popen(
+        [str(OUTREACH), "worker", "--processes", "2", "--threads", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_until_done(engine: Engine, expected: int) -> int:
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+    while time.monotonic() < deadline:
+        with Session(engine) as s:
+            done = s.scalar(select(func.count()).where(Message.status == MessageStatus.SENT))
+        if done >= expected:
+            return done
+        time.sleep(0.2)
+    return done
+
+
+def test_redis_workers_deliver_each_message_once(
+    engine: Engine, db_url: str, redis_url: str, redis_namespace: str,
+    worker_env: dict[str, str], tmp_path: Path,
+) -> None:
+    # Given five lapsed customers with consent and a Redis-backed installation
+    settings = make_settings(tmp_path, db_url, broker_url=redis_url, broker_namespace=redis_namespace)
+    shop(engine, customers=[
+        {"ext": f"c{i}", "email": f"c{i}@example.com", "consent": {"email": "granted"}} for i in range(5)
+    ])
+    # When the campaign is launched (messages go to Redis) and every message is
+    # additionally enqueued a second time, as an at-least-once broker may do
+    results = launch(settings, engine, [rule()], now=NOW, simulated=True)
+    assert results[0].queued == 5
+    ctx = tasks.setup(settings, engine)
+    with Session(engine) as s:
+        tasks.enqueue(ctx, list(s.scalars(select(Message.id))), as_of=NOW)
+    # And two separate worker processes consume the queue
+    proc = start_worker(worker_env, tmp_path)
+    try:
+        sent = wait_until_done(engine, 5)
+        time.sleep(1.0)  # let the duplicates be consumed too
+    finally:
+        stop_worker(proc)
+    # Then every customer got exactly one email
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert sent == 5, log
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 5
+    with Session(engine) as s:
+        assert set(s.scalars(select(Message.attempts))) == {1}
+        assert set(s.scalars(select(Message.sent_at))) == {NOW}
+
+
+def test_worker_refuses_embedded_broker(tmp_path: Path) -> None:
+    env = {**os.environ, "OUTREACH_BROKER_URL": "memory://", "OUTREACH_CONFIG": str(tmp_path / "x.toml")}
+    result = subprocess.run([str(OUTREACH), "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "OUTREACH_BROKER_URL=redis://" in result.stderr
+    assert "Traceback" not in result.stderr

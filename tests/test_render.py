@@ -1,0 +1,99 @@
+"""Rendering: personalized, located template errors, locale variants."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from outreach.config import load_settings
+from outreach.errors import TemplateError
+from outreach.models import Channel, Customer, CustomerTag, CustomerType
+from outreach.render import Renderer, first_name, html_to_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def customer(**kw: object) -> Customer:
+    base = dict(id=7, external_id="C7", name="Ada Lovelace", email="ada@example.com", phone="+447700900123",
+                locale="en", timezone="UTC", customer_type=CustomerType.RETAIL, attributes={"city": "London"},
+                birthday=date(1990, 12, 10), created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 1))
+    base.update(kw)
+    c = Customer(**base)
+    c.tags = [CustomerTag(tag="vip")]
+    return c
+
+
+def renderer(templates: Path) -> Renderer:
+    return Renderer(settings=load_settings(templates_dir=templates, public_url="https://t.example"))
+
+
+def test_shipped_email_is_personalized_tracked_and_has_unsubscribe() -> None:
+    out = renderer(REPO / "templates").render(
+        template="winback", channel=Channel.EMAIL, customer=customer(), message_id=42,
+        rule={"name": "winback", "description": ""},
+    )
+    assert out.subject == "Ada, we saved your favourite tea for you"
+    assert "Hello Ada" in out.html and "<html" in out.html
+    assert out.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert out.headers["List-Unsubscribe"].startswith("<https://t.example/u/")
+    assert 'href="https://shop.jadeleaf.example' not in out.html  # rewritten to /c/ redirects
+    assert "https://t.example/c/" in out.html and "https://t.example/o/" in out.html
+    assert "https://t.example/u/" in out.text
+
+
+def test_locale_variant_is_chosen_for_chinese_customers() -> None:
+    out = renderer(REPO / "templates").render(
+        template="winback", channel=Channel.SMS, customer=customer(name="王小明", locale="zh_CN"),
+        message_id=1, rule={"name": "winback", "description": ""},
+    )
+    assert out.text.startswith("【翠叶茶庄】王小明")
+
+
+def test_unknown_variable_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "promo"
+    folder.mkdir()
+    (folder / "sms.txt").write_text("Hi {{ customer.first_name }},\nyour code is {{ customer.coupon }}\n")
+    with pytest.raises(TemplateError) as info:
+        renderer(tmp_path).render(template="promo", channel=Channel.SMS, customer=customer(),
+                                  message_id=1, rule={"name": "promo", "description": ""})
+    problem = info.value.problems[0]
+    assert problem.file == str(folder / "sms.txt") and problem.line == 2
+    assert "coupon" in problem.message and "customer." in (problem.hint or "")
+
+
+def test_syntax_error_is_reported_by_validate_with_line(tmp_path: Path) -> None:
+    folder = tmp_path / "promo"
+    folder.mkdir()
+    (folder / "sms.txt").write_text("line one\n{% if customer.name %}unclosed\n")
+    problems = renderer(tmp_path).check("promo", [Channel.SMS, Channel.EMAIL], rule_file="rules/promo.yaml")
+    messages = [str(p) for p in problems]
+    assert any("subject.txt" in m for m in messages)  # email files missing
+    assert any("sms.txt" in m and "syntax" in m for m in messages)
+
+
+def test_broken_mjml_is_a_template_error(tmp_path: Path) -> None:
+    folder = tmp_path / "promo"
+    folder.mkdir()
+    (folder / "subject.txt").write_text("Hi")
+    (folder / "email.mjml").write_text("<mjml><mj-body><mj-section><mj-column><mj-text>unclosed")
+    with pytest.raises(TemplateError) as info:
+        renderer(tmp_path).render(template="promo", channel=Channel.EMAIL, customer=customer(),
+                                  message_id=1, rule={"name": "promo", "description": ""})
+    assert info.value.problems[0].file == str(folder / "email.mjml")
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "sms.txt").write_text("{{ customer.__class__.__mro__ }}")
+    with pytest.raises(TemplateError):
+        renderer(tmp_path).render(template="evil", channel=Channel.SMS, customer=customer(),
+                                  message_id=1, rule={"name": "x", "description": ""})
+
+
+def test_names_and_text_fallback() -> None:
+    assert first_name("Ada Lovelace") == "Ada"
+    assert first_name("王小明") == "王小明"
+    assert html_to_text("<html><head><style>p{}</style></head><body><p>Hi</p><p>there</p></body></html>") == "Hi\nthere"

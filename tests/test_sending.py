@@ -1,0 +1,224 @@
+"""Sending: permission re-checked at send time, exactly once per message."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from outreach import store, tasks
+from outreach.config import Settings, load_settings
+from outreach.db import transaction
+from outreach.errors import ChannelError
+from outreach.models import (
+    Channel,
+    ConsentRecord,
+    ConsentStatus,
+    Customer,
+    Message,
+    MessageStatus,
+    Order,
+    OrderItem,
+    Suppression,
+)
+from outreach.planner import launch, plan_rule
+from outreach.rules import LoadedRule, parse_rule
+from outreach.sending import deliver_message
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 6, 1, 9, 0)
+RULE = """
+name: winback-test
+trigger: {type: inactivity, days: 30}
+template: winback
+channels: [email, sms]
+cost: {email: 0.01, sms: 0.05}
+"""
+
+
+def make_settings(tmp_path: Path, db_url: str, **extra: object) -> Settings:
+    return load_settings(
+        database_url=db_url,
+        broker_url="memory://",
+        outbox_dir=tmp_path / "outbox",
+        templates_dir=REPO / "templates",
+        rules_dir=REPO / "rules",
+        **extra,
+    )
+
+
+def rule(text: str = RULE) -> LoadedRule:
+    return LoadedRule(parse_rule(text, file="winback-test.yaml"), Path("winback-test.yaml"), text)
+
+
+def shop(engine: Engine, *, customers: list[dict]) -> dict[str, int]:
+    """Customers who last ordered 40 days ago, with the given consents."""
+    ids = {}
+    with transaction(engine) as s:
+        for spec in customers:
+            c = Customer(
+                external_id=spec["ext"], name=spec.get("name", "Ada Lovelace"),
+                email=spec.get("email"), phone=spec.get("phone"),
+                locale=spec.get("locale", "en"), timezone="UTC", birthday=date(1990, 1, 1),
+                birth_month=1, birth_day=1, created_at=NOW - timedelta(days=400), updated_at=NOW,
+            )
+            s.add(c)
+            s.flush()
+            for channel, status in spec.get("consent", {}).items():
+                s.add(ConsentRecord(customer_id=c.id, channel=Channel(channel),
+                                    status=ConsentStatus(status), source="test",
+                                    recorded_at=NOW - timedelta(days=100)))
+            order = Order(external_id=f"o-{spec['ext']}", customer_id=c.id,
+                          ordered_at=NOW - timedelta(days=40), amount=Decimal("50"))
+            order.items = [OrderItem(sku="LJ-100", category="tea")]
+            s.add(order)
+            ids[spec["ext"]] = c.id
+    return ids
+
+
+def statuses(engine: Engine) -> dict[int, MessageStatus]:
+    with Session(engine) as s:
+        return {m.customer_id: m.status for m in s.scalars(select(Message))}
+
+
+def test_launch_delivers_valid_mime_with_one_click_unsubscribe(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given a lapsed customer with email consent and a Chinese-speaking one with SMS consent only
+    settings = make_settings(tmp_path, db_url)
+    ids = shop(engine, customers=[
+        {"ext": "en1", "email": "ada@example.com", "consent": {"email": "granted"}},
+        {"ext": "zh1", "name": "王小明", "locale": "zh_CN", "email": "wang@example.cn",
+         "phone": "+8613800000001", "consent": {"email": "revoked", "sms": "granted"}},
+    ])
+    # When the rule is launched (embedded broker: delivered before returning)
+    results = launch(settings, engine, [rule()], now=NOW, simulated=True)
+    # Then both got one message, on their permitted channel
+    assert results[0].planned == 2
+    assert statuses(engine) == {ids["en1"]: MessageStatus.SENT, ids["zh1"]: MessageStatus.SENT}
+    emls = list((tmp_path / "outbox" / "email").glob("*.eml"))
+    assert len(emls) == 1
+    msg = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
+    assert msg["To"] == "ada@example.com"
+    assert msg["Subject"].startswith("Ada, we saved")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Unsubscribe"].startswith("<http") and "/u/" in msg["List-Unsubscribe"]
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert "Hello Ada" in html and "/o/" in html and "/c/" in html
+    assert "shop.jadeleaf.example" not in html.split("/o/")[0].split("href=")[-1]  # links tracked
+    assert "Unsubscribe" in text
+    sms = [json.loads(line) for line in (tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()]
+    assert [s["to"] for s in sms] == ["+8613800000001"]
+    assert "王小明" in sms[0]["body"] and "回复TD退订" in sms[0]["body"]
+    with Session(engine) as s:
+        sms_row = s.scalar(select(Message).where(Message.channel == Channel.SMS))
+        assert sms_row.cost == Decimal("0.05") * sms[0]["segments"]
+        assert sms_row.sent_at == NOW and sms_row.attribute_until == NOW + timedelta(days=7)
+
+
+def test_consent_revoked_after_planning_stops_the_send(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given a message planned and queued while the customer had consent
+    settings = make_settings(tmp_path, db_url)
+    ids = shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    assert len(queued) == 1
+    # When the customer unsubscribes before a worker picks it up
+    with transaction(engine) as s:
+        s.add(ConsentRecord(customer_id=ids["a"], channel=Channel.EMAIL, status=ConsentStatus.REVOKED,
+                            source="unsubscribe", recorded_at=NOW + timedelta(minutes=1)))
+    ctx = tasks.setup(settings, engine)
+    tasks.enqueue(ctx, queued, as_of=NOW)
+    tasks.drain(ctx)
+    # Then nothing is delivered and the message says why
+    assert statuses(engine) == {ids["a"]: MessageStatus.SKIPPED}
+    assert not (tmp_path / "outbox" / "email").exists() or not list((tmp_path / "outbox" / "email").iterdir())
+    with Session(engine) as s:
+        assert "no email consent" in s.scalar(select(Message.last_error))
+
+
+def test_suppressed_after_planning_stops_the_send(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, db_url)
+    ids = shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    with transaction(engine) as s:
+        s.add(Suppression(channel=Channel.EMAIL, address="a@example.com", reason="bounce", created_at=NOW))
+    assert deliver_message(queued[0], settings=settings, engine=engine).status == "skipped"
+    assert statuses(engine) == {ids["a"]: MessageStatus.SKIPPED}
+
+
+def test_duplicate_broker_delivery_sends_once(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given one queued email and one queued SMS
+    settings = make_settings(tmp_path, db_url)
+    shop(engine, customers=[
+        {"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}},
+        {"ext": "b", "phone": "+447700900123", "consent": {"sms": "granted"}},
+    ])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    # When the broker delivers every message three times, to concurrent threads
+    ctx = tasks.setup(settings, engine)
+    for _ in range(3):
+        tasks.enqueue(ctx, queued, as_of=NOW)
+    tasks.drain(ctx, threads=4)
+    # Then each customer received exactly one message
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
+    assert len((tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()) == 1
+    with Session(engine) as s:
+        rows = s.scalars(select(Message)).all()
+        assert [m.status for m in rows] == [MessageStatus.SENT, MessageStatus.SENT]
+        assert [m.attempts for m in rows] == [1, 1]
+
+
+def test_second_launch_plans_nothing(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, db_url)
+    shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    first = launch(settings, engine, [rule()], now=NOW, simulated=True)
+    second = launch(settings, engine, [rule()], now=NOW + timedelta(hours=3), simulated=True)
+    assert (first[0].planned, second[0].planned) == (1, 0)
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
+
+
+def test_worker_that_died_mid_send_is_recovered_without_a_second_copy(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    # Given a message a worker claimed and delivered, then crashed before recording it
+    settings = make_settings(tmp_path, db_url)
+    shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    crashed_at = NOW - store.CLAIM_LEASE - timedelta(minutes=1)
+    deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: crashed_at)
+    with transaction(engine) as s:  # undo the bookkeeping as if the process died
+        m = s.get(Message, queued[0])
+        m.status, m.sent_at, m.claimed_at = MessageStatus.SENDING, None, crashed_at
+    # When the next run finds the stranded message and a worker retries it
+    with transaction(engine) as s:
+        stranded = store.stranded(s, now=NOW)
+    assert stranded == queued
+    outcome = deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: NOW)
+    # Then it is recorded as sent and the outbox still holds a single copy
+    assert outcome.status == "sent"
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
+
+
+def test_retryable_channel_error_requeues_then_gives_up(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given SMTP pointed at a port where nothing listens
+    settings = make_settings(tmp_path, db_url, email_transport="smtp", smtp_host="127.0.0.1",
+                             smtp_port=1, smtp_timeout=2)
+    shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    # When delivery fails, the message goes back to the queue for the broker's retry
+    with pytest.raises(ChannelError):
+        deliver_message(queued[0], settings=settings, engine=engine)
+    assert list(statuses(engine).values()) == [MessageStatus.QUEUED]
+    # And after the last allowed attempt it is marked failed instead of retried forever
+    from outreach.sending import MAX_ATTEMPTS
+
+    with transaction(engine) as s:
+        s.get(Message, queued[0]).attempts = MAX_ATTEMPTS - 1
+    assert deliver_message(queued[0], settings=settings, engine=engine).status == "failed"
+    assert list(statuses(engine).values()) == [MessageStatus.FAILED]
