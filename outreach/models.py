@@ -273,6 +273,8 @@ class Message(Base):
     #: attribution window; for held-out rows, plan time + window).
     attribute_until: Mapped[datetime | None] = mapped_column(DateTime)
     provider_id: Mapped[str | None] = mapped_column(String(128))
+    #: Quiet hours: not to be queued before this time (naive UTC); NULL = now.
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),
@@ -318,3 +320,52 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (UniqueConstraint("channel", "address", name="uq_suppressions_address"),)
+
+
+class CustomerStats(Base):
+    """Per-customer order aggregates, RFM scores, value tier and lifecycle
+    stage, refreshed set-based as of a moment (``as_of``) before rules run."""
+
+    __tablename__ = "customer_stats"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    as_of: Mapped[datetime] = mapped_column(DateTime)
+    order_count: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime)
+    orders_12m: Mapped[int] = mapped_column(Integer)
+    revenue_12m: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    r_score: Mapped[int | None] = mapped_column(SmallInteger)
+    f_score: Mapped[int | None] = mapped_column(SmallInteger)
+    m_score: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_segment: Mapped[str | None] = mapped_column(String(24))
+    value_tier: Mapped[str] = mapped_column(String(16))
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
+    clv: Mapped[Decimal | None] = mapped_column(Numeric(16, 2))
+
+    __table_args__ = (
+        Index("ix_customer_stats_rfm", "rfm_segment"),
+        Index("ix_customer_stats_stage", "lifecycle_stage"),
+    )
+
+
+class Membership(Base):
+    """Who is in a tracked set (a lifecycle stage or a segment) since when, so
+    ``segment_entry`` and ``lifecycle`` triggers fire on *entering* it."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(160))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    entered_at: Mapped[datetime] = mapped_column(DateTime)
+    left_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Members found the first time a key is evaluated did not *enter* it.
+    baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_memberships_key_customer", "key", "customer_id", "left_at"),
+    )

@@ -40,16 +40,30 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
                 "upsell": schema.UpsellTrigger,
                 "cross_sell": schema.UpsellTrigger,
                 "birthday": schema.BirthdayTrigger,
+                "anniversary": schema.AnniversaryTrigger,
+                "event": schema.EventTrigger,
+                "lifecycle": schema.LifecycleTrigger,
+                "segment_entry": schema.SegmentEntryTrigger,
             }.get(kind)  # type: ignore[arg-type]
-        elif key in ("bought",):
-            model = schema.WindowedProducts
+        elif key == "bought":
+            model = schema.UpsellProducts if index == 1 else schema.WindowedProducts
+        elif key == "stats":
+            model = schema.StatsFilter
+        elif key in ("send_window",):
+            model = schema.SendWindow
+        elif key == "frequency_cap":
+            model = schema.FrequencyCap
+        elif key == "lifecycle" and index == 0:
+            model = schema.LifecyclePolicy
         elif key == "never_bought":
             model = schema.ProductMatch
         elif key == "orders":
             model = schema.OrdersAggregate
         elif key == "cost":
             model = schema.ChannelCosts
-        elif isinstance(value, dict) and key in ("segment", "not") or isinstance(key, int):
+        elif isinstance(value, dict) and key in ("segment", "not", "enters") or isinstance(key, int) or (
+            index == 1 and path[0] == "segments"
+        ):
             kind = schema._condition_kind(value)
             model = schema.CONDITION_MODELS.get(kind) if kind else None
     return model
@@ -79,8 +93,12 @@ def _hint_for(error: dict[str, Any], data: Any) -> str | None:
             close = difflib.get_close_matches(first, list(schema.CONDITION_KEYS), n=1, cutoff=0.5)
             if close:
                 return f"did you mean '{close[0]}'?"
-    if kind == "union_tag_invalid" and loc and loc[-1] == "trigger":
-        return "trigger types: inactivity, upsell, cross_sell, birthday"
+    if kind == "union_tag_invalid" and loc[:1] == ("trigger",):
+        given = str(error.get("ctx", {}).get("tag", ""))
+        close = difflib.get_close_matches(given, schema.TRIGGER_TYPES, n=1, cutoff=0.6)
+        if close:
+            return f"did you mean '{close[0]}'?"
+        return "trigger types: " + ", ".join(schema.TRIGGER_TYPES)
     if kind in ("literal_error", "enum"):
         return f"allowed: {error.get('ctx', {}).get('expected', '')}".strip()
     if kind == "missing":
@@ -94,8 +112,10 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     for i, part in enumerate(loc):
         prev = loc[i - 1] if i else None
         if isinstance(part, str) and (
-            (prev in ("segment", "not") or isinstance(prev, int)) and part in schema.CONDITION_KEYS
-            or prev == "trigger" and part in ("inactivity", "upsell", "cross_sell", "birthday")
+            (prev in ("segment", "not", "enters") or isinstance(prev, int)
+             or (i == 2 and loc[0] == "segments"))
+            and part in schema.CONDITION_KEYS
+            or prev == "trigger" and part in schema.TRIGGER_TYPES
         ):
             continue
         cleaned.append(part)
@@ -115,6 +135,9 @@ def _problems_from(exc: ValidationError, file: str, data: Any, positions: dict) 
         dotted = ".".join(str(p) for p in loc)
         if error["type"] == "extra_forbidden":
             message = f"unknown field '{loc[-1]}'"
+        elif error["type"] == "union_tag_invalid":
+            message = f"{dotted}: unknown trigger type '{error.get('ctx', {}).get('tag', '')}'"
+            dotted = ""
         elif error["type"] == "missing":
             message = f"'{loc[-1]}' is required"
         problems.append(
@@ -131,6 +154,11 @@ def _problems_from(exc: ValidationError, file: str, data: Any, positions: dict) 
 
 def parse_rule(text: str, *, file: str) -> schema.RuleSpec:
     """Parse and validate one rule; raise ``RuleError`` listing every problem."""
+    return _parse(text, file=file, model=schema.RuleSpec, what="a rule file must be a mapping "
+                  "(name:, trigger:, template:, channels: …)")
+
+
+def _parse(text: str, *, file: str, model: type[BaseModel], what: str) -> Any:
     try:
         data, positions = load_with_positions(text)
     except DuplicateKey as exc:
@@ -147,14 +175,9 @@ def parse_rule(text: str, *, file: str) -> schema.RuleSpec:
             hint="check indentation and that every 'key: value' has a space after the colon",
         ) from None
     if not isinstance(data, dict):
-        raise RuleError.single(
-            "a rule file must be a mapping (name:, trigger:, template:, channels: …)",
-            file=file,
-            line=1,
-            hint="see docs/rules.md for a complete example",
-        )
+        raise RuleError.single(what, file=file, line=1, hint="see docs/rules.md for a complete example")
     try:
-        return schema.RuleSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RuleError(_problems_from(exc, file, data, positions)) from None
 
@@ -167,12 +190,42 @@ def load_rule(path: Path) -> LoadedRule:
     return LoadedRule(parse_rule(text, file=str(path)), path, text)
 
 
+#: Files in the rules folder that are not rules.
+POLICY_FILE = "policy.yaml"
+SEGMENTS_FILE = "segments.yaml"
+
+
 def rule_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(
-            p for p in [*path.glob("*.yaml"), *path.glob("*.yml")] if not p.name.startswith("_")
+            p
+            for p in [*path.glob("*.yaml"), *path.glob("*.yml")]
+            if not p.name.startswith("_") and p.name not in (POLICY_FILE, SEGMENTS_FILE)
         )
     return [path]
+
+
+def rules_folder(path: Path) -> Path:
+    return path if path.is_dir() else path.parent
+
+
+def load_policy(folder: Path) -> schema.Policy:
+    """rules/policy.yaml, or the defaults (SMS 09:00–21:00, no cap) without one."""
+    file = folder / POLICY_FILE
+    if not file.is_file():
+        return schema.Policy()
+    return _parse(file.read_text(encoding="utf-8"), file=str(file), model=schema.Policy,
+                  what="policy.yaml must be a mapping (frequency_cap:, send_windows:, lifecycle:)")
+
+
+def load_segments(folder: Path) -> dict[str, Any]:
+    """Named segments from rules/segments.yaml (empty without one)."""
+    file = folder / SEGMENTS_FILE
+    if not file.is_file():
+        return {}
+    parsed = _parse(file.read_text(encoding="utf-8"), file=str(file), model=schema.SegmentsFile,
+                    what="segments.yaml must be a mapping with a 'segments:' key")
+    return dict(parsed.segments)
 
 
 def load_rules(path: Path) -> list[LoadedRule]:

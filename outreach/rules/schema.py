@@ -20,7 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.models import Channel, CustomerType
+from outreach.models import Channel
+from outreach.stats import LIFECYCLE_STAGES, RFM_GROUP_NAMES
 
 #: Customer columns a ``field`` condition may compare (plus ``attributes.<key>``).
 CUSTOMER_FIELDS = (
@@ -132,6 +133,58 @@ class BoughtCondition(Strict):
     bought: WindowedProducts
 
 
+class StatsCondition(Strict):
+    """``stats: {rfm_segment: [champions, loyal]}`` or ``{r_score: {gte: 4}}`` —
+    maintained per-customer aggregates (see docs/rules.md)."""
+
+    stats: StatsFilter
+
+
+class StatsFilter(Strict):
+    r_score: Comparison | None = None
+    f_score: Comparison | None = None
+    m_score: Comparison | None = None
+    rfm_segment: list[str] | None = None
+    value_tier: Literal["vip", "regular"] | None = None
+    lifecycle_stage: list[str] | None = None
+    clv: Comparison | None = None
+    order_count: Comparison | None = None
+    revenue: Comparison | None = None
+
+    @field_validator("rfm_segment", "lifecycle_stage", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("rfm_segment")
+    @classmethod
+    def _known_group(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if name not in RFM_GROUP_NAMES:
+                raise ValueError(f"unknown RFM group '{name}'; use {', '.join(RFM_GROUP_NAMES)}")
+        return value
+
+    @field_validator("lifecycle_stage")
+    @classmethod
+    def _known_stage(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if name not in LIFECYCLE_STAGES:
+                raise ValueError(f"unknown lifecycle stage '{name}'; use {', '.join(LIFECYCLE_STAGES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_one(self) -> StatsFilter:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of: " + ", ".join(StatsFilter.model_fields))
+        return self
+
+
+class SegmentRef(Strict):
+    """``segment: tea-lovers`` — a named segment from rules/segments.yaml."""
+
+    segment: str
+
+
 class AllCondition(Strict):
     all: list[Condition] = Field(min_length=1)
 
@@ -149,6 +202,8 @@ CONDITION_KEYS = {
     "tag": "tag",
     "orders": "orders",
     "bought": "bought",
+    "stats": "stats",
+    "segment": "segment",
     "all": "all",
     "any": "any",
     "not": "not",
@@ -174,6 +229,8 @@ Condition = Annotated[
         Annotated[TagCondition, Tag("tag")],
         Annotated[OrdersCondition, Tag("orders")],
         Annotated[BoughtCondition, Tag("bought")],
+        Annotated[StatsCondition, Tag("stats")],
+        Annotated[SegmentRef, Tag("segment")],
         Annotated[AllCondition, Tag("all")],
         Annotated[AnyCondition, Tag("any")],
         Annotated[NotCondition, Tag("not")],
@@ -181,7 +238,9 @@ Condition = Annotated[
     Discriminator(
         _condition_kind,
         custom_error_type="unknown_condition",
-        custom_error_message="a condition starts with one of: field, tag, orders, bought, all, any, not",
+        custom_error_message=(
+            "a condition starts with one of: field, tag, orders, bought, stats, segment, all, any, not"
+        ),
     ),
 ]
 
@@ -190,6 +249,8 @@ CONDITION_MODELS: dict[str, type[BaseModel]] = {
     "tag": TagCondition,
     "orders": OrdersCondition,
     "bought": BoughtCondition,
+    "stats": StatsCondition,
+    "segment": SegmentRef,
     "all": AllCondition,
     "any": AnyCondition,
     "not": NotCondition,
@@ -198,22 +259,36 @@ CONDITION_MODELS: dict[str, type[BaseModel]] = {
 
 # ------------------------------------------------------------------ triggers
 class InactivityTrigger(Strict):
-    """No order for ``days`` days. One occurrence per lapse (keyed by the last order)."""
+    """No order (or no ``event`` of that name) for ``days`` days. One occurrence
+    per lapse and step: ``days: [30, 60, 90]`` sends at most one message per
+    threshold, the highest reached, keyed by the last order/event."""
 
     type: Literal["inactivity"]
-    days: Annotated[int, Field(ge=1, le=3650)]
+    days: Annotated[int, Field(ge=1, le=3650)] | list[Annotated[int, Field(ge=1, le=3650)]]
+    event: str | None = None
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(set(self.days)) if isinstance(self.days, list) else [self.days]
+
+
+class UpsellProducts(WindowedProducts):
+    #: A qualifying order has at least this many matching units …
+    min_quantity: Annotated[int, Field(ge=1)] | None = None
+    #: … and/or at least this much spent on matching items.
+    min_amount: Annotated[Decimal, Field(ge=0)] | None = None
 
 
 class UpsellTrigger(Strict):
     """Bought X within the window, never bought Y. One occurrence per qualifying order."""
 
     type: Literal["upsell", "cross_sell"]
-    bought: WindowedProducts
+    bought: UpsellProducts
     never_bought: ProductMatch
 
     @field_validator("bought")
     @classmethod
-    def _default_window(cls, value: WindowedProducts) -> WindowedProducts:
+    def _default_window(cls, value: UpsellProducts) -> UpsellProducts:
         if value.within_days is None:
             return value.model_copy(update={"within_days": DEFAULT_UPSELL_WINDOW_DAYS})
         return value
@@ -231,9 +306,85 @@ class BirthdayTrigger(Strict):
     days_before: Annotated[int, Field(ge=0, le=60)] = 0
 
 
+class AnniversaryTrigger(Strict):
+    """The yearly anniversary of signup or of the first order, in the
+    customer's time zone (29 Feb → 28 Feb). One occurrence per year."""
+
+    type: Literal["anniversary"]
+    of: Literal["signup", "first_order"] = "signup"
+    days_before: Annotated[int, Field(ge=0, le=60)] = 0
+
+
+class EventTrigger(Strict):
+    """A custom event (``cart_abandoned``) at least ``delay_minutes`` old and at
+    most ``max_age_hours``, unless a ``cancel_on`` event (or an order, with
+    ``order``) followed it. One occurrence per event."""
+
+    type: Literal["event"]
+    name: str
+    where: dict[str, Comparison] = Field(default_factory=dict)
+    delay_minutes: Annotated[int, Field(ge=0)] = 0
+    max_age_hours: Annotated[int, Field(ge=1)] = 72
+    cancel_on: list[str] = Field(default_factory=list)
+
+
+class LifecycleTrigger(Strict):
+    """Entering a lifecycle stage (new, active, at_risk, inactive, …).
+    One occurrence per entry; customers already in the stage the first time
+    it is evaluated are the baseline and are not messaged."""
+
+    type: Literal["lifecycle"]
+    stage: str
+    #: Only entries of the last N days are messaged.
+    max_age_days: Annotated[int, Field(ge=1)] = 7
+
+    @field_validator("stage")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in LIFECYCLE_STAGES:
+            raise ValueError(f"unknown stage '{value}'; use {', '.join(LIFECYCLE_STAGES)}")
+        return value
+
+
+class SegmentEntryTrigger(Strict):
+    """Entering a segment (the rule's ``segment:`` or ``enters:``). One
+    occurrence per entry; the first evaluation records a baseline."""
+
+    type: Literal["segment_entry"]
+    enters: Condition
+    max_age_days: Annotated[int, Field(ge=1)] = 7
+
+
 Trigger = Annotated[
-    Union[InactivityTrigger, UpsellTrigger, BirthdayTrigger], Field(discriminator="type")
+    Union[
+        InactivityTrigger,
+        UpsellTrigger,
+        BirthdayTrigger,
+        AnniversaryTrigger,
+        EventTrigger,
+        LifecycleTrigger,
+        SegmentEntryTrigger,
+    ],
+    Field(discriminator="type"),
 ]
+TRIGGER_TYPES = (
+    "inactivity", "upsell", "cross_sell", "birthday", "anniversary", "event", "lifecycle",
+    "segment_entry",
+)
+
+
+class SendWindow(Strict):
+    """Local time of day (customer's time zone) when sending is allowed."""
+
+    start: str = "09:00"
+    end: str = "21:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"'{value}' is not a time like 09:00")
+        return value
 
 
 class ChannelCosts(Strict):
@@ -263,6 +414,8 @@ class RuleSpec(Strict):
     priority: int = 0
     #: Cron expression for ``outreach scheduler`` (e.g. "0 9 * * *").
     schedule: str | None = None
+    #: Allowed local send time; default from policy (SMS 09:00–21:00).
+    send_window: SendWindow | None = None
 
     @field_validator("name")
     @classmethod
@@ -292,5 +445,40 @@ class RuleSpec(Strict):
         return value
 
 
-for _model in (AllCondition, AnyCondition, NotCondition, RuleSpec):
+class FrequencyCap(Strict):
+    """At most ``max_messages`` per customer per ``days`` across channels, and
+    ``per_channel`` limits; the higher-priority rule keeps its place."""
+
+    max_messages: Annotated[int, Field(ge=1)] | None = None
+    days: Annotated[int, Field(ge=1)] = 7
+    per_channel: dict[Channel, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+
+
+class LifecyclePolicy(Strict):
+    new_days: Annotated[int, Field(ge=1)] = 183
+    active_orders: Annotated[int, Field(ge=1)] = 2
+    active_days: Annotated[int, Field(ge=1)] = 365
+    at_risk_days: Annotated[int, Field(ge=1)] = 90
+    inactive_days: Annotated[int, Field(ge=1)] = 183
+    clv_years: Annotated[int, Field(ge=1)] = 3
+
+
+class Policy(Strict):
+    """rules/policy.yaml: rules that apply across rules."""
+
+    frequency_cap: FrequencyCap = FrequencyCap()
+    send_windows: dict[Channel, SendWindow] = Field(
+        default_factory=lambda: {Channel.SMS: SendWindow(start="09:00", end="21:00")}
+    )
+    lifecycle: LifecyclePolicy = LifecyclePolicy()
+
+
+class SegmentsFile(Strict):
+    """rules/segments.yaml: named segments, referenced as ``segment: name``."""
+
+    segments: dict[str, Condition]
+
+
+for _model in (AllCondition, AnyCondition, NotCondition, StatsCondition, SegmentEntryTrigger,
+               RuleSpec, SegmentsFile):
     _model.model_rebuild()

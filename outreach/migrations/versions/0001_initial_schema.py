@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:34:09.922563
+Create Date: 2026-11-22 19:56:30.024122
 
 """
 from typing import Sequence, Union
@@ -86,6 +86,29 @@ def upgrade() -> None:
     with op.batch_alter_table('consents', schema=None) as batch_op:
         batch_op.create_index('ix_consents_customer_channel', ['customer_id', 'channel', 'recorded_at'], unique=False)
 
+    op.create_table('customer_stats',
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('as_of', sa.DateTime(), nullable=False),
+    sa.Column('order_count', sa.Integer(), nullable=False),
+    sa.Column('revenue', sa.Numeric(precision=16, scale=2), nullable=False),
+    sa.Column('first_order_at', sa.DateTime(), nullable=True),
+    sa.Column('last_order_at', sa.DateTime(), nullable=True),
+    sa.Column('orders_12m', sa.Integer(), nullable=False),
+    sa.Column('revenue_12m', sa.Numeric(precision=16, scale=2), nullable=False),
+    sa.Column('r_score', sa.SmallInteger(), nullable=True),
+    sa.Column('f_score', sa.SmallInteger(), nullable=True),
+    sa.Column('m_score', sa.SmallInteger(), nullable=True),
+    sa.Column('rfm_segment', sa.String(length=24), nullable=True),
+    sa.Column('value_tier', sa.String(length=16), nullable=False),
+    sa.Column('lifecycle_stage', sa.String(length=16), nullable=False),
+    sa.Column('clv', sa.Numeric(precision=16, scale=2), nullable=True),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_stats_customer_id_customers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customer_stats'))
+    )
+    with op.batch_alter_table('customer_stats', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_stats_rfm', ['rfm_segment'], unique=False)
+        batch_op.create_index('ix_customer_stats_stage', ['lifecycle_stage'], unique=False)
+
     op.create_table('customer_tags',
     sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('tag', sa.String(length=64), nullable=False),
@@ -109,6 +132,19 @@ def upgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_customer_name', ['customer_id', 'name', 'occurred_at'], unique=False)
         batch_op.create_index('ix_events_name_time', ['name', 'occurred_at'], unique=False)
+
+    op.create_table('memberships',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key', sa.String(length=160), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('entered_at', sa.DateTime(), nullable=False),
+    sa.Column('left_at', sa.DateTime(), nullable=True),
+    sa.Column('baseline', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_memberships_customer_id_customers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_memberships'))
+    )
+    with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.create_index('ix_memberships_key_customer', ['key', 'customer_id', 'left_at'], unique=False)
 
     op.create_table('orders',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -147,6 +183,7 @@ def upgrade() -> None:
     sa.Column('cost', sa.Numeric(precision=10, scale=4), nullable=False),
     sa.Column('attribute_until', sa.DateTime(), nullable=True),
     sa.Column('provider_id', sa.String(length=128), nullable=True),
+    sa.Column('not_before', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_messages_customer_id_customers'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['rule_id'], ['rules.id'], name=op.f('fk_messages_rule_id_rules')),
     sa.ForeignKeyConstraint(['run_id'], ['campaign_runs.id'], name=op.f('fk_messages_run_id_campaign_runs')),
@@ -223,6 +260,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_orders_coupon')
 
     op.drop_table('orders')
+    with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('ix_memberships_key_customer')
+
+    op.drop_table('memberships')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_name_time')
         batch_op.drop_index('ix_events_customer_name')
@@ -232,6 +273,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_customer_tags_tag')
 
     op.drop_table('customer_tags')
+    with op.batch_alter_table('customer_stats', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_stats_stage')
+        batch_op.drop_index('ix_customer_stats_rfm')
+
+    op.drop_table('customer_stats')
     with op.batch_alter_table('consents', schema=None) as batch_op:
         batch_op.drop_index('ix_consents_customer_channel')
 

@@ -1,0 +1,138 @@
+"""Per-customer aggregates, refreshed set-based before rules are evaluated.
+
+One ``INSERT … SELECT`` computes, as of ``now``, for every customer: order
+count and revenue, first/last order, the last 12 months' orders and revenue,
+RFM scores (1–5 by quintile over customers who ever ordered: recency by last
+order, frequency by orders in 12 months, monetary by revenue in 12 months),
+the named RFM group, the value tier (top 20% by revenue = ``vip``), the
+lifecycle stage and a simple lifetime value (12-month revenue × expected
+lifetime in years).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Numeric, and_, case, delete, func, insert, literal, select
+from sqlalchemy.orm import Session
+
+from outreach.models import Customer, CustomerStats, Order
+
+
+@dataclass(frozen=True)
+class LifecycleThresholds:
+    """Lifecycle stages (DOMAIN.md): configurable in rules/policy.yaml."""
+
+    #: new: first order within this many days.
+    new_days: int = 183
+    #: active: at least ``active_orders`` orders within ``active_days``.
+    active_orders: int = 2
+    active_days: int = 365
+    #: at_risk: no order for more than this many days (but not yet inactive).
+    at_risk_days: int = 90
+    #: inactive: no order for more than this many days.
+    inactive_days: int = 183
+    #: Expected customer lifetime for CLV, in years.
+    clv_years: int = 3
+
+
+#: Named RFM groups, first match wins (scores are 1–5, 5 best).
+RFM_GROUPS = (
+    ("champions", lambda r, f, m, n: and_(r >= 4, f >= 4, m >= 4)),
+    ("at_risk", lambda r, f, m, n: and_(r <= 2, (f >= 4) | (m >= 4))),
+    ("loyal", lambda r, f, m, n: f >= 4),
+    ("new", lambda r, f, m, n: and_(r >= 4, n == 1)),
+    ("hibernating", lambda r, f, m, n: and_(r <= 2, f <= 2, m <= 2)),
+    ("promising", lambda r, f, m, n: r >= 3),
+    ("needs_attention", lambda r, f, m, n: r >= 1),
+)
+RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
+LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "steady")
+
+
+def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
+    """Recompute ``customer_stats`` as of ``now``; returns rows written."""
+    t = thresholds or LifecycleThresholds()
+    year_ago = now - timedelta(days=365)
+    in_year = Order.ordered_at > year_ago
+    agg = (
+        select(
+            Order.customer_id.label("customer_id"),
+            func.count(Order.id).label("n"),
+            func.sum(Order.amount).label("revenue"),
+            func.min(Order.ordered_at).label("first_at"),
+            func.max(Order.ordered_at).label("last_at"),
+            func.sum(case((in_year, 1), else_=0)).label("n12"),
+            func.sum(case((in_year, Order.amount), else_=0)).label("rev12"),
+            func.sum(case((Order.ordered_at > now - timedelta(days=t.active_days), 1), else_=0)).label("n_active"),
+        )
+        .where(Order.ordered_at <= now)
+        .group_by(Order.customer_id)
+        .subquery("agg")
+    )
+    n = func.coalesce(agg.c.n, 0)
+    has = case((n > 0, 1), else_=0)
+    scored = (
+        select(
+            Customer.id.label("customer_id"),
+            n.label("n"),
+            func.coalesce(agg.c.revenue, 0).label("revenue"),
+            agg.c.first_at,
+            agg.c.last_at,
+            func.coalesce(agg.c.n12, 0).label("n12"),
+            func.coalesce(agg.c.rev12, 0).label("rev12"),
+            func.coalesce(agg.c.n_active, 0).label("n_active"),
+            func.ntile(5).over(partition_by=has, order_by=(agg.c.last_at, Customer.id)).label("r"),
+            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.n12, 0), Customer.id)).label("f"),
+            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.rev12, 0), Customer.id)).label("m"),
+            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.revenue, 0).desc(), Customer.id)).label("value_tile"),
+        )
+        .outerjoin(agg, agg.c.customer_id == Customer.id)
+        .subquery("scored")
+    )
+    s = scored.c
+    ordered = s.n > 0
+    r = case((ordered, s.r), else_=None)
+    f = case((ordered, s.f), else_=None)
+    m = case((ordered, s.m), else_=None)
+    group = case(*[(and_(ordered, cond(s.r, s.f, s.m, s.n)), literal(name)) for name, cond in RFM_GROUPS], else_=None)
+    stage = case(
+        (s.n == 0, literal("prospect")),
+        (s.first_at > now - timedelta(days=t.new_days), literal("new")),
+        (s.n_active >= t.active_orders, literal("active")),
+        (s.last_at <= now - timedelta(days=t.inactive_days), literal("inactive")),
+        (s.last_at <= now - timedelta(days=t.at_risk_days), literal("at_risk")),
+        else_=literal("steady"),
+    )
+    tier = case((and_(ordered, s.value_tile == 1), literal("vip")), else_=literal("regular"))
+    rows = select(
+        s.customer_id,
+        literal(now),
+        s.n,
+        s.revenue,
+        s.first_at,
+        s.last_at,
+        s.n12,
+        s.rev12,
+        r,
+        f,
+        m,
+        group,
+        tier,
+        stage,
+        (s.rev12 * literal(Decimal(t.clv_years), Numeric(16, 2))),
+    )
+    session.execute(delete(CustomerStats))
+    result = session.execute(
+        insert(CustomerStats).from_select(
+            [
+                "customer_id", "as_of", "order_count", "revenue", "first_order_at", "last_order_at",
+                "orders_12m", "revenue_12m", "r_score", "f_score", "m_score", "rfm_segment",
+                "value_tier", "lifecycle_stage", "clv",
+            ],
+            rows,
+        )
+    )
+    return result.rowcount or 0

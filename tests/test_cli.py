@@ -1,0 +1,75 @@
+"""The command line, as a marketer uses it: located errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OUTREACH = Path(sys.executable).parent / "outreach"
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    full_env["OUTREACH_CONFIG"] = str(cwd / "outreach.toml")
+    full_env.update(env or {})
+    return subprocess.run([str(OUTREACH), *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=240)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "rules").mkdir()
+    os.symlink(REPO / "templates", tmp_path / "templates")
+    return tmp_path
+
+
+def test_every_command_has_help_with_an_example(workdir: Path) -> None:
+    for command in (["--help"], ["import", "--help"], ["rules", "validate", "--help"],
+                    ["campaign", "launch", "--help"], ["run", "--help"], ["worker", "--help"],
+                    ["serve", "--help"], ["report", "--help"], ["demo", "--help"], ["db", "upgrade", "--help"]):
+        result = run(*command, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert "Example" in result.stdout, command
+
+
+def test_validate_reports_every_problem_with_location(workdir: Path) -> None:
+    (workdir / "rules" / "bad.yaml").write_text(
+        "name: promo\n"
+        "trigger:\n"
+        "  type: inactivity\n"
+        "  days: 30\n"
+        "template: winback\n"
+        "channels: [email, fax]\n"
+        "cooldwn_days: 3\n"
+    )
+    result = run("rules", "validate", cwd=workdir)
+    assert result.returncode == 1
+    assert "rules/bad.yaml, line 6, column 19" in result.stderr
+    assert "line 7, column 1: unknown field 'cooldwn_days' (hint: did you mean 'cooldown_days'?)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_checks_the_templates_a_rule_names(workdir: Path) -> None:
+    (workdir / "rules" / "r.yaml").write_text(
+        "name: promo\ntrigger: {type: birthday}\ntemplate: no-such-template\nchannels: [sms]\n"
+    )
+    result = run("rules", "validate", cwd=workdir)
+    assert result.returncode == 1
+    assert "template 'no-such-template' not found" in result.stderr
+
+
+def test_shipped_rules_are_valid() -> None:
+    result = run("rules", "validate", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "3 rule(s) valid" in result.stdout
+
+
+def test_bad_now_is_a_located_error(workdir: Path) -> None:
+    result = run("run", "--now", "yesterday", cwd=workdir)
+    assert result.returncode == 1
+    assert "--now" in result.stderr and "ISO 8601" in result.stderr
