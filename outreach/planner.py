@@ -1,16 +1,36 @@
-"""Launch rules: plan in SQL, queue through the broker, drain in-process."""
+"""Launch rules: prepare (stats, memberships), plan in SQL, queue, drain."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
-from outreach import store, tasks
+from outreach import memberships, stats, store, tasks
 from outreach.config import Settings
 from outreach.db import transaction
-from outreach.rules import LoadedRule
+from outreach.models import Customer, CustomerStats
+from outreach.rules import LoadedRule, schema
+from outreach.segments import compile_condition, uses_stats
+from outreach.triggers import membership_key
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """What applies across rules: the policy file and the named segments."""
+
+    policy: schema.Policy | None = None
+    segments: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_folder(cls, folder: Any) -> RuleSet:
+        from outreach.rules.loader import load_policy, load_segments
+
+        return cls(policy=load_policy(folder), segments=load_segments(folder))
 
 
 @dataclass(frozen=True)
@@ -22,12 +42,45 @@ class LaunchResult:
     queued: int
 
 
-def plan_rule(engine: Engine, loaded: LoadedRule, *, now: datetime) -> tuple[LaunchResult, list[int]]:
-    """Plan one rule as of ``now`` and mark its messages queued (one transaction)."""
+def needs_stats(spec: schema.RuleSpec, ruleset: RuleSet) -> bool:
+    trig = spec.trigger
+    return (
+        isinstance(trig, schema.LifecycleTrigger)
+        or uses_stats(spec.segment, ruleset.segments)
+        or (isinstance(trig, schema.SegmentEntryTrigger) and uses_stats(trig.enters, ruleset.segments))
+    )
+
+
+def prepare(session: Session, specs: Sequence[schema.RuleSpec], *, now: datetime, ruleset: RuleSet) -> None:
+    """Refresh per-customer aggregates (once) and entry memberships as of ``now``."""
+    if any(needs_stats(s, ruleset) for s in specs):
+        lifecycle = ruleset.policy.lifecycle if ruleset.policy else schema.LifecyclePolicy()
+        stats.refresh(session, now=now, thresholds=stats.LifecycleThresholds(**lifecycle.model_dump()))
+    for spec in specs:
+        key = membership_key(spec)
+        if key is None:
+            continue
+        trig = spec.trigger
+        if isinstance(trig, schema.LifecycleTrigger):
+            members = select(CustomerStats.customer_id).where(CustomerStats.lifecycle_stage == trig.stage)
+        else:
+            assert isinstance(trig, schema.SegmentEntryTrigger)
+            members = select(Customer.id).where(compile_condition(trig.enters, now, segments=ruleset.segments))
+        memberships.sync(session, key=key, members=members, now=now)
+
+
+def plan_rule(
+    engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleSet | None = None,
+    prepared: bool = False,
+) -> tuple[LaunchResult, list[int]]:
+    """Plan one rule as of ``now`` and mark its due messages queued (one transaction)."""
+    ruleset = ruleset or RuleSet()
     with transaction(engine) as session:
+        if not prepared:
+            prepare(session, [loaded.spec], now=now, ruleset=ruleset)
         rule = store.sync_rule(session, loaded, now)
         run = store.start_run(session, rule, as_of=now, started_at=now)
-        counts = store.plan(session, loaded.spec, rule, run)
+        counts = store.plan(session, loaded.spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
         ids = store.mark_queued(session, run_id=run.id, now=now)
         run.finished_at = now
         result = LaunchResult(loaded.spec.name, run.id, counts.planned, counts.held_out, len(ids))
@@ -41,22 +94,31 @@ def launch(
     *,
     now: datetime,
     simulated: bool,
+    ruleset: RuleSet | None = None,
     ctx: tasks._Context | None = None,
 ) -> list[LaunchResult]:
-    """Plan each rule (highest priority first), hand the messages to the broker,
-    re-enqueue stranded ones, and — embedded — deliver them before returning.
+    """Plan each rule (highest priority first, so the frequency cap keeps the
+    most important), hand due messages to the broker, queue earlier deferred
+    messages whose send window opened, re-enqueue stranded ones, and —
+    embedded — deliver them before returning.
 
     ``simulated`` means ``now`` came from ``--now``: sends are then recorded at
     that time so attribution windows line up with the simulated clock.
     """
+    ruleset = ruleset or RuleSet()
     ctx = ctx or tasks.setup(settings, engine)
+    ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name))
+    with transaction(engine) as session:
+        prepare(session, [r.spec for r in ordered], now=now, ruleset=ruleset)
     results: list[LaunchResult] = []
-    for loaded in sorted(rules, key=lambda r: -r.spec.priority):
-        result, ids = plan_rule(engine, loaded, now=now)
+    for loaded in ordered:
+        result, ids = plan_rule(engine, loaded, now=now, ruleset=ruleset, prepared=True)
         tasks.enqueue(ctx, ids, as_of=now if simulated else None)
         results.append(result)
     with transaction(engine) as session:
+        due = store.mark_queued(session, run_id=None, now=now)
         stranded = store.stranded(session, now=now)
+    tasks.enqueue(ctx, due, as_of=now if simulated else None)
     tasks.enqueue(ctx, stranded, as_of=None)
     tasks.drain(ctx)
     return results

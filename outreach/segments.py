@@ -24,8 +24,10 @@ from sqlalchemy import (
 )
 
 from outreach.clock import parse_instant
-from outreach.models import Customer, CustomerTag, Order, OrderItem
+from outreach.errors import RuleError
+from outreach.models import Customer, CustomerStats, CustomerTag, Order, OrderItem
 from outreach.rules import schema
+from outreach.sqlfuncs import as_number
 
 _OPS = {
     "eq": lambda col, v: col == v,
@@ -49,13 +51,18 @@ def _coerce(field: str, value: Any) -> Any:
     return value
 
 
-def _attribute_column(key: str, sample: Any) -> ColumnElement[Any]:
-    element = Customer.attributes[key]
+def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
+    """A JSON member compared as a number when the rule compares with a number
+    (text that is not a number never matches), else as text."""
     if isinstance(sample, bool):
         return element.as_boolean()
     if isinstance(sample, (int, float)):
-        return element.as_float()
+        return as_number(element.as_string())
     return element.as_string()
+
+
+def _attribute_column(key: str, sample: Any) -> ColumnElement[Any]:
+    return json_value(Customer.attributes[key], sample)
 
 
 def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bool]:
@@ -163,16 +170,70 @@ def bought_exists(
     )
 
 
-def compile_condition(cond: Any, now: datetime) -> ColumnElement[bool]:
-    """One condition (any kind) → SQL boolean over ``customers``."""
+def _stats(cond: schema.StatsCondition) -> ColumnElement[bool]:
+    """Conditions on maintained aggregates (``outreach.stats``)."""
+    f = cond.stats
+    parts: list[ColumnElement[bool]] = [CustomerStats.customer_id == Customer.id]
+    for name in ("r_score", "f_score", "m_score", "clv", "order_count", "revenue"):
+        comparison = getattr(f, name)
+        if comparison is not None:
+            parts.append(compare(getattr(CustomerStats, name), comparison.operators()))
+    if f.rfm_segment:
+        parts.append(CustomerStats.rfm_segment.in_(f.rfm_segment))
+    if f.lifecycle_stage:
+        parts.append(CustomerStats.lifecycle_stage.in_(f.lifecycle_stage))
+    if f.value_tier:
+        parts.append(CustomerStats.value_tier == f.value_tier)
+    return exists().where(*parts)
+
+
+def uses_stats(cond: Any, segments: dict[str, Any] | None = None, _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether evaluating ``cond`` needs fresh ``customer_stats``."""
+    if cond is None:
+        return False
+    if isinstance(cond, schema.StatsCondition):
+        return True
+    if isinstance(cond, (schema.AllCondition, schema.AnyCondition)):
+        children = cond.all if isinstance(cond, schema.AllCondition) else cond.any
+        return any(uses_stats(c, segments, _seen) for c in children)
+    if isinstance(cond, schema.NotCondition):
+        return uses_stats(cond.not_, segments, _seen)
+    if isinstance(cond, schema.SegmentRef) and segments and cond.segment in segments and cond.segment not in _seen:
+        return uses_stats(segments[cond.segment], segments, _seen | {cond.segment})
+    return False
+
+
+def compile_condition(
+    cond: Any, now: datetime, *, segments: dict[str, Any] | None = None, _seen: tuple[str, ...] = ()
+) -> ColumnElement[bool]:
+    """One condition (any kind) → SQL boolean over ``customers``.
+
+    ``segments`` are the named segments of rules/segments.yaml."""
     if cond is None:
         return true()
     if isinstance(cond, schema.AllCondition):
-        return and_(*[compile_condition(c, now) for c in cond.all])
+        return and_(*[compile_condition(c, now, segments=segments, _seen=_seen) for c in cond.all])
     if isinstance(cond, schema.AnyCondition):
-        return or_(*[compile_condition(c, now) for c in cond.any])
+        return or_(*[compile_condition(c, now, segments=segments, _seen=_seen) for c in cond.any])
     if isinstance(cond, schema.NotCondition):
-        return not_(compile_condition(cond.not_, now))
+        return not_(compile_condition(cond.not_, now, segments=segments, _seen=_seen))
+    if isinstance(cond, schema.StatsCondition):
+        return _stats(cond)
+    if isinstance(cond, schema.SegmentRef):
+        if not segments or cond.segment not in segments:
+            known = ", ".join(sorted(segments or {})) or "none defined"
+            raise RuleError.single(
+                f"unknown segment '{cond.segment}'", field="segment",
+                hint=f"define it in rules/segments.yaml (known: {known})",
+            )
+        if cond.segment in _seen:
+            raise RuleError.single(
+                f"segment '{cond.segment}' refers to itself via {' → '.join(_seen)}",
+                field="segment", hint="remove the loop from rules/segments.yaml",
+            )
+        return compile_condition(
+            segments[cond.segment], now, segments=segments, _seen=(*_seen, cond.segment)
+        )
     if isinstance(cond, schema.FieldCondition):
         return _field(cond)
     if isinstance(cond, schema.TagCondition):

@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Numeric,
+    or_,
     Select,
     and_,
     case,
@@ -143,11 +146,53 @@ def _holdout_bucket(rule_name: str) -> ColumnElement[int]:
 
 
 # ------------------------------------------------------------------ planning
+#: Statuses that count against cooldowns and frequency caps.
+COUNTED = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT)
+
+
+def _window_for(spec: schema.RuleSpec, policy: schema.Policy | None, channel: Channel) -> schema.SendWindow | None:
+    if spec.send_window is not None:
+        return spec.send_window
+    return policy.send_windows.get(channel) if policy else None
+
+
+def next_allowed(now: datetime, tz_name: str, window: schema.SendWindow) -> datetime | None:
+    """None if ``now`` is inside the local send window, else the next start (naive UTC)."""
+    zone = _zone(tz_name)
+    local = now.replace(tzinfo=UTC).astimezone(zone)
+    start, end = (time.fromisoformat(window.start), time.fromisoformat(window.end))
+    t = local.time().replace(tzinfo=None)
+    inside = start <= t < end if start < end else (t >= start or t < end)
+    if inside or start == end:
+        return None
+    day = local.date() if t < start else local.date() + timedelta(days=1)
+    opening = datetime.combine(day, start, tzinfo=zone)
+    return opening.astimezone(UTC).replace(tzinfo=None)
+
+
+def _zone(tz_name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def eligible_select(
-    spec: schema.RuleSpec, *, rule_id: int | None, now: datetime, timezones: list[str]
+    spec: schema.RuleSpec,
+    *,
+    rule_id: int | None,
+    now: datetime,
+    timezones: list[str],
+    policy: schema.Policy | None = None,
+    segments: dict[str, Any] | None = None,
 ) -> Select:
-    """Who is eligible now: one row per customer with the chosen channel
-    (NULL when no channel is permitted), address, cost and holdout flag."""
+    """Who is eligible now: one row per customer of trigger ∩ segment with
+
+    * ``channel`` — the first channel in the rule's order that is permitted
+      (consent granted, address, not suppressed) and under the caps; NULL if none;
+    * ``consent_channel`` — the same ignoring caps (to tell "capped" from "no consent");
+    * ``to_address``, ``cost``, ``held_out``, ``cooldown_clear``, ``not_before``.
+    """
     cand = trigger_select(spec, now, timezones=timezones).subquery("cand")
     flags = {ch: permitted(ch, now) for ch in spec.channels}
     cooldown_clear: ColumnElement[bool] = literal(True)
@@ -157,37 +202,89 @@ def eligible_select(
                 Message.rule_id == rule_id,
                 Message.customer_id == Customer.id,
                 Message.planned_at > now - timedelta(days=spec.cooldown_days),
+                Message.status.in_(COUNTED + (MessageStatus.HELD_OUT,)),
             )
         )
-    inner = (
+    cap = policy.frequency_cap if policy else None
+    recent_cols: list[Any] = []
+    recent = None
+    if cap and (cap.max_messages or cap.per_channel):
+        recent = (
+            select(
+                Message.customer_id.label("customer_id"),
+                func.count().label("total"),
+                *[
+                    func.sum(case((Message.channel == ch, 1), else_=0)).label(f"n_{ch.value}")
+                    for ch in Channel
+                ],
+            )
+            .where(
+                Message.planned_at > now - timedelta(days=cap.days),
+                Message.status.in_(COUNTED),
+            )
+            .group_by(Message.customer_id)
+            .subquery("recent")
+        )
+        recent_cols = [
+            func.coalesce(recent.c.total, 0).label("recent_total"),
+            *[func.coalesce(recent.c[f"n_{ch.value}"], 0).label(f"recent_{ch.value}") for ch in spec.channels],
+        ]
+    query = (
         select(
             cand.c.customer_id,
             cand.c.occurrence_key,
+            Customer.timezone.label("timezone"),
             _holdout_bucket(spec.name).label("bucket"),
             *[flags[ch].label(f"ok_{ch.value}") for ch in spec.channels],
             *[address_column(ch).label(f"addr_{ch.value}") for ch in spec.channels],
             cooldown_clear.label("cooldown_clear"),
+            *recent_cols,
         )
         .join(Customer, Customer.id == cand.c.customer_id)
-        .where(compile_condition(spec.segment, now))
-        .subquery("eligible")
+        .where(compile_condition(spec.segment, now, segments=segments))
     )
+    if recent is not None:
+        query = query.outerjoin(recent, recent.c.customer_id == cand.c.customer_id)
+    inner = query.subquery("eligible")
+
+    def under_cap(ch: Channel) -> ColumnElement[bool]:
+        parts: list[ColumnElement[bool]] = []
+        if cap and cap.max_messages:
+            parts.append(inner.c.recent_total < cap.max_messages)
+        if cap and ch in cap.per_channel:
+            parts.append(inner.c[f"recent_{ch.value}"] < cap.per_channel[ch])
+        return and_(*parts) if parts else literal(True)
+
     ok = {ch: inner.c[f"ok_{ch.value}"] for ch in spec.channels}
-    channel = case(*[(ok[ch], literal(ch.value)) for ch in spec.channels], else_=None)
-    address = case(*[(ok[ch], inner.c[f"addr_{ch.value}"]) for ch in spec.channels], else_=None)
+    sendable = {ch: and_(ok[ch], under_cap(ch)) for ch in spec.channels}
+    channel = case(*[(sendable[ch], literal(ch.value)) for ch in spec.channels], else_=None)
+    consent_channel = case(*[(ok[ch], literal(ch.value)) for ch in spec.channels], else_=None)
+    address = case(*[(sendable[ch], inner.c[f"addr_{ch.value}"]) for ch in spec.channels], else_=None)
     cost = case(
-        *[(ok[ch], literal(getattr(spec.cost, ch.value), Numeric(10, 4))) for ch in spec.channels],
+        *[(sendable[ch], literal(getattr(spec.cost, ch.value), Numeric(10, 4))) for ch in spec.channels],
         else_=literal(Decimal("0"), Numeric(10, 4)),
     )
+    deferrals = []
+    for ch in spec.channels:
+        window = _window_for(spec, policy, ch)
+        if window is None:
+            continue
+        for tz in timezones:
+            opening = next_allowed(now, tz, window)
+            if opening is not None:
+                deferrals.append((and_(sendable[ch], inner.c.timezone == tz), literal(opening)))
+    not_before = case(*deferrals, else_=None) if deferrals else literal(None).cast(DateTime)
     held = inner.c.bucket < holdout_threshold(spec.holdout_percent)
     return select(
         inner.c.customer_id,
         inner.c.occurrence_key,
         channel.label("channel"),
+        consent_channel.label("consent_channel"),
         address.label("to_address"),
         cost.label("cost"),
         held.label("held_out"),
         inner.c.cooldown_clear,
+        not_before.label("not_before"),
     )
 
 
@@ -202,12 +299,21 @@ def _insert(session: Session) -> Any:
     return (postgresql if name == "postgresql" else sqlite).insert(Message)
 
 
-def plan(session: Session, spec: schema.RuleSpec, rule: Rule, run: CampaignRun) -> PlanCounts:
+def plan(
+    session: Session,
+    spec: schema.RuleSpec,
+    rule: Rule,
+    run: CampaignRun,
+    *,
+    policy: schema.Policy | None = None,
+    segments: dict[str, Any] | None = None,
+) -> PlanCounts:
     """Write this run's messages (planned or held_out); existing occurrences
     are left alone, so planning twice plans nothing new."""
     now = run.as_of
     eligible = eligible_select(
-        spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session)
+        spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
+        policy=policy, segments=segments,
     ).subquery("e")
     status = case(
         (eligible.c.held_out, literal(MessageStatus.HELD_OUT.value)),
@@ -228,6 +334,7 @@ def plan(session: Session, spec: schema.RuleSpec, rule: Rule, run: CampaignRun) 
             (eligible.c.held_out, literal(now + timedelta(days=spec.attribution_window_days))),
             else_=None,
         ),
+        case((eligible.c.held_out, None), else_=eligible.c.not_before),
     ).where(eligible.c.channel.is_not(None), eligible.c.cooldown_clear)
     stmt = (
         _insert(session)
@@ -244,6 +351,7 @@ def plan(session: Session, spec: schema.RuleSpec, rule: Rule, run: CampaignRun) 
                 "cost",
                 "attempts",
                 "attribute_until",
+                "not_before",
             ],
             rows,
         )
@@ -273,8 +381,12 @@ def start_run(session: Session, rule: Rule, *, as_of: datetime, started_at: date
 
 # ------------------------------------------------------------------ queueing
 def mark_queued(session: Session, *, run_id: int | None, now: datetime) -> list[int]:
-    """planned → queued for a run (or for every run); returns the ids to enqueue."""
-    query = select(Message.id).where(Message.status == MessageStatus.PLANNED)
+    """planned → queued for a run (or for every run) when inside the send
+    window (``not_before`` passed); returns the ids to enqueue."""
+    query = select(Message.id).where(
+        Message.status == MessageStatus.PLANNED,
+        or_(Message.not_before.is_(None), Message.not_before <= now),
+    )
     if run_id is not None:
         query = query.where(Message.run_id == run_id)
     ids = list(session.scalars(query.order_by(Message.id)))

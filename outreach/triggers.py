@@ -23,8 +23,12 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from typing import Any
+
 from sqlalchemy import (
     Select,
+    extract,
+    join,
     String,
     and_,
     cast,
@@ -37,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from outreach.models import Customer, Order, OrderItem
+from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
 from outreach.segments import product_match
 
@@ -63,26 +67,38 @@ def birthday_matches(birthday: date, day: date) -> bool:
 
 
 def inactivity(trigger: schema.InactivityTrigger, now: datetime) -> Select:
-    last = func.max(Order.ordered_at)
-    return (
-        select(
-            Order.customer_id.label("customer_id"),
-            (literal(f"inactivity:{trigger.days}:") + cast(last, String)).label("occurrence_key"),
+    """One SELECT per step; a customer matches only the highest step reached."""
+    if trigger.event:
+        who, when = CustomEvent.customer_id, CustomEvent.occurred_at
+        extra = [CustomEvent.name == trigger.event]
+    else:
+        who, when, extra = Order.customer_id, Order.ordered_at, []
+    last = func.max(when)
+    steps = trigger.steps
+    selects = []
+    for index, step in enumerate(steps):
+        having = last <= now - timedelta(days=step)
+        if index + 1 < len(steps):
+            having = and_(having, last > now - timedelta(days=steps[index + 1]))
+        selects.append(
+            select(
+                who.label("customer_id"),
+                (literal(f"inactivity:{step}:") + cast(last, String)).label("occurrence_key"),
+            )
+            .where(when <= now, *extra)
+            .group_by(who)
+            .having(having)
         )
-        .where(Order.ordered_at <= now)
-        .group_by(Order.customer_id)
-        .having(last <= now - timedelta(days=trigger.days))
-    )
+    return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
 def upsell(trigger: schema.UpsellTrigger, now: datetime) -> Select:
+    """Qualifying orders (matching items in the window, optionally with a minimum
+    quantity/spend), by customers who never bought the excluded products."""
     window = trigger.bought.within_days or schema.DEFAULT_UPSELL_WINDOW_DAYS
     later, later_item = aliased(Order), aliased(OrderItem)
-    return (
-        select(
-            Order.customer_id.label("customer_id"),
-            (literal("upsell:") + cast(func.max(Order.id), String)).label("occurrence_key"),
-        )
+    qualifying = (
+        select(Order.id.label("order_id"), Order.customer_id.label("customer_id"))
         .join(OrderItem, OrderItem.order_id == Order.id)
         .where(
             Order.ordered_at <= now,
@@ -95,34 +111,142 @@ def upsell(trigger: schema.UpsellTrigger, now: datetime) -> Select:
                 product_match(trigger.never_bought, later_item),
             ),
         )
-        .group_by(Order.customer_id)
+        .group_by(Order.id, Order.customer_id)
     )
+    minimums = []
+    if trigger.bought.min_quantity is not None:
+        minimums.append(func.sum(OrderItem.quantity) >= trigger.bought.min_quantity)
+    if trigger.bought.min_amount is not None:
+        minimums.append(func.coalesce(func.sum(OrderItem.amount), 0) >= trigger.bought.min_amount)
+    if minimums:
+        qualifying = qualifying.having(and_(*minimums))
+    q = qualifying.subquery("qualifying")
+    return select(
+        q.c.customer_id,
+        (literal("upsell:") + cast(func.max(q.c.order_id), String)).label("occurrence_key"),
+    ).group_by(q.c.customer_id)
+
+
+def _days_by_local_date(now: datetime, timezones: list[str], days_before: int) -> dict[date, list[str]]:
+    """At any instant there are at most three local dates on Earth: group the
+    customers' time zones by the (shifted) local date."""
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for tz in timezones:
+        by_day[local_date(now, tz) + timedelta(days=days_before)].append(tz)
+    return by_day
+
+
+def _yearly(
+    *, month: Any, day: Any, who: Any, tz: Any, prefix: str, now: datetime, timezones: list[str],
+    days_before: int, source: Any = None, extra: Any = None,
+) -> Select:
+    selects = []
+    for target, tzs in sorted(_days_by_local_date(now, timezones, days_before).items()):
+        same_day = and_(month == target.month, day == target.day)
+        if (target.month, target.day) == (2, 28) and not calendar.isleap(target.year):
+            same_day = or_(same_day, and_(month == 2, day == 29))
+        query = select(who.label("customer_id"), literal(f"{prefix}:{target.year}").label("occurrence_key"))
+        if source is not None:
+            query = query.select_from(source)
+        query = query.where(tz.in_(tzs), same_day)
+        if extra is not None:
+            query = query.where(extra(target))
+        selects.append(query)
+    if not selects:
+        return select(Customer.id.label("customer_id"), literal("").label("occurrence_key")).where(literal(False))
+    return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
 def birthday(trigger: schema.BirthdayTrigger, now: datetime, timezones: list[str]) -> Select:
-    """At any instant there are at most three local dates on Earth; group the
-    customers' time zones by local date and match birthdays per group."""
-    by_day: dict[date, list[str]] = defaultdict(list)
-    for tz in timezones:
-        by_day[local_date(now, tz) + timedelta(days=trigger.days_before)].append(tz)
-    selects = []
-    for day, tzs in sorted(by_day.items()):
-        same_day = and_(Customer.birth_month == day.month, Customer.birth_day == day.day)
-        if (day.month, day.day) == (2, 28) and not calendar.isleap(day.year):
-            same_day = or_(same_day, and_(Customer.birth_month == 2, Customer.birth_day == 29))
-        selects.append(
-            select(
-                Customer.id.label("customer_id"),
-                literal(f"birthday:{day.year}").label("occurrence_key"),
-            ).where(Customer.timezone.in_(tzs), same_day)
+    return _yearly(
+        month=Customer.birth_month, day=Customer.birth_day, who=Customer.id, tz=Customer.timezone,
+        prefix="birthday", now=now, timezones=timezones, days_before=trigger.days_before,
+    )
+
+
+def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
+    """Yearly return of signup or first order (UTC calendar date of the moment);
+    the first year counts, the day itself does not."""
+    if trigger.of == "signup":
+        anchor, source = Customer.created_at, None
+    else:
+        first = (
+            select(Order.customer_id.label("cid"), func.min(Order.ordered_at).label("first_at"))
+            .where(Order.ordered_at <= now)
+            .group_by(Order.customer_id)
+            .subquery("first_orders")
         )
-    if not selects:
-        return select(Customer.id.label("customer_id"), literal("").label("occurrence_key")).where(
-            literal(False)
+        anchor = first.c.first_at
+        source = join(Customer, first, first.c.cid == Customer.id)
+    return _yearly(
+        month=extract("month", anchor), day=extract("day", anchor), who=Customer.id,
+        tz=Customer.timezone, prefix=f"anniversary:{trigger.of}", now=now, timezones=timezones,
+        days_before=trigger.days_before, source=source,
+        extra=lambda target: extract("year", anchor) < target.year,
+    )
+
+
+def event(trigger: schema.EventTrigger, now: datetime) -> Select:
+    """Events old enough (delay) and young enough (max age), not followed by a
+    cancelling event or order."""
+    from outreach.segments import compare, json_value
+
+    later = aliased(CustomEvent)
+    conditions = [
+        CustomEvent.name == trigger.name,
+        CustomEvent.occurred_at <= now - timedelta(minutes=trigger.delay_minutes),
+        CustomEvent.occurred_at > now - timedelta(hours=trigger.max_age_hours),
+    ]
+    for key, comparison in trigger.where.items():
+        ops = comparison.operators()
+        sample = next((v[0] if isinstance(v, list) and v else v for v in ops.values()), "")
+        conditions.append(compare(json_value(CustomEvent.properties[key], sample), ops))
+    cancel_events = [name for name in trigger.cancel_on if name != "order"]
+    if cancel_events:
+        conditions.append(
+            ~exists().where(
+                later.customer_id == CustomEvent.customer_id,
+                later.name.in_(cancel_events),
+                later.occurred_at > CustomEvent.occurred_at,
+                later.occurred_at <= now,
+            )
         )
-    if len(selects) == 1:
-        return selects[0]
-    return select(union_all(*selects).subquery())
+    if "order" in trigger.cancel_on:
+        conditions.append(
+            ~exists().where(
+                Order.customer_id == CustomEvent.customer_id,
+                Order.ordered_at > CustomEvent.occurred_at,
+                Order.ordered_at <= now,
+            )
+        )
+    return select(
+        CustomEvent.customer_id.label("customer_id"),
+        (literal("event:") + cast(CustomEvent.id, String)).label("occurrence_key"),
+    ).where(*conditions)
+
+
+def membership_key(spec: schema.RuleSpec) -> str | None:
+    """The memberships key an entry trigger watches (None for other triggers)."""
+    trig = spec.trigger
+    if isinstance(trig, schema.LifecycleTrigger):
+        return f"lifecycle:{trig.stage}"
+    if isinstance(trig, schema.SegmentEntryTrigger):
+        return f"segment:{spec.name}"
+    return None
+
+
+def entries(key: str, max_age_days: int, now: datetime) -> Select:
+    """Recent entries into a tracked set (not the first evaluation's baseline)."""
+    return select(
+        Membership.customer_id.label("customer_id"),
+        (literal("entry:") + cast(Membership.id, String)).label("occurrence_key"),
+    ).where(
+        Membership.key == key,
+        Membership.left_at.is_(None),
+        Membership.baseline.is_(False),
+        Membership.entered_at <= now,
+        Membership.entered_at > now - timedelta(days=max_age_days),
+    )
 
 
 def trigger_select(spec: schema.RuleSpec, now: datetime, *, timezones: list[str]) -> Select:
@@ -133,4 +257,10 @@ def trigger_select(spec: schema.RuleSpec, now: datetime, *, timezones: list[str]
         return upsell(trig, now)
     if isinstance(trig, schema.BirthdayTrigger):
         return birthday(trig, now, timezones)
+    if isinstance(trig, schema.AnniversaryTrigger):
+        return anniversary(trig, now, timezones)
+    if isinstance(trig, schema.EventTrigger):
+        return event(trig, now)
+    if isinstance(trig, (schema.LifecycleTrigger, schema.SegmentEntryTrigger)):
+        return entries(membership_key(spec) or "", trig.max_age_days, now)
     raise TypeError(f"unknown trigger {trig!r}")  # pragma: no cover

@@ -1,0 +1,192 @@
+"""The channel seam: one envelope, one ``deliver``, backends registered by name.
+
+A backend turns an :class:`Envelope` into a delivered message and returns the
+provider's id for it. It raises :class:`~outreach.errors.ChannelError` when
+the worker should try again later (a server down, a timeout, a 4xx/429/5xx
+that says "not now") and :class:`~outreach.errors.PermanentChannelError` when
+trying again cannot help (a refused recipient, an invalid number).
+
+Settings choose the backend: ``email_transport`` (``outbox`` | ``smtp``) and
+``sms_transport`` (``outbox`` | ``twilio``). The built-in backends are
+registered in :mod:`outreach.channels`; another one is added with
+:func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Protocol
+
+from outreach.config import Settings
+from outreach.errors import ConfigError, PermanentChannelError, RegistryError
+
+#: The channels a backend can serve.
+CHANNELS = ("email", "sms")
+#: (channel, transport setting) → registered backend name. A transport that is
+#: not listed here is looked up under its own name.
+TRANSPORT_BACKENDS: dict[tuple[str, str], str] = {
+    ("email", "outbox"): "outbox-email",
+    ("email", "smtp"): "smtp",
+    ("sms", "outbox"): "outbox-sms",
+    ("sms", "twilio"): "twilio",
+}
+#: Headers build_email writes itself; an envelope may not override them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From", "To", "Subject", "Date", "Message-ID", "MIME-Version",
+        "Content-Type", "Content-Transfer-Encoding",
+    )
+)
+#: What may stand left of the "@" in a Message-ID (RFC 5322 dot-atom text).
+_MSGID_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """One message, ready to hand to a provider."""
+
+    message_id: int  # our outbox row id
+    channel: str  # "email" | "sms"
+    to: str  # email address or E.164 phone
+    text: str  # plain-text body (email text part, or the SMS body)
+    subject: str | None = None  # email only
+    html: str | None = None  # email only (compiled MJML)
+    from_address: str | None = None  # default: settings.from_address / twilio_from
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
+    idempotency_key: str  # stable per message; the Message-ID local part
+
+
+class ChannelBackend(Protocol):
+    """A way to deliver messages of one channel."""
+
+    name: str  # "outbox-email", "smtp", "outbox-sms", "twilio"
+    channel: str  # "email" | "sms"
+
+    def deliver(self, envelope: Envelope) -> str:
+        """Deliver and return the provider id; raise ChannelError or
+        PermanentChannelError."""
+        ...
+
+
+BackendFactory = Callable[[Settings], ChannelBackend]
+_registry: dict[str, BackendFactory] = {}
+_registry_lock = threading.Lock()
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make a backend available under ``name``; a name is registered once."""
+    with _registry_lock:
+        if name in _registry:
+            raise RegistryError(
+                f"a channel backend named '{name}' is already registered; "
+                f"choose another name (registered: {', '.join(sorted(_registry))})"
+            )
+        _registry[name] = factory
+
+
+def registered_backends() -> list[str]:
+    """Names of every registered backend, sorted."""
+    with _registry_lock:
+        return sorted(_registry)
+
+
+def backend_for(settings: Settings, channel: str) -> ChannelBackend:
+    """The backend the settings choose for ``channel``.
+
+    Raises RegistryError for an unknown channel or transport, ConfigError when
+    the chosen backend is missing a setting it needs.
+    """
+    if channel not in CHANNELS:
+        raise RegistryError(f"unknown channel '{channel}'; known channels: {', '.join(CHANNELS)}")
+    setting = f"{channel}_transport"
+    transport = str(getattr(settings, setting))
+    name = TRANSPORT_BACKENDS.get((channel, transport), transport)
+    with _registry_lock:
+        factory = _registry.get(name)
+        known = sorted(_registry)
+    if factory is None:
+        choices = sorted(t for (c, t) in TRANSPORT_BACKENDS if c == channel)
+        raise RegistryError(
+            f"unknown {channel} transport '{transport}' (setting {setting}); "
+            f"choose one of: {', '.join(choices)} (registered backends: {', '.join(known)})"
+        )
+    backend = factory(settings)
+    if backend.channel != channel:
+        raise RegistryError(
+            f"backend '{name}' delivers {backend.channel}, not {channel}; "
+            f"check the setting {setting}"
+        )
+    return backend
+
+
+def _sender_domain(sender: str) -> str:
+    """The domain of ``sender`` ("Shop <hello@shop.example>" → "shop.example")."""
+    message = EmailMessage()
+    try:
+        message["From"] = sender
+        addresses = message["From"].addresses
+    except (ValueError, TypeError, IndexError):
+        addresses = ()
+    domain = addresses[0].domain if len(addresses) == 1 else ""
+    if not domain:
+        raise ConfigError(
+            f"from address '{sender}' is not an email address: set OUTREACH_FROM_ADDRESS "
+            "(or from_address in outreach.toml) to something like 'Shop <hello@shop.example>'"
+        )
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
+    """A MIME message for ``envelope``: text (+ HTML alternative), UTF-8 headers.
+
+    The Message-ID is ``<{idempotency_key}@{sender domain}>``, so a message
+    delivered twice carries the same id. A message that cannot be built (an
+    invalid recipient, a header with a line break) raises
+    PermanentChannelError: retrying cannot fix it.
+    """
+    sender = envelope.from_address or from_address
+    domain = _sender_domain(sender)
+    where = f"message {envelope.message_id}"
+    if not _MSGID_LOCAL.match(envelope.idempotency_key):
+        raise PermanentChannelError(
+            f"{where}: idempotency key '{envelope.idempotency_key}' cannot be a Message-ID "
+            "(use letters, digits, '-', '.', '_')"
+        )
+    message = EmailMessage()
+    try:
+        message["From"] = sender
+        message["To"] = envelope.to
+        recipients = message["To"].addresses
+        if len(recipients) != 1 or not recipients[0].domain or message["To"].defects:
+            raise ValueError(f"'{envelope.to}' is not one email address")
+        if envelope.subject is not None:
+            message["Subject"] = envelope.subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = f"<{envelope.idempotency_key}@{domain}>"
+        for name, value in envelope.headers.items():
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header '{name}' is set by Outreach and cannot be overridden")
+            message[name] = value
+        message.set_content(envelope.text, charset="utf-8")
+        if envelope.html is not None:
+            message.add_alternative(envelope.html, subtype="html", charset="utf-8")
+    except (ValueError, TypeError, IndexError) as exc:
+        raise PermanentChannelError(f"{where} to {envelope.to!r} cannot be built: {exc}") from None
+    return message
+
+
+def envelope_sender(message: EmailMessage) -> str:
+    """The bare address of the From header (for SMTP's MAIL FROM)."""
+    address: Address = message["From"].addresses[0]
+    return address.addr_spec
