@@ -76,6 +76,13 @@ def _require_current_schema(engine: Any) -> None:
         )
 
 
+def _ruleset(path: Path) -> Any:
+    from outreach.planner import RuleSet
+    from outreach.rules.loader import rules_folder
+
+    return RuleSet.from_folder(rules_folder(path))
+
+
 def _now(value: str | None) -> tuple[datetime, bool]:
     from outreach.clock import parse_instant, utcnow
 
@@ -184,9 +191,11 @@ def rules() -> None:
 
 @rules.command("validate")
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--no-db", is_flag=True, help="Skip the checks that look at today's data.")
+@NOW_OPTION
 @click.pass_context
 @friendly
-def rules_validate(ctx: click.Context, path: Path | None) -> None:
+def rules_validate(ctx: click.Context, path: Path | None, no_db: bool, now: str | None) -> None:
     """Check rule files (and the templates they name); print every problem.
 
     \b
@@ -197,17 +206,132 @@ def rules_validate(ctx: click.Context, path: Path | None) -> None:
     from outreach.errors import RuleError
     from outreach.render import Renderer
     from outreach.rules import load_rules
+    from outreach.rules.checks import check_rules
 
     settings = _settings(ctx)
     target = path or settings.rules_dir
     loaded = load_rules(target)
+    ruleset = _ruleset(target)
     renderer = Renderer(settings=settings)
     problems = []
     for rule in loaded:
         problems += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path))
+    errors, warnings = check_rules(loaded, ruleset, engine=_engine(settings) if not no_db else None,
+                                   now=_now(now)[0])
+    problems += errors
+    for warning in warnings:
+        err_console.print(f"[bold yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     if problems:
         raise RuleError(problems)
     console.print(f"[green]ok[/]: {len(loaded)} rule(s) valid in {target}")
+
+
+@rules.command("preview")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@NOW_OPTION
+@click.pass_context
+@friendly
+def rules_preview(ctx: click.Context, rule_file: Path, now: str | None) -> None:
+    """How many customers would get RULE now, by channel, and who would not and why.
+
+    Changes nothing.
+
+    \b
+    Example:
+      outreach rules preview rules/winback.yaml
+      outreach rules preview rules/birthday.yaml --now 2026-02-28T09:00:00+08:00
+    """
+    from rich.table import Table
+
+    from outreach.inspect import preview
+    from outreach.rules import load_rule
+
+    settings = _settings(ctx)
+    result = preview(_engine(settings), load_rule(rule_file), now=_now(now)[0], ruleset=_ruleset(rule_file))
+    table = Table(title=f"Preview of {result.rule} (nothing was changed)", show_header=False)
+    rows = [("matched trigger and segment", result.matched),
+            *[(f"would receive on {ch}", n) for ch, n in sorted(result.by_channel.items())],
+            ("  of which deferred by quiet hours", result.deferred),
+            ("held out (control group)", result.held_out),
+            ("no consent / no address / suppressed", result.no_consent),
+            ("in cooldown", result.cooldown),
+            ("over the frequency cap", result.capped),
+            ("already planned for this occurrence", result.already_planned)]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    if result.sample:
+        sample = Table(title="Sample of recipients")
+        for col in ("customer", "name", "channel", "address", "not before (UTC)"):
+            sample.add_column(col)
+        for r in result.sample:
+            sample.add_row(r["customer"], r["name"], r["channel"], r["address"] or "",
+                           f"{r['not_before']:%Y-%m-%d %H:%M}" if r["not_before"] else "now")
+        console.print(sample)
+
+
+@rules.command("explain")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--customer", required=True, help="The customer's external id.")
+@NOW_OPTION
+@click.pass_context
+@friendly
+def rules_explain(ctx: click.Context, rule_file: Path, customer: str, now: str | None) -> None:
+    """For one customer: each condition with its value, and whether and why
+    they would receive RULE's message. Changes nothing.
+
+    \b
+    Example:
+      outreach rules explain rules/winback.yaml --customer C000123
+    """
+    from rich.tree import Tree
+
+    from outreach.inspect import explain
+    from outreach.rules import load_rule
+
+    settings = _settings(ctx)
+    result = explain(_engine(settings), load_rule(rule_file), customer=customer, now=_now(now)[0],
+                     ruleset=_ruleset(rule_file))
+
+    def mark(ok: bool) -> str:
+        return "[green]✔ true[/]" if ok else "[red]✘ false[/]"
+
+    def add(node: Any, check: Any) -> None:
+        value = "" if check.value is None else f"  [dim]value: {check.value}[/]"
+        child = node.add(f"{mark(check.passed)}  {check.label}{value}")
+        for kid in check.children:
+            add(child, kid)
+
+    tree = Tree(f"[bold]{result.rule}[/] for customer [bold]{result.customer}[/]")
+    add(tree, result.trigger)
+    if result.segment:
+        add(tree.add("segment"), result.segment)
+    channels = tree.add("channels (in order of preference)")
+    for check in result.channels:
+        add(channels, check)
+    policy = tree.add("policy")
+    for check in result.policy:
+        add(policy, check)
+    console.print(tree)
+    colour = "green" if result.would_send else "yellow"
+    console.print(f"[bold {colour}]decision[/]: {result.decision}")
+
+
+@main.command("scheduler")
+@click.option("--every", default=5, show_default=True, help="Minutes between runs of unscheduled rules.")
+@click.pass_context
+@friendly
+def scheduler(ctx: click.Context, every: int) -> None:
+    """Long-running: run each rule on its `schedule:` (cron), unscheduled rules
+    every --every minutes, and queue deferred/stranded messages every minute.
+
+    \b
+    Example:
+      OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach scheduler
+    """
+    from outreach.scheduling import run_scheduler
+
+    run_scheduler(_settings(ctx), _engine(_settings(ctx)), every_minutes=every, console=console)
 
 
 # ------------------------------------------------------------------ campaign
@@ -250,7 +374,8 @@ def campaign_launch(ctx: click.Context, rule_files: tuple[Path, ...], now: str |
     settings = _settings(ctx)
     moment, simulated = _now(now)
     loaded = [load_rule(p) for p in rule_files]
-    _print_launch(launch(settings, _engine(settings), loaded, now=moment, simulated=simulated))
+    _print_launch(launch(settings, _engine(settings), loaded, now=moment, simulated=simulated,
+                         ruleset=_ruleset(rule_files[0])))
 
 
 @main.command("run")
@@ -258,21 +383,26 @@ def campaign_launch(ctx: click.Context, rule_files: tuple[Path, ...], now: str |
 @click.pass_context
 @friendly
 def run(ctx: click.Context, now: str | None) -> None:
-    """Evaluate every enabled rule in the rules folder and queue what it plans.
+    """Evaluate every enabled, due rule in the rules folder and queue what it plans.
 
+    A rule with a `schedule:` is due when its cron time passed since its last
+    run; a rule without one is due every time. Also queues messages deferred
+    by quiet hours whose window opened, and re-enqueues stranded ones.
     Safe from cron: running it twice plans nothing new.
 
     \b
     Example:
       */5 * * * *  cd /srv/outreach && outreach run
     """
-    from outreach.planner import launch
+    from outreach.planner import due, launch
     from outreach.rules import load_rules
 
     settings = _settings(ctx)
     moment, simulated = _now(now)
-    loaded = [r for r in load_rules(settings.rules_dir) if r.spec.enabled]
-    _print_launch(launch(settings, _engine(settings), loaded, now=moment, simulated=simulated))
+    engine = _engine(settings)
+    loaded = due(engine, load_rules(settings.rules_dir), now=moment)
+    _print_launch(launch(settings, engine, loaded, now=moment, simulated=simulated,
+                         ruleset=_ruleset(settings.rules_dir)))
 
 
 # ------------------------------------------------------------------ worker / serve

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from outreach import memberships, stats, store, tasks
@@ -122,3 +122,33 @@ def launch(
     tasks.enqueue(ctx, stranded, as_of=None)
     tasks.drain(ctx)
     return results
+
+
+def due(engine: Engine, rules: list[LoadedRule], *, now: datetime) -> list[LoadedRule]:
+    """Enabled rules whose schedule fired since their last run (no schedule:
+    always due; never run: due)."""
+    from croniter import croniter
+
+    from outreach.models import CampaignRun, Rule
+
+    with Session(engine) as session:
+        last = dict(
+            session.execute(
+                select(Rule.name, func.max(CampaignRun.as_of))
+                .join(CampaignRun, CampaignRun.rule_id == Rule.id)
+                .group_by(Rule.name)
+            ).all()
+        )
+    chosen = []
+    for loaded in rules:
+        spec = loaded.spec
+        if not spec.enabled:
+            continue
+        previous = last.get(spec.name)
+        if spec.schedule is None or previous is None:
+            chosen.append(loaded)
+            continue
+        fired = croniter(spec.schedule, now).get_prev(datetime)
+        if fired > previous:
+            chosen.append(loaded)
+    return chosen

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Protocol
 
@@ -45,6 +46,8 @@ RESERVED_HEADERS = frozenset(
         "Content-Type", "Content-Transfer-Encoding",
     )
 )
+#: RFC 5322 limit on a header line, CRLF excluded.
+MAX_HEADER_LINE = 998
 #: What may stand left of the "@" in a Message-ID (RFC 5322 dot-atom text).
 _MSGID_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
@@ -127,6 +130,34 @@ def backend_for(settings: Settings, channel: str) -> ChannelBackend:
     return backend
 
 
+class MailPolicy(EmailPolicy):
+    """``email.policy.default``, except that an ASCII header value with a word
+    too long to fold (a List-Unsubscribe URL) stays as written instead of
+    becoming an RFC 2047 encoded-word, which mail clients would not read as
+    a URL."""
+
+    def fold(self, name: str, value: str) -> str:
+        folded = super().fold(name, value)
+        return self._unencoded(name, value, folded) or folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = super().fold_binary(name, value)
+        line = self._unencoded(name, value, folded.decode("ascii", "replace"))
+        return line.encode("ascii") if line else folded
+
+    def _unencoded(self, name: str, value: str, folded: str) -> str | None:
+        text = str(value)
+        if "=?" not in folded or "=?" in text or not text.isascii():
+            return None
+        if "\r" in text or "\n" in text or len(name) + 2 + len(text) > MAX_HEADER_LINE:
+            return None
+        return f"{name}: {text}{self.linesep}"
+
+
+#: The policy every message Outreach builds is written with.
+MAIL_POLICY = MailPolicy()
+
+
 def _sender_domain(sender: str) -> str:
     """The domain of ``sender`` ("Shop <hello@shop.example>" → "shop.example")."""
     message = EmailMessage()
@@ -163,7 +194,7 @@ def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
             f"{where}: idempotency key '{envelope.idempotency_key}' cannot be a Message-ID "
             "(use letters, digits, '-', '.', '_')"
         )
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     try:
         message["From"] = sender
         message["To"] = envelope.to

@@ -54,7 +54,7 @@ class OutboxEmail:
         if path.exists():
             return _message_id_of(path)
         message = build_email(envelope, from_address=self.from_address)
-        data = message.as_bytes(policy=policy.default)
+        data = message.as_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, data)
