@@ -317,6 +317,29 @@ def rules_explain(ctx: click.Context, rule_file: Path, customer: str, now: str |
     console.print(f"[bold {colour}]decision[/]: {result.decision}")
 
 
+@rules.command("schema")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs"),
+              show_default=True)
+@friendly
+def rules_schema(output_dir: Path) -> None:
+    """Write the JSON Schemas of rule, policy and segments files (for editors).
+
+    Add `# yaml-language-server: $schema=../docs/rule.schema.json` at the top of
+    a rule file and editors autocomplete fields and flag mistakes as you type.
+
+    \b
+    Example:
+      outreach rules schema --output-dir docs
+    """
+    from outreach.rules.jsonschema import SCHEMAS, render
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for kind in SCHEMAS:
+        path = output_dir / f"{kind}.schema.json"
+        path.write_text(render(kind), encoding="utf-8")
+        console.print(f"wrote {path}")
+
+
 @main.command("scheduler")
 @click.option("--every", default=5, show_default=True, help="Minutes between runs of unscheduled rules.")
 @click.pass_context
