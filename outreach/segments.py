@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    case,
     exists,
     false,
     func,
     not_,
+    null,
     or_,
     select,
     true,
@@ -25,7 +27,14 @@ from sqlalchemy import (
 
 from outreach.clock import parse_instant
 from outreach.errors import RuleError
-from outreach.models import Customer, CustomerStats, CustomerTag, Order, OrderItem
+from outreach.models import (
+    Customer,
+    CustomerStats,
+    CustomerTag,
+    CustomerType,
+    Order,
+    OrderItem,
+)
 from outreach.rules import schema
 from outreach.sqlfuncs import as_number
 
@@ -41,9 +50,26 @@ _OPS = {
 }
 
 
+#: How a JSON true/false reads as text: PostgreSQL's ``->>`` gives
+#: 'true'/'false', SQLite's JSON_EXTRACT gives 1/0 (cast to '1'/'0').
+JSON_TRUE = ("true", "1")
+JSON_FALSE = ("false", "0")
+#: Customer columns that are never NULL and hold no free text.
+_NOT_TEXT = ("birthday", "created_at", "customer_type")
+
+
 def _coerce(field: str, value: Any) -> Any:
     if isinstance(value, list):
         return [_coerce(field, v) for v in value]
+    if field == "customer_type":
+        try:
+            return CustomerType(value)
+        except ValueError:
+            raise RuleError.single(
+                f"unknown customer type '{value}'",
+                field="segment.field",
+                hint="customer_type is one of: " + ", ".join(t.value for t in CustomerType),
+            ) from None
     if field == "birthday" and isinstance(value, str):
         return date.fromisoformat(value)
     if field == "created_at" and isinstance(value, str):
@@ -55,7 +81,10 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
     """A JSON member compared as a number when the rule compares with a number
     (text that is not a number never matches), else as text."""
     if isinstance(sample, bool):
-        return element.as_boolean()
+        # Not CAST(… AS BOOLEAN): PostgreSQL fails the whole query on a value
+        # like "maybe", and reads "yes" as true where SQLite reads it as false.
+        text = element.as_string()
+        return case((text.in_(JSON_TRUE), true()), (text.in_(JSON_FALSE), false()), else_=null())
     if isinstance(sample, (int, float)):
         return as_number(element.as_string())
     return element.as_string()
@@ -83,7 +112,7 @@ def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
         column = getattr(Customer, cond.field)
     parts: list[ColumnElement[bool]] = []
     if cond.exists is not None:
-        textual = cond.field not in ("birthday", "created_at")
+        textual = cond.field not in _NOT_TEXT
         present = and_(column.is_not(None), column != "") if textual else column.is_not(None)
         parts.append(present if cond.exists else not_(present))
     if ops:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,13 +41,13 @@ from outreach.rules import LoadedRule, parse_rule
 
 #: The moment most tests plan at (naive UTC).
 NOW = datetime(2026, 6, 1, 9, 0)
+#: When customers sign up (and give consent) unless a test says otherwise.
+SIGNUP = datetime(2024, 1, 1)
 #: Marker for "make one up from the external id" (``None`` means "no address").
 AUTO: Any = object()
 
 _order_numbers = itertools.count(1)
 _phone_numbers = itertools.count(1)
-#: Consent given by ``add_customer`` is recorded this long before ``at``.
-_ONE_DAY = timedelta(days=1)
 
 
 # ------------------------------------------------------------------ customers
@@ -65,12 +65,12 @@ def add_customer(
     tags: Iterable[str] = (),
     attributes: Mapping[str, Any] | None = None,
     consent: Mapping[str, str] | None = None,
-    at: datetime = NOW,
-    created_at: datetime | None = None,
+    at: datetime | None = None,
+    created_at: datetime = SIGNUP,
 ) -> Customer:
     """A customer; ``email``/``phone`` default to addresses made from ``ext``
-    (pass ``None`` for none). ``consent`` maps channel → status, recorded a
-    day before ``at``; the default grants email only."""
+    (pass ``None`` for none). ``consent`` maps channel → status, recorded
+    ``at`` (default: at signup); the default grants email only."""
     customer = Customer(
         external_id=ext,
         name=name,
@@ -83,8 +83,8 @@ def add_customer(
         birth_month=birthday.month if birthday else None,
         birth_day=birthday.day if birthday else None,
         attributes=dict(attributes or {}),
-        created_at=created_at or datetime(2024, 1, 1),
-        updated_at=created_at or datetime(2024, 1, 1),
+        created_at=created_at,
+        updated_at=created_at,
     )
     session.add(customer)
     session.flush()
@@ -92,7 +92,7 @@ def add_customer(
         session.add(CustomerTag(customer_id=customer.id, tag=tag))
     consent = {"email": "granted"} if consent is None else consent
     for channel, status in consent.items():
-        add_consent(session, customer, channel, status, at=at - _ONE_DAY)
+        add_consent(session, customer, channel, status, at=at or created_at)
     session.flush()
     return customer
 
@@ -129,11 +129,10 @@ def bulk_customers(
     prefix: str = "c",
     birthday: date | None = None,
     consent: str | None = "email",
-    at: datetime = NOW,
 ) -> list[int]:
     """``count`` customers in two bulk INSERTs (customers, then consents
-    granted on ``consent``); returns their ids in insertion order."""
-    stamp = datetime(2024, 1, 1)
+    granted on ``consent`` at signup); returns their ids in insertion order."""
+    stamp = SIGNUP
     rows = [
         {
             "external_id": f"{prefix}{n:06d}",
@@ -163,7 +162,7 @@ def bulk_customers(
                     "channel": Channel(consent),
                     "status": ConsentStatus.GRANTED,
                     "source": "test",
-                    "recorded_at": at - _ONE_DAY,
+                    "recorded_at": stamp,
                 }
                 for cid in ids
             ],
@@ -237,6 +236,7 @@ def run_messages(engine: Engine, run_id: int) -> dict[str, Planned]:
 __all__ = [
     "AUTO",
     "NOW",
+    "SIGNUP",
     "Planned",
     "add_consent",
     "add_customer",

@@ -30,7 +30,9 @@ class Received:
     data: bytes
 
     def parsed(self) -> EmailMessage:
-        message = email.message_from_bytes(self.data, policy=email.policy.default)
+        """The message as a mailbox stores it (SMTP's CRLF line ends made local)."""
+        local = self.data.replace(b"\r\n", b"\n")
+        message = email.message_from_bytes(local, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         return message
 

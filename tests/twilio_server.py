@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 LOOPBACK = "127.0.0.1"
+#: Seconds between the server loop's checks for shutdown (stdlib default: 0.5).
+SHUTDOWN_POLL = 0.02
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 #: Twilio's error catalogue entries this server produces.
@@ -201,7 +203,9 @@ def twilio_server(*, account_sid: str, auth_token: str) -> Iterator[TwilioServer
     """Serve the fake Twilio API on 127.0.0.1 for the ``with`` block."""
     state = TwilioState(account_sid=account_sid, auth_token=auth_token)
     server = _Server(state)
-    thread = threading.Thread(target=server.serve_forever, name="fake-twilio", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL}, name="fake-twilio", daemon=True
+    )
     thread.start()
     try:
         host, port = server.server_address[:2]

@@ -122,7 +122,7 @@ class SmtpBackend:
                 "(STARTTLS: turn off smtp_starttls or use another server; SMTPUTF8: the "
                 "address has non-ASCII characters the server cannot take)"
             )
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
             return ChannelError(f"{self.server} did not answer within {self.options.timeout:g} s")
         return ChannelError(f"{self.server} could not take message {envelope.message_id}: {exc!r}")
 

@@ -84,7 +84,11 @@ class CsvSource:
         self._binary: IO[bytes] = path.open("rb")
         self._row = 0
         self._records = csv.reader(self._lines())
-        self.header = self._read_header()
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> CsvSource:
         return self
