@@ -311,30 +311,32 @@ def test_outbox_sms_remembers_lines_written_by_an_earlier_run(settings_env: Path
 
 
 def test_outbox_sms_from_concurrent_threads_gives_intact_lines(settings_env: Path) -> None:
-    # Given 8 threads, each delivering 25 messages twice (a duplicating broker)
+    # Given 8 worker threads that are all handed the same 60 messages (a duplicating broker)
     path = settings_env / "outbox" / "sms.jsonl"
     backend = OutboxSms(path=path, from_number=SMS_FROM)
-    long_body = "您的积分即将到期。" * 40  # several KB per line, so interleaving would show
+    long_body = "您的积分即将到期。" * 40  # about 1 KB per line, so interleaving would show
+    start = threading.Barrier(8)
 
-    def worker(start: int) -> None:
-        for n in range(start, start + 25):
-            backend.deliver(sms_envelope(n, text=f"{n} {long_body}"))
+    def worker() -> None:
+        start.wait()
+        for n in range(60):
             backend.deliver(sms_envelope(n, text=f"{n} {long_body}"))
 
-    threads = [threading.Thread(target=worker, args=(i * 25,)) for i in range(8)]
+    threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     # Then every message is there once, on an intact line
     lines = read_jsonl(path)
-    assert sorted(line["message_id"] for line in lines) == list(range(200))
+    assert sorted(line["message_id"] for line in lines) == list(range(60))
     assert all(line["body"] == f"{line['message_id']} {long_body}" for line in lines)
 
 
-def _deliver_from_process(path: str, start: int) -> None:
+def _deliver_from_process(path: str, start: Any) -> None:
     backend = OutboxSms(path=Path(path), from_number=SMS_FROM)
-    for n in range(start, start + 20):
+    start.wait()
+    for n in range(40):
         backend.deliver(sms_envelope(n, text=f"{n} " + "x" * 3000))
 
 
@@ -344,8 +346,9 @@ def test_outbox_sms_from_concurrent_processes_gives_intact_lines(settings_env: P
     backend = OutboxSms(path=path, from_number=SMS_FROM)
     backend.deliver(sms_envelope(1000))
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_deliver_from_process, args=(str(path), i * 10)) for i in range(4)]
-    # When they deliver overlapping ranges (0-19, 10-29, 20-39, 30-49) at once
+    start = context.Barrier(4)
+    workers = [context.Process(target=_deliver_from_process, args=(str(path), start)) for _ in range(4)]
+    # When all of them deliver the same 40 messages at once
     for w in workers:
         w.start()
     for w in workers:
@@ -354,7 +357,8 @@ def test_outbox_sms_from_concurrent_processes_gives_intact_lines(settings_env: P
     # Then each message is written once, and this process sees their lines too
     backend.deliver(sms_envelope(5, text="5 again"))
     lines = read_jsonl(path)
-    assert sorted(line["message_id"] for line in lines) == [*range(50), 1000]
+    assert sorted(line["message_id"] for line in lines) == [*range(40), 1000]
+    assert all(line["body"] == f"{line['message_id']} " + "x" * 3000 for line in lines[1:])
 
 
 # ---------------------------------------------------------------- SMTP

@@ -1,0 +1,128 @@
+"""Rule evaluation speed and memory on a large synthetic base.
+
+    python bench/rules_bench.py --customers 100000            # both databases
+    python bench/rules_bench.py --customers 1000000 --db postgresql
+
+For each shipped rule: `rules preview` time (nothing written) and planning
+time (select eligible, apply consent, cooldown, cap, holdout, quiet hours and
+INSERT the planned messages), plus the benchmark process's peak memory.
+Data is generated once per size (inside the database) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, delete, func, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synth import generate  # noqa: E402
+
+from outreach import stats  # noqa: E402
+from outreach.db import make_engine, migrate, transaction  # noqa: E402
+from outreach.inspect import preview  # noqa: E402
+from outreach.models import CampaignRun, Customer, Membership, Message, Order, Rule  # noqa: E402
+from outreach.planner import RuleSet, plan_rule  # noqa: E402
+from outreach.rules import load_rules  # noqa: E402
+
+NOW = datetime(2026, 11, 20, 2, 0)  # 10:00 in Shanghai: inside the send windows there
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def database(kind: str, customers: int, orders: int) -> str:
+    name = f"outreach_bench_{customers}_{orders}"
+    if kind == "sqlite":
+        path = ROOT / "bench" / ".data" / f"{name}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def ensure_data(url: str, customers: int, orders: int, console: Console) -> float:
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.connect() as conn:
+        have = conn.scalar(select(func.count()).select_from(Customer))
+        have_orders = conn.scalar(select(func.count()).select_from(Order))
+    if have == customers and have_orders == orders:
+        return 0.0
+    console.print(f"generating {customers:,} customers and {orders:,} orders in {url.split('/')[-1]} …")
+    with engine.begin() as conn:
+        for table in ("messages", "campaign_runs", "rules", "memberships", "customer_stats",
+                      "consents", "order_items", "orders", "customer_tags", "customers"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    started = time.perf_counter()
+    generate(engine, customers=customers, orders=orders, now=NOW)
+    return time.perf_counter() - started
+
+
+def reset_outbox(engine) -> None:  # type: ignore[no-untyped-def]
+    with transaction(engine) as s:
+        s.execute(delete(Message))
+        s.execute(delete(CampaignRun))
+        s.execute(delete(Membership))
+        s.execute(delete(Rule))
+
+
+def run(kind: str, customers: int, orders: int, table: Table, console: Console) -> None:
+    url = database(kind, customers, orders)
+    gen = ensure_data(url, customers, orders, console)
+    engine = make_engine(url)
+    reset_outbox(engine)
+    ruleset = RuleSet.from_folder(ROOT / "rules")
+    started = time.perf_counter()
+    with transaction(engine) as s:
+        stats.refresh(s, now=NOW)
+    table.add_row(kind, f"{customers:,}", f"{orders:,}", "(customer stats refresh)", "", "",
+                  f"{time.perf_counter() - started:.2f}", f"{peak_mb():.0f}")
+    for loaded in load_rules(ROOT / "rules"):
+        t0 = time.perf_counter()
+        p = preview(engine, loaded, now=NOW, ruleset=ruleset)
+        t1 = time.perf_counter()
+        result, _ = plan_rule(engine, loaded, now=NOW, ruleset=ruleset)
+        t2 = time.perf_counter()
+        table.add_row(kind, f"{customers:,}", f"{orders:,}", loaded.spec.name, f"{p.matched:,}",
+                      f"{result.planned:,} (+{result.held_out:,} held out)", f"{t1 - t0:.2f} / {t2 - t1:.2f}",
+                      f"{peak_mb():.0f}")
+    if gen:
+        console.print(f"[dim]{kind}: data generation took {gen:.0f} s[/]")
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--orders-per-customer", type=int, default=10)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    console = Console(width=160)
+    table = Table(title=f"Rule evaluation as of {NOW:%Y-%m-%d %H:%M} UTC (shipped rules/)")
+    for col in ("db", "customers", "orders", "rule", "matched", "planned", "preview / plan s", "peak MB"):
+        table.add_column(col, justify="left" if col in ("db", "rule") else "right")
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    orders = args.customers * args.orders_per_customer
+    for kind in kinds:
+        run(kind, args.customers, orders, table, console)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
