@@ -521,9 +521,9 @@ def demo(ctx: click.Context, customers: int, directory: Path, seed: int, now: st
       outreach demo
       outreach demo --customers 10000 --dir /tmp/demo
     """
-    from outreach.demo import run_demo
+    from outreach.demo import default_demo_time, run_demo
 
-    moment, _ = _now(now)
+    moment = _now(now)[0] if now else default_demo_time()
     run_demo(directory=directory, customers=customers, seed=seed, now=moment, console=console)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings, load_settings
@@ -37,13 +37,15 @@ P_OPEN, P_CLICK, P_UNSUB, P_STOP = 0.42, 0.35, 0.012, 0.02
 #: Chance that a customer orders inside the window: treated vs control group.
 P_ORDER_TREATED, P_ORDER_CLICKED, P_ORDER_CONTROL = 0.09, 0.30, 0.05
 DEMO_TWILIO_TOKEN = "demo-twilio-auth-token"
+#: Later runs (hours after the launch) that send messages deferred by quiet hours.
+LATER_PASSES_H = (8, 16)
 _LINK = re.compile(r'href="([^"]+/c/[^"]+)"')
 _PIXEL = re.compile(r'src="([^"]+/o/[^"]+)"')
 
 
 def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, console: Console) -> None:
     from outreach.importer import import_csv
-    from outreach.planner import launch
+    from outreach.planner import RuleSet, launch
     from outreach.report import build_report, render_table
     from outreach.rules import load_rules
 
@@ -70,13 +72,22 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
         result = import_csv(engine, kind, path, now=now)  # type: ignore[arg-type]
         console.print(f"imported {result.rows:>6} {kind} from {path}")
 
-    console.rule("[bold]2. Launch the shipped rules")
+    console.rule(f"[bold]2. Launch the shipped rules as of {now:%Y-%m-%d %H:%M} UTC")
     rules = load_rules(settings.rules_dir)
-    for r in launch(settings, engine, rules, now=now, simulated=True):
-        console.print(f"{r.rule:>16}: planned {r.planned}, held out {r.held_out} (control group)")
+    ruleset = RuleSet.from_folder(settings.rules_dir)
+    for r in launch(settings, engine, rules, now=now, simulated=True, ruleset=ruleset):
+        console.print(f"{r.rule:>16}: planned {r.planned:>4}, held out {r.held_out:>3} (control group), "
+                      f"sent now {r.queued:>4}")
+    for hours in LATER_PASSES_H:
+        later = now + timedelta(hours=hours)
+        launch(settings, engine, [], now=later, simulated=True, ruleset=ruleset)
+        console.print(f"run at {later:%H:%M} UTC: sent the messages deferred by quiet hours whose "
+                      "local send window opened")
     with Session(engine) as session:
-        sent = session.scalars(select(Message).where(Message.status == MessageStatus.SENT)).all()
-    console.print(f"delivered {len(sent)} messages to {settings.outbox_dir}/")
+        counts = dict(session.execute(
+            select(Message.status, func.count()).group_by(Message.status)).all())
+    console.print(", ".join(f"{n} {status.value}" for status, n in sorted(counts.items())) +
+                  f" — outbox: {settings.outbox_dir}/")
 
     console.rule("[bold yellow]3. SIMULATED responses (synthetic, for demonstration only)")
     counts = replay_responses(settings, engine, now=now, seed=seed)
@@ -88,6 +99,13 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
         f"[dim]demo data and outbox in {directory}/ — finished in "
         f"{time.perf_counter() - started:.1f} s. Responses above are simulated.[/]"
     )
+
+
+def default_demo_time() -> datetime:
+    """Today at 02:00 UTC — 10:00 in Shanghai, where most demo customers live."""
+    from outreach.clock import utcnow
+
+    return utcnow().replace(hour=2, minute=0, second=0, microsecond=0)
 
 
 def _sign(secret: str, body: bytes) -> str:
@@ -123,7 +141,8 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
     with TestClient(app, base_url=settings.public_url) as client:
         for msg, customer_ext in messages:
             clicked = False
-            clock["now"] = now + timedelta(minutes=rng.randint(5, 600))
+            base = msg.sent_at or msg.planned_at
+            clock["now"] = base + timedelta(minutes=rng.randint(5, 600))
             if msg.status is MessageStatus.SENT and msg.channel is Channel.EMAIL:
                 eml = email.message_from_bytes(
                     (Path(settings.outbox_dir) / "email" / f"{msg.id}.eml").read_bytes(),
@@ -153,7 +172,7 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
                 P_ORDER_CLICKED if clicked else P_ORDER_TREATED)
             if rng.random() < p:
                 window = windows.get(msg.rule_id, 7)
-                order = _order(rng, msg.id, customer_ext, now + timedelta(hours=rng.randint(2, window * 24 - 2)))
+                order = _order(rng, msg.id, customer_ext, base + timedelta(hours=rng.randint(2, window * 24 - 2)))
                 body = json.dumps(order).encode()
                 response = client.post("/webhooks/orders", content=body,
                                        headers={"X-Outreach-Signature": _sign(secret, body),

@@ -36,7 +36,7 @@ from outreach.models import (
     OrderItem,
 )
 from outreach.rules import schema
-from outreach.sqlfuncs import as_number
+from outreach.sqlfuncs import as_number, numeric_or_none
 
 _OPS = {
     "eq": lambda col, v: col == v,
@@ -56,9 +56,18 @@ JSON_TRUE = ("true", "1")
 JSON_FALSE = ("false", "0")
 #: Customer columns that are never NULL and hold no free text.
 _NOT_TEXT = ("birthday", "created_at", "customer_type")
+#: Customer columns holding text: a number written unquoted in a rule
+#: (``phone: {eq: 13800000000}``) is compared as text, on every database.
+_TEXT_COLUMNS = ("external_id", "name", "email", "phone", "timezone", "locale")
+
+
+def _bad_value(where: str, value: Any, hint: str) -> RuleError:
+    return RuleError.single(f"{where}: cannot compare with {value!r}", field="segment", hint=hint)
 
 
 def _coerce(field: str, value: Any) -> Any:
+    """A rule's value as the column's type (YAML reads ``1001`` as a number,
+    ``yes`` as true); a value that cannot be meant for the column is a rule error."""
     if isinstance(value, list):
         return [_coerce(field, v) for v in value]
     if field == "customer_type":
@@ -70,11 +79,55 @@ def _coerce(field: str, value: Any) -> Any:
                 field="segment.field",
                 hint="customer_type is one of: " + ", ".join(t.value for t in CustomerType),
             ) from None
-    if field == "birthday" and isinstance(value, str):
-        return date.fromisoformat(value)
-    if field == "created_at" and isinstance(value, str):
-        return parse_instant(value, field=field)
+    if field in _TEXT_COLUMNS:
+        if isinstance(value, bool):
+            raise _bad_value(field, value, f"{field} is text: quote the value, e.g. 'yes'")
+        return str(value)
+    if field == "birthday":
+        try:
+            return date.fromisoformat(value) if isinstance(value, str) else _not_a_date()
+        except ValueError:
+            raise _bad_value(field, value, "write a date like '1990-06-01' (quoted)") from None
+    if field == "created_at":
+        if not isinstance(value, str):
+            raise _bad_value(field, value, "write a time like '2025-01-01T00:00:00+08:00' (quoted)")
+        return parse_instant(value, field="segment.created_at")
     return value
+
+
+def _not_a_date() -> date:
+    raise ValueError("not a date")
+
+
+def _number(metric: str, value: Any) -> Any:
+    """An aggregate compares with a number (``gte: '2'`` is read as 2)."""
+    if isinstance(value, list):
+        return [_number(metric, v) for v in value]
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        return value
+    number = numeric_or_none(value)
+    if number is None:
+        raise _bad_value(f"orders.{metric}", value, "compare with a number, e.g. gte: 2")
+    return number
+
+
+def _attribute_sample(ops: dict[str, Any]) -> Any:
+    """How to read a JSON attribute: as a boolean when the rule compares only
+    with true/false, as a number when only with numbers, else as text."""
+    values = [x for v in ops.values() for x in (v if isinstance(v, list) else [v])]
+    if values and all(isinstance(x, bool) for x in values):
+        return True
+    if values and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+        return 0
+    return ""
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
@@ -101,14 +154,15 @@ def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bo
 
 
 def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
-    ops = {k: _coerce(cond.field, v) for k, v in cond.operators().items()}
     if cond.field.startswith("attributes."):
         key = cond.field.split(".", 1)[1]
-        sample = next(
-            (v[0] if isinstance(v, list) and v else v for v in ops.values()), ""
-        )
+        ops = cond.operators()
+        sample = _attribute_sample(ops)
+        if isinstance(sample, str):
+            ops = {k: _as_text(v) for k, v in ops.items()}
         column = _attribute_column(key, sample)
     else:
+        ops = {k: _coerce(cond.field, v) for k, v in cond.operators().items()}
         column = getattr(Customer, cond.field)
     parts: list[ColumnElement[bool]] = []
     if cond.exists is not None:
@@ -161,7 +215,7 @@ def _days_since(
 def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
     agg = cond.orders
     where = [Order.customer_id == Customer.id, *_window(now, agg.within_days)]
-    ops = agg.operators()
+    ops = {k: _number(agg.metric, v) for k, v in agg.operators().items()}
     if agg.metric == "count":
         value = select(func.count(Order.id)).where(*where).scalar_subquery()
         return compare(value, ops)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from outreach import store
 from outreach.channels import Envelope, backend_for
@@ -32,6 +33,8 @@ log = logging.getLogger("outreach.sending")
 
 #: After this many failed attempts a retryable error becomes final.
 MAX_ATTEMPTS = 5
+#: Twilio's error code for a recipient who has opted out of messages.
+TWILIO_UNSUBSCRIBED = "21610"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ def deliver_message(
     otherwise the wall clock records when the message went out.
     """
     now = clock()
+    with Session(engine) as session:
+        channel_name = session.scalar(select(Message.channel).where(Message.id == message_id))
+    if channel_name is None:
+        return Outcome(message_id, "not-claimed", "no such message")
+    # Resolve the backend before claiming: a configuration error must leave the
+    # message queued (and loud), not stranded in ``sending``.
+    backend = backend_for(settings, channel_name.value)
     with transaction(engine) as session:
         if not store.claim(session, message_id, now=now):
             return Outcome(message_id, "not-claimed")
@@ -92,10 +102,13 @@ def deliver_message(
         idempotency_key=f"outreach-msg-{message_id}",
     )
     try:
-        provider_id = backend_for(settings, channel.value).deliver(envelope)
+        provider_id = backend.deliver(envelope)
     except PermanentChannelError as exc:
         with transaction(engine) as session:
             store.finish(session, message_id, status=MessageStatus.FAILED, now=clock(), error=str(exc))
+            if TWILIO_UNSUBSCRIBED in str(exc) and address:
+                # The carrier says the recipient opted out (replied STOP): never again.
+                store.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=clock())
         return Outcome(message_id, "failed", str(exc))
     except ChannelError as exc:
         with transaction(engine) as session:

@@ -497,6 +497,15 @@ def finish(
     return result.rowcount == 1
 
 
+def suppress(session: Session, *, channel: Channel, address: str, reason: str, now: datetime) -> None:
+    """Add an address to the suppression list (idempotent)."""
+    name = session.get_bind().dialect.name
+    stmt = (postgresql if name == "postgresql" else sqlite).insert(Suppression).values(
+        channel=channel, address=address, reason=reason, created_at=now
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "address"]))
+
+
 def release(session: Session, message_id: int, *, error: str) -> None:
     """sending → queued after a retryable failure; the broker retries."""
     session.execute(

@@ -213,6 +213,12 @@ def test_sms_arrives_with_its_chinese_body(sms_channel: SmsChannel) -> None:
     ]
 
 
+def test_sms_to_a_number_not_in_e164_form_fails_for_good(sms_channel: SmsChannel) -> None:
+    with pytest.raises(PermanentChannelError, match="138 0000 0001"):
+        sms_channel.backend.deliver(sms_envelope(to="138 0000 0001"))
+    assert sms_channel.delivered() == []
+
+
 # ---------------------------------------------------------------- email, built
 def test_long_unsubscribe_url_is_written_as_is_not_encoded() -> None:
     raw = build_email(email_envelope(), from_address=SHOP_FROM).as_bytes()
@@ -232,6 +238,16 @@ def test_envelope_headers_cannot_rewrite_or_inject(headers: dict[str, str], prob
 def test_from_address_without_domain_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="OUTREACH_FROM_ADDRESS"):
         build_email(email_envelope(), from_address="Jade Leaf Tea")
+
+
+def test_smtp_delivers_to_the_bare_address_of_a_named_recipient(
+    make_settings: Callable[..., Settings], smtp: SmtpServer
+) -> None:
+    backend = backend_for(smtp_settings(make_settings, smtp), "email")
+    backend.deliver(email_envelope(to="王小明 <wang@example.cn>"))
+    [received] = smtp.received
+    assert received.rcpt_tos == ["wang@example.cn"]
+    assert received.parsed()["To"] == "王小明 <wang@example.cn>"
 
 
 def test_envelope_from_address_overrides_the_setting() -> None:

@@ -223,7 +223,7 @@ def test_holdout_is_the_same_on_every_database_and_every_run(
         with transaction(other) as s:
             bulk_customers(s, 2000, birthday=BIRTHDAY)
         with transaction(engine) as s:
-            by_id = dict(s.execute(select(Customer.id, Customer.external_id)).tuples())
+            by_id = {row.id: row.external_id for row in s.execute(select(Customer.id, Customer.external_id))}
 
         # When the birthday rule runs on both, this year and next year
         here, here_sent = held_out(engine, datetime(2026, 6, 1, 9))

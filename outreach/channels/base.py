@@ -211,6 +211,16 @@ def _sender_domain(sender: str) -> str:
         return domain
 
 
+def message_id_for(envelope: Envelope, *, domain: str) -> str:
+    """The Message-ID of ``envelope``: the same for every delivery of it."""
+    return f"<{envelope.idempotency_key}@{domain}>"
+
+
+def sender_domain(envelope: Envelope, *, from_address: str) -> str:
+    """The domain the Message-ID of ``envelope`` uses."""
+    return _sender_domain(envelope.from_address or from_address)
+
+
 def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
     """A MIME message for ``envelope``: text (+ HTML alternative), UTF-8 headers.
 
@@ -237,7 +247,7 @@ def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
         if envelope.subject is not None:
             message["Subject"] = envelope.subject
         message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = f"<{envelope.idempotency_key}@{domain}>"
+        message["Message-ID"] = message_id_for(envelope, domain=domain)
         for name, value in envelope.headers.items():
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"header '{name}' is set by Outreach and cannot be overridden")
@@ -251,6 +261,12 @@ def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
 
 
 def envelope_sender(message: EmailMessage) -> str:
-    """The bare address of the From header (for SMTP's MAIL FROM)."""
+    """The bare address of the From header (SMTP's MAIL FROM)."""
     address: Address = message["From"].addresses[0]
+    return address.addr_spec
+
+
+def envelope_recipient(message: EmailMessage) -> str:
+    """The bare address of the To header (SMTP's RCPT TO)."""
+    address: Address = message["To"].addresses[0]
     return address.addr_spec

@@ -19,10 +19,10 @@ from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from outreach.channels.base import Envelope, build_email
-from outreach.channels.sms import sms_encoding, sms_segments
+from outreach.channels.base import Envelope, build_email, message_id_for, sender_domain
+from outreach.channels.sms import E164_HINT, is_e164, sms_encoding, sms_segments
 from outreach.config import Settings
-from outreach.errors import ChannelError
+from outreach.errors import ChannelError, PermanentChannelError
 
 #: Subfolder of outbox_dir holding one .eml file per email.
 EMAIL_DIR = "email"
@@ -52,7 +52,9 @@ class OutboxEmail:
     def deliver(self, envelope: Envelope) -> str:
         path = self.path_for(envelope)
         if path.exists():
-            return _message_id_of(path)
+            return _message_id_of(path) or message_id_for(
+                envelope, domain=sender_domain(envelope, from_address=self.from_address)
+            )
         message = build_email(envelope, from_address=self.from_address)
         data = message.as_bytes()
         try:
@@ -63,14 +65,15 @@ class OutboxEmail:
         return str(message["Message-ID"])
 
 
-def _message_id_of(path: Path) -> str:
+def _message_id_of(path: Path) -> str | None:
     """The Message-ID of an .eml already in the outbox."""
     try:
         with path.open("rb") as handle:
             headers = BytesHeaderParser(policy=policy.default).parse(handle)
     except OSError as exc:
         raise ChannelError(f"cannot read email outbox file {path}: {exc}") from None
-    return str(headers["Message-ID"])
+    value = headers["Message-ID"]
+    return str(value) if value else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -166,6 +169,12 @@ class OutboxSms:
         return f"outbox:{envelope.idempotency_key}"
 
     def deliver(self, envelope: Envelope) -> str:
+        if not is_e164(envelope.to):
+            # As Twilio would (error 21211): the demo shows what production will.
+            raise PermanentChannelError(
+                f"message {envelope.message_id}: '{envelope.to}' is not a phone number "
+                f"in E.164 form (hint: {E164_HINT})"
+            )
         provider_id = self.provider_id(envelope)
         record = {
             "message_id": envelope.message_id,

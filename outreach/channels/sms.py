@@ -14,6 +14,7 @@ next part, as on the handset and on the invoice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 GSM7 = "GSM-7"
@@ -37,6 +38,16 @@ GSM7_PART = 153
 #: UCS-2 code units in a single SMS, and per part of a concatenated one.
 UCS2_SINGLE = 70
 UCS2_PART = 67
+
+
+#: E.164: "+", a country code not starting with 0, at most 15 digits in all.
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164_HINT = "write phone numbers as + country code + number, e.g. +8613800000001 or +14155552671"
+
+
+def is_e164(number: str) -> bool:
+    """Whether ``number`` is a phone number in E.164 form."""
+    return bool(_E164.match(number))
 
 
 def sms_encoding(text: str) -> str:

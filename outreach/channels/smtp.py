@@ -19,7 +19,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 
-from outreach.channels.base import Envelope, build_email, envelope_sender
+from outreach.channels.base import Envelope, build_email, envelope_recipient, envelope_sender
 from outreach.config import Settings
 from outreach.errors import ChannelError, ConfigError, PermanentChannelError
 
@@ -83,7 +83,9 @@ class SmtpBackend:
                 client.starttls(context=ssl.create_default_context())
             if self.options.username:
                 client.login(self.options.username, self.options.password or "")
-            client.send_message(message, from_addr=envelope_sender(message), to_addrs=[envelope.to])
+            client.send_message(
+                message, from_addr=envelope_sender(message), to_addrs=[envelope_recipient(message)]
+            )
         except (smtplib.SMTPException, OSError) as exc:
             client.close()
             raise self._classify(exc, envelope) from None
@@ -102,7 +104,7 @@ class SmtpBackend:
         """Turn what smtplib raised into a retryable or permanent error."""
         to = envelope.to
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            code, reply = exc.recipients.get(to, next(iter(exc.recipients.values()), (0, b"")))
+            code, reply = next(iter(exc.recipients.values()), (0, b""))
             return _by_code(code, f"{self.server} refused recipient {to}: {code} {_text(reply)}")
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return _by_code(

@@ -98,7 +98,7 @@ class TwilioBackend:
     def form(self, envelope: Envelope) -> dict[str, str]:
         sender = envelope.from_address or self.from_number
         form = {"To": envelope.to, "Body": envelope.text, "StatusCallback": self.status_callback}
-        if sender.startswith(MESSAGING_SERVICE_PREFIX) and not sender.startswith("+"):
+        if sender.startswith(MESSAGING_SERVICE_PREFIX):
             form["MessagingServiceSid"] = sender
         else:
             form["From"] = sender

@@ -96,14 +96,15 @@ class Events(Kind[EventRow]):
             written.updated = sum(1 for p in batch if p.record.external_id) - written.inserted
         plain = [p.record for p in batch if not p.record.external_id]
         if plain:
-            seen: set[EventKey] = set(
-                conn.execute(
+            seen: set[EventKey] = {
+                (customer_id, name, occurred_at)
+                for customer_id, name, occurred_at in conn.execute(
                     select(CustomEvent.customer_id, CustomEvent.name, CustomEvent.occurred_at).where(
                         CustomEvent.customer_id.in_({r.customer.id for r in plain}),
                         CustomEvent.name.in_({r.name for r in plain}),
                     )
-                ).tuples()
-            )
+                )
+            }
             new = []
             for record in plain:
                 if record.key() not in seen:
