@@ -150,7 +150,8 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.argument("kind", type=click.Choice(["customers", "orders", "consents", "events"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Import good rows; write bad ones to a reject file.")
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file path.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Reject file path (implies --skip-invalid).")
 @NOW_OPTION
 @click.pass_context
 @friendly
@@ -169,7 +170,7 @@ def import_(ctx: click.Context, kind: str, file: Path, skip_invalid: bool, rejec
     settings = _settings(ctx)
     moment, _ = _now(now)
     result = import_csv(
-        _engine(settings), kind, file, skip_invalid=skip_invalid, reject_path=rejects,
+        _engine(settings), kind, file, skip_invalid=skip_invalid or rejects is not None, reject_path=rejects,
         now=moment, progress=sys.stderr.isatty(),
     )
     console.print(

@@ -54,7 +54,12 @@ MAX_PROBLEMS = 100
 MAX_BATCH_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 1000
 REJECTS_SUFFIX = ".rejects.csv"
-STRICT_HINT = "fix the rows and import again, or use --skip-invalid to import the good rows and get the bad ones in a reject file"
+#: Separators some spreadsheets write instead of commas (e.g. Excel in Europe).
+OTHER_SEPARATORS = (";", "\t")
+STRICT_HINT = (
+    "fix the rows and import again, or use --skip-invalid to import the good rows "
+    "and get the bad ones in a reject file"
+)
 
 
 @dataclass
@@ -90,7 +95,9 @@ def import_csv(
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
     path = Path(path)
     if not path.is_file():
-        raise ImportRowError([Problem("there is no such file", file=str(path), hint="check the path and the file name")])
+        raise ImportRowError(
+            [Problem("there is no such file", file=str(path), hint="check the path and the file name")]
+        )
     rejects_to = (reject_path or default_reject_path(path)) if skip_invalid else None
     if rejects_to is not None and rejects_to.resolve() == path.resolve():
         raise ImportRowError(
@@ -118,13 +125,16 @@ def check_header(importer: Kind[Any], header: Header, *, file: str) -> None:
     required = ", ".join(importer.required_columns)
     missing = [column for column in importer.required_columns if not header.has(column)]
     if missing:
+        hint = f"row 1 of a {importer.name} file names the columns: {expected} (required: {required})"
+        if len(header.names) == 1 and any(sep in header.names[0] for sep in OTHER_SEPARATORS):
+            hint = "separate the columns with commas; " + hint
         problems.append(
             Problem(
                 f"row 1 lacks the required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
                 file=file,
                 row=1,
                 field=", ".join(missing),
-                hint=f"row 1 of a {importer.name} file names the columns: {expected} (required: {required})",
+                hint=hint,
             )
         )
     for name in dict.fromkeys(header.duplicates):
@@ -151,7 +161,8 @@ class ProblemLog:
     def error(self) -> ImportRowError:
         problems = list(self.shown)
         if self.count > len(problems):
-            problems.append(Problem(f"... and {self.count - len(problems)} more", file=self.file, hint=STRICT_HINT))
+            more = self.count - len(problems)
+            problems.append(Problem(f"... and {more} more", file=self.file, hint=STRICT_HINT))
         return ImportRowError(problems)
 
 

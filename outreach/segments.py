@@ -84,10 +84,10 @@ def _coerce(field: str, value: Any) -> Any:
             raise _bad_value(field, value, f"{field} is text: quote the value, e.g. 'yes'")
         return str(value)
     if field == "birthday":
-        try:
-            return date.fromisoformat(value) if isinstance(value, str) else _not_a_date()
-        except ValueError:
-            raise _bad_value(field, value, "write a date like '1990-06-01' (quoted)") from None
+        day = _iso_date(value)
+        if day is None:
+            raise _bad_value(field, value, "write a date like '1990-06-01' (quoted)")
+        return day
     if field == "created_at":
         if not isinstance(value, str):
             raise _bad_value(field, value, "write a time like '2025-01-01T00:00:00+08:00' (quoted)")
@@ -95,19 +95,24 @@ def _coerce(field: str, value: Any) -> Any:
     return value
 
 
-def _not_a_date() -> date:
-    raise ValueError("not a date")
+def _iso_date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
-def _number(metric: str, value: Any) -> Any:
+def _number(where: str, value: Any) -> Any:
     """An aggregate compares with a number (``gte: '2'`` is read as 2)."""
     if isinstance(value, list):
-        return [_number(metric, v) for v in value]
+        return [_number(where, v) for v in value]
     if not isinstance(value, bool) and isinstance(value, (int, float)):
         return value
     number = numeric_or_none(value)
     if number is None:
-        raise _bad_value(f"orders.{metric}", value, "compare with a number, e.g. gte: 2")
+        raise _bad_value(where, value, "compare with a number, e.g. gte: 2")
     return number
 
 
@@ -143,8 +148,13 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
     return element.as_string()
 
 
-def _attribute_column(key: str, sample: Any) -> ColumnElement[Any]:
-    return json_value(Customer.attributes[key], sample)
+def json_operand(element: Any, ops: dict[str, Any]) -> tuple[ColumnElement[Any], dict[str, Any]]:
+    """A JSON member (customer attribute, event property) read the way the
+    rule's values ask for, and those values ready to compare with it."""
+    sample = _attribute_sample(ops)
+    if isinstance(sample, str):
+        ops = {k: _as_text(v) for k, v in ops.items()}
+    return json_value(element, sample), ops
 
 
 def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bool]:
@@ -156,11 +166,7 @@ def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bo
 def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
     if cond.field.startswith("attributes."):
         key = cond.field.split(".", 1)[1]
-        ops = cond.operators()
-        sample = _attribute_sample(ops)
-        if isinstance(sample, str):
-            ops = {k: _as_text(v) for k, v in ops.items()}
-        column = _attribute_column(key, sample)
+        column, ops = json_operand(Customer.attributes[key], cond.operators())
     else:
         ops = {k: _coerce(cond.field, v) for k, v in cond.operators().items()}
         column = getattr(Customer, cond.field)
@@ -215,7 +221,7 @@ def _days_since(
 def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
     agg = cond.orders
     where = [Order.customer_id == Customer.id, *_window(now, agg.within_days)]
-    ops = {k: _number(agg.metric, v) for k, v in agg.operators().items()}
+    ops = {k: _number(f"orders.{agg.metric}", v) for k, v in agg.operators().items()}
     if agg.metric == "count":
         value = select(func.count(Order.id)).where(*where).scalar_subquery()
         return compare(value, ops)
@@ -260,7 +266,8 @@ def _stats(cond: schema.StatsCondition) -> ColumnElement[bool]:
     for name in ("r_score", "f_score", "m_score", "clv", "order_count", "revenue"):
         comparison = getattr(f, name)
         if comparison is not None:
-            parts.append(compare(getattr(CustomerStats, name), comparison.operators()))
+            ops = {k: _number(f"stats.{name}", v) for k, v in comparison.operators().items()}
+            parts.append(compare(getattr(CustomerStats, name), ops))
     if f.rfm_segment:
         parts.append(CustomerStats.rfm_segment.in_(f.rfm_segment))
     if f.lifecycle_stage:
@@ -328,4 +335,12 @@ def compile_condition(
     raise TypeError(f"unknown condition {cond!r}")  # pragma: no cover - schema guarantees
 
 
-__all__ = ["bought_exists", "compare", "compile_condition", "product_match"]
+__all__ = [
+    "bought_exists",
+    "compare",
+    "compile_condition",
+    "json_operand",
+    "json_value",
+    "product_match",
+    "uses_stats",
+]

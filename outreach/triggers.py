@@ -189,7 +189,7 @@ def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: li
 def event(trigger: schema.EventTrigger, now: datetime) -> Select:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
-    from outreach.segments import compare, json_value
+    from outreach.segments import compare, json_operand
 
     later = aliased(CustomEvent)
     conditions = [
@@ -198,9 +198,8 @@ def event(trigger: schema.EventTrigger, now: datetime) -> Select:
         CustomEvent.occurred_at > now - timedelta(hours=trigger.max_age_hours),
     ]
     for key, comparison in trigger.where.items():
-        ops = comparison.operators()
-        sample = next((v[0] if isinstance(v, list) and v else v for v in ops.values()), "")
-        conditions.append(compare(json_value(CustomEvent.properties[key], sample), ops))
+        value, ops = json_operand(CustomEvent.properties[key], comparison.operators())
+        conditions.append(compare(value, ops))
     cancel_events = [name for name in trigger.cancel_on if name != "order"]
     if cancel_events:
         conditions.append(

@@ -30,6 +30,7 @@ from outreach.models import (
     Customer,
     CustomerTag,
     CustomerType,
+    CustomEvent,
     Message,
     MessageStatus,
     Order,
@@ -193,6 +194,16 @@ def add_order(
     return order
 
 
+def add_event(
+    session: Session, customer: Customer, name: str, at: datetime, **properties: Any
+) -> CustomEvent:
+    """A custom event (``cart_abandoned`` …) with JSON properties."""
+    event = CustomEvent(customer_id=customer.id, name=name, occurred_at=at, properties=properties)
+    session.add(event)
+    session.flush()
+    return event
+
+
 # ------------------------------------------------------------------ rules
 def loaded_rule(text: str, file: str = "x.yaml") -> LoadedRule:
     """Parse rule YAML the way ``load_rule`` does, without a file on disk."""
@@ -240,6 +251,7 @@ __all__ = [
     "Planned",
     "add_consent",
     "add_customer",
+    "add_event",
     "add_order",
     "add_suppression",
     "bulk_customers",

@@ -133,6 +133,20 @@ def test_reimport_updates_customers_without_duplicates(engine: Engine) -> None:
     assert len(customers(engine)) == 4
 
 
+def test_same_key_twice_in_one_batch_the_later_row_wins(engine: Engine, tmp_path: Path) -> None:
+    run(engine, "customers", "customers.csv")
+    path = write_csv(
+        tmp_path / "o.csv",
+        ["external_id", "customer_id", "ordered_at", "amount", "items"],
+        [["O1", "C001", "2026-01-01", "10.00", "A"], ["O1", "C002", "2026-01-02", "20.00", "B|tea;C"]],
+    )
+    result = run(engine, "orders", path)
+    assert (result.rows, result.inserted, result.updated) == (2, 1, 1)
+    [order] = orders(engine).values()
+    assert (order.customer_id, order.amount) == (customers(engine)["C002"].id, Decimal("20.00"))
+    assert sorted(i.sku for i in order.items) == ["B", "C"]
+
+
 def test_bad_rows_are_all_reported_and_nothing_is_committed(engine: Engine) -> None:
     # Given a database with some customers
     run(engine, "customers", "customers.csv")
@@ -201,6 +215,15 @@ def test_missing_columns_of_an_orders_file_are_named_together(engine: Engine, tm
     assert problem.hint and "external_id,customer_id,ordered_at,amount,currency,coupon_code,items" in problem.hint
 
 
+def test_semicolon_separated_file_gets_a_hint(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("external_id;name\nC1;Li Wei\n", encoding="utf-8")
+    with pytest.raises(ImportRowError) as caught:
+        run(engine, "customers", path)
+    [problem] = caught.value.problems
+    assert problem.row == 1 and (problem.hint or "").startswith("separate the columns with commas")
+
+
 def test_bom_header_and_row_numbers_as_a_spreadsheet_shows_them(engine: Engine, tmp_path: Path) -> None:
     # Given a UTF-8 file with BOM (Excel's "CSV UTF-8"), a name spanning two
     # lines, a blank row and a bad row below them
@@ -227,10 +250,21 @@ def test_file_that_is_not_utf8_is_a_clear_problem(engine: Engine, tmp_path: Path
         run(engine, "customers", gbk, skip_invalid=True)
     [problem] = caught.value.problems
     assert problem.row == 2 and "not UTF-8" in problem.message and "CSV UTF-8" in (problem.hint or "")
+    assert list(tmp_path.glob("gbk.rejects*")) == []  # no reject file of a failed import
 
     utf16 = write_csv(tmp_path / "utf16.csv", ["external_id", "name"], rows, encoding="utf-16")
     with pytest.raises(ImportRowError, match="UTF-16"):
         run(engine, "customers", utf16)
+
+    workbook = tmp_path / "customers.xlsx"
+    workbook.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)))
+    with pytest.raises(ImportRowError, match="workbook, not CSV"):
+        run(engine, "customers", workbook)
+
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"external_id,name\nC1,Li\x00Wei\n")
+    with pytest.raises(ImportRowError, match="NUL"):
+        run(engine, "customers", nul)
     assert customers(engine) == {}
 
 

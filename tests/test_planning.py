@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from outreach import store
 from outreach.db import make_engine, transaction
-from outreach.models import Channel, Customer, Message, MessageStatus
-from outreach.rules import load_rule
+from outreach.models import Channel, Customer, Message, MessageStatus, Rule
+from outreach.planner import RuleSet, plan_rule
+from outreach.rules import load_rule, load_rules
 from factories import (
     NOW,
     add_consent,
@@ -187,6 +188,38 @@ def test_shipped_winback_rule_messages_lapsed_repeat_buyers_only(engine: Engine)
 
     assert set(messages) == {"repeat"}  # queued, or held out as control
     assert messages["repeat"].channel is Channel.EMAIL
+
+
+def test_every_shipped_rule_plans_with_the_shipped_policy_and_segments(engine: Engine) -> None:
+    # Given a small shop and the rules folder as shipped
+    folder = REPO / "rules"
+    ruleset = RuleSet.from_folder(folder)
+    with transaction(engine) as s:
+        for n, tz in enumerate(["UTC", "Asia/Shanghai", "America/New_York"]):
+            c = add_customer(s, f"c{n}", tz=tz, birthday=date(1990, 6, 1),
+                             consent={"email": "granted", "sms": "granted"})
+            add_order(s, c, NOW - 100 * DAY, 300, items=[("LJ-100", "tea")])
+            add_order(s, c, NOW - 95 * DAY, 200, items=[("LJ-100", "tea")])
+
+    # When each shipped rule is planned twice, then a month later
+    for loaded in load_rules(folder):
+        for now in (NOW, NOW, NOW + 30 * DAY):
+            result, _ids = plan_rule(engine, loaded, now=now, ruleset=ruleset)
+            # Then planning works on this database and never repeats itself
+            assert result.planned >= 0
+
+    with transaction(engine) as s:
+        repeats = s.execute(
+            select(Message.rule_id, Message.customer_id, Message.occurrence_key, func.count())
+            .group_by(Message.rule_id, Message.customer_id, Message.occurrence_key)
+            .having(func.count() > 1)
+        ).all()
+        winback = s.scalars(
+            select(Customer.external_id).join(Message, Message.customer_id == Customer.id)
+            .join(Rule, Rule.id == Message.rule_id).where(Rule.name == "winback")
+        ).all()
+    assert repeats == []
+    assert sorted(winback) == ["c0", "c1", "c2"]
 
 
 # ------------------------------------------------------------------ holdout

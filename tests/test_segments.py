@@ -199,3 +199,36 @@ def test_evaluating_as_of_the_past_ignores_later_orders(shop: Engine) -> None:
     assert members(shop, "{orders: {metric: count, gte: 2}}", now=then) == {"ada"}
     assert members(shop, "{bought: {category: tea}}", now=then) == {"ada"}
     assert members(shop, "{orders: {metric: days_since_last, lte: 40}}", now=then) == {"ada"}
+
+
+def test_numbers_written_unquoted_compare_as_text_on_text_fields(engine: Engine) -> None:
+    # YAML reads 1001 and 13800000000 as numbers; a marketer means the text.
+    with transaction(engine) as s:
+        add_order(s, add_customer(s, "1001", phone="13800000000"), days_ago(3))
+        add_order(s, add_customer(s, "1002", phone="13900000000"), days_ago(3))
+        add_order(s, add_customer(s, "1003"), days_ago(3))
+        add_order(s, add_customer(s, "bob"), days_ago(4))
+    check(engine, {
+        "{field: external_id, in: [1001, 1002]}": {"1001", "1002"},
+        "{field: phone, eq: 13800000000}": {"1001"},
+        # and aggregates read a quoted number as a number
+        "{orders: {metric: count, gte: '1'}}": {"1001", "1002", "1003", "bob"},
+        "{orders: {metric: days_since_last, gte: '4'}}": {"bob"},
+    })
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "{field: birthday, gt: '1990-13-01'}",
+        "{field: birthday, eq: 1990}",
+        "{field: email, eq: true}",
+        "{orders: {metric: total, gte: lots}}",
+    ],
+)
+def test_values_that_cannot_fit_the_field_are_rule_errors(condition: str) -> None:
+    spec = parse_rule(RULE_HEAD + condition + "\n", file="seg.yaml")
+    with pytest.raises(RuleError) as caught:
+        compile_condition(spec.segment, NOW)
+    (problem,) = caught.value.problems
+    assert problem.hint

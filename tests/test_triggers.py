@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Engine
 
 from outreach.db import transaction
-from factories import NOW, add_customer, add_order, plan
+from factories import NOW, add_customer, add_event, add_order, plan
 
 DAY = timedelta(days=1)
 
@@ -198,6 +198,32 @@ def test_cross_sell_same_purchase_is_never_messaged_twice(engine: Engine) -> Non
     assert recipients(engine, rule, NOW) == {"ada"}
     assert recipients(engine, rule, NOW + 40 * DAY) == set()
     assert recipients(engine, rule, NOW + 200 * DAY) == set()
+
+
+# ------------------------------------------------------------------ events
+def test_event_where_compares_properties_as_the_rule_writes_them(engine: Engine) -> None:
+    rule = """
+name: big-carts
+trigger:
+  type: event
+  name: cart_abandoned
+  where: {value: {gte: 100}, gift: {eq: true}}
+  delay_minutes: 60
+template: cart
+channels: [email]
+"""
+    two_hours_ago = NOW - timedelta(hours=2)
+    with transaction(engine) as s:
+        add_event(s, add_customer(s, "big"), "cart_abandoned", two_hours_ago, value=120, gift=True)
+        add_event(s, add_customer(s, "big-text"), "cart_abandoned", two_hours_ago, value="150", gift="true")
+        add_event(s, add_customer(s, "small"), "cart_abandoned", two_hours_ago, value=80, gift=True)
+        # Values no number or boolean reading fits never match (and never break the query)
+        add_event(s, add_customer(s, "odd"), "cart_abandoned", two_hours_ago, value="lots", gift="maybe")
+        add_event(s, add_customer(s, "too-fresh"), "cart_abandoned", NOW - timedelta(minutes=30),
+                  value=500, gift=True)
+        add_event(s, add_customer(s, "other-event"), "wishlist", two_hours_ago, value=500, gift=True)
+
+    assert recipients(engine, rule, NOW) == {"big", "big-text"}
 
 
 # ------------------------------------------------------------------ birthday

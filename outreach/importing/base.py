@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from outreach.errors import ConfigError, Problem
 from outreach.importing.source import Header, SourceRow
 from outreach.importing.values import InvalidValue
-from outreach.models import Customer
+from outreach.models import Base, Customer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -121,9 +121,9 @@ def insert_for(conn: Connection) -> Any:
     raise ConfigError(f"importing into a {name} database is not supported; use PostgreSQL or SQLite")
 
 
-def upsert(conn: Connection, table: Table, *, key: str, update: Iterable[str]) -> Any:
+def upsert(conn: Connection, model: type[Base], *, key: str, update: Iterable[str]) -> Any:
     """INSERT ... ON CONFLICT (key) DO UPDATE SET the ``update`` columns."""
-    stmt = insert_for(conn)(table)
+    stmt = insert_for(conn)(model)
     return stmt.on_conflict_do_update(
         index_elements=[key], set_={column: stmt.excluded[column] for column in update}
     )

@@ -62,7 +62,9 @@ class Consents(Kind[ConsentRow]):
         recorded_at = cells.get("recorded_at", parse_instant, self.now)
         if cells.problems or customer is None or channel is None or status is None or source is None:
             return None
-        return ConsentRow(CustomerRef(customer), Channel(channel), ConsentStatus(status), source, evidence, recorded_at)
+        return ConsentRow(
+            CustomerRef(customer), Channel(channel), ConsentStatus(status), source, evidence, recorded_at
+        )
 
     def resolve(self, conn: Connection, batch: list[Parsed[ConsentRow]]) -> list[Rejected]:
         return resolve_customers(conn, batch, file=self.file)
@@ -73,7 +75,10 @@ class Consents(Kind[ConsentRow]):
             (customer_id, Channel(channel), ConsentStatus(status), recorded_at)
             for customer_id, channel, status, recorded_at in conn.execute(
                 select(
-                    ConsentRecord.customer_id, ConsentRecord.channel, ConsentRecord.status, ConsentRecord.recorded_at
+                    ConsentRecord.customer_id,
+                    ConsentRecord.channel,
+                    ConsentRecord.status,
+                    ConsentRecord.recorded_at,
                 ).where(ConsentRecord.customer_id.in_(ids))
             )
         }

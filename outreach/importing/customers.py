@@ -99,12 +99,11 @@ class Customers(Kind[CustomerRecord]):
             attributes=self.extra_values(cells.row),
         )
         if record.birthday and record.birthday > self.now.date():
-            cells.problem("birthday", f"birthday {record.birthday} is in the future", "write the year of birth too")
+            cells.problem("birthday", f"birthday {record.birthday} is in the future", "check the year of birth")
         return None if cells.problems else record
 
     def write(self, conn: Connection, batch: list[Parsed[CustomerRecord]]) -> Written:
         rows = keep_last(batch, lambda r: r.external_id)
-        table = Customer.__table__
         existing = {
             ext: (pk, attrs or {})
             for ext, pk, attrs in conn.execute(
@@ -114,16 +113,19 @@ class Customers(Kind[CustomerRecord]):
             )
         }
         params = [self._params(p.record, existing.get(p.record.external_id)) for p in rows]
-        update = ["updated_at"] + [col for column, cols in UPDATES.items() if self.header.has(column) for col in cols]
+        update = ["updated_at"]
+        update += [col for column, cols in UPDATES.items() if self.header.has(column) for col in cols]
         if self.extras:
             update.append("attributes")
-        stmt = upsert(conn, table, key="external_id", update=update)  # type: ignore[arg-type]
-        returned = conn.execute(stmt.returning(table.c.external_id, table.c.id), params)
+        stmt = upsert(conn, Customer, key="external_id", update=update)
+        returned = conn.execute(stmt.returning(Customer.external_id, Customer.id), params)
         by_external: dict[str, int] = {ext: pk for ext, pk in returned}
         if self.header.has("tags"):
             conn.execute(delete(CustomerTag).where(CustomerTag.customer_id.in_(by_external.values())))
             tags = [
-                {"customer_id": by_external[p.record.external_id], "tag": tag} for p in rows for tag in p.record.tags
+                {"customer_id": by_external[p.record.external_id], "tag": tag}
+                for p in rows
+                for tag in p.record.tags
             ]
             if tags:
                 conn.execute(insert(CustomerTag), tags)

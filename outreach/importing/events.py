@@ -29,6 +29,8 @@ from outreach.importing.values import check_length, parse_instant
 from outreach.models import CustomEvent
 
 EXTERNAL_ID_MAX, NAME_MAX = 128, 64
+#: An event upserted by its external_id is replaced as a whole.
+UPDATES = ("customer_id", "name", "occurred_at", "properties")
 
 EventKey = tuple[int, str, datetime]
 
@@ -82,7 +84,6 @@ class Events(Kind[EventRow]):
         keyed = keep_last([p for p in batch if p.record.external_id], lambda r: r.external_id or "")
         written = Written()
         if keyed:
-            table = CustomEvent.__table__
             existing = set(
                 conn.scalars(
                     select(CustomEvent.external_id).where(
@@ -90,7 +91,7 @@ class Events(Kind[EventRow]):
                     )
                 )
             )
-            stmt = upsert(conn, table, key="external_id", update=("customer_id", "name", "occurred_at", "properties"))  # type: ignore[arg-type]
+            stmt = upsert(conn, CustomEvent, key="external_id", update=UPDATES)
             conn.execute(stmt, [p.record.params() for p in keyed])
             written.inserted = len(keyed) - len(existing)
             written.updated = sum(1 for p in batch if p.record.external_id) - written.inserted

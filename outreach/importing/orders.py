@@ -72,7 +72,9 @@ def parse_items(raw: str) -> list[Item]:
     for number, entry in enumerate((e for e in raw.split(ITEM_SEPARATOR) if e.strip()), start=1):
         parts = [part.strip() for part in entry.split(PART_SEPARATOR)]
         if len(parts) > len(ITEM_PARTS) or not parts[0]:
-            raise InvalidValue(f"item {number} '{entry.strip()}' is not sku|category|quantity|amount", hint=ITEMS_HINT)
+            raise InvalidValue(
+                f"item {number} '{entry.strip()}' is not sku|category|quantity|amount", hint=ITEMS_HINT
+            )
         parts += [""] * (len(ITEM_PARTS) - len(parts))
         sku, category, quantity, amount = parts
         try:
@@ -116,15 +118,13 @@ class Orders(Kind[OrderRecord]):
 
     def write(self, conn: Connection, batch: list[Parsed[OrderRecord]]) -> Written:
         rows = keep_last(batch, lambda r: r.external_id)
-        table = Order.__table__
-        existing = set(
-            conn.scalars(select(Order.external_id).where(Order.external_id.in_([p.record.external_id for p in rows])))
-        )
+        keys = [p.record.external_id for p in rows]
+        existing = set(conn.scalars(select(Order.external_id).where(Order.external_id.in_(keys))))
         update = ["customer_id", "ordered_at", "amount"]
         update += [col for column, col in UPDATES.items() if self.header.has(column)]
-        stmt = upsert(conn, table, key="external_id", update=update)  # type: ignore[arg-type]
+        stmt = upsert(conn, Order, key="external_id", update=update)
         params = [self._params(p.record) for p in rows]
-        returned = conn.execute(stmt.returning(table.c.external_id, table.c.id), params)
+        returned = conn.execute(stmt.returning(Order.external_id, Order.id), params)
         ids: dict[str, int] = {ext: pk for ext, pk in returned}
         if self.header.has("items"):
             conn.execute(delete(OrderItem).where(OrderItem.order_id.in_(ids.values())))

@@ -33,6 +33,9 @@ ENCODING_HINT = (
     "save the file as UTF-8 (in Excel: File > Save As > 'CSV UTF-8'); "
     "files saved by Chinese Excel or WPS are often GBK"
 )
+#: How a zip file starts: an Excel workbook (.xlsx) given instead of CSV.
+ZIP_MAGIC = b"PK\x03\x04"
+CSV_HINT = "save it from your spreadsheet as CSV (in Excel: File > Save As > 'CSV UTF-8')"
 #: The column the reject file adds; a column of this name is never data.
 ERROR_COLUMN = "error"
 
@@ -93,7 +96,9 @@ class CsvSource:
     def __enter__(self) -> CsvSource:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -111,17 +116,22 @@ class CsvSource:
         for raw in self._binary:
             if first:
                 first = False
+                if raw.startswith(ZIP_MAGIC):
+                    raise self._fail("the file is a spreadsheet workbook, not CSV", row=1, hint=CSV_HINT)
                 for bom, name in FOREIGN_BOMS.items():
                     if raw.startswith(bom):
                         raise self._fail(f"the file is {name} encoded", row=1, hint=ENCODING_HINT)
                 raw = raw.removeprefix(UTF8_BOM)
             try:
-                yield raw.decode("utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad = raw[exc.start : exc.start + 4].hex(" ")
-                raise self._fail(
-                    f"the file is not UTF-8 text (bytes {bad} cannot be read)", row=self._row + 1, hint=ENCODING_HINT
-                ) from None
+                message = f"the file is not UTF-8 text (bytes {bad} cannot be read)"
+                raise self._fail(message, row=self._row + 1, hint=ENCODING_HINT) from None
+            if "\x00" in line:
+                raise self._fail("the file contains NUL characters, so it is not CSV text", row=self._row + 1,
+                                 hint=CSV_HINT)
+            yield line
 
     def _next(self) -> list[str] | None:
         try:
@@ -130,7 +140,7 @@ class CsvSource:
             raise self._fail(
                 f"the file is not a readable CSV file ({exc})",
                 row=self._row + 1,
-                hint="save it from your spreadsheet as CSV (comma separated, UTF-8)",
+                hint=CSV_HINT,
             ) from None
         if cells is not None:
             self._row += 1
@@ -139,7 +149,9 @@ class CsvSource:
     def _read_header(self) -> Header:
         cells = self._next()
         if not cells or not any(cell.strip() for cell in cells):
-            raise self._fail("the file is empty or its first row is blank", row=1, hint="row 1 must name the columns")
+            raise self._fail(
+                "the file is empty or its first row is blank", row=1, hint="row 1 must name the columns"
+            )
         return Header(cells=cells)
 
     def rows(self) -> Iterator[SourceRow]:

@@ -24,6 +24,8 @@ PHONE_HINT = "write phone numbers in international form, e.g. +8613812345678"
 #: A sanity check, not RFC 5322: something@something.tld, no spaces.
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 EMAIL_HINT = "write one address per cell, like li.wei@example.com"
+#: The longest address SMTP can carry (RFC 5321 path limit).
+EMAIL_MAX = 254
 #: Locale tags as the renderer picks templates by them: en, zh_CN, pt_BR.
 LOCALE = re.compile(r"^([A-Za-z]{2,3})(?:[_-]([A-Za-z]{2}|\d{3}))?$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -69,7 +71,7 @@ def normalize_phone(raw: str) -> str:
 def normalize_email(raw: str) -> str:
     """Trim and lowercase an address; ``InvalidValue`` if it cannot be one."""
     text = raw.strip().lower()
-    if not EMAIL.match(text):
+    if len(text) > EMAIL_MAX or not EMAIL.match(text):
         raise InvalidValue(f"'{raw.strip()}' is not an email address", hint=EMAIL_HINT)
     return text
 
@@ -135,7 +137,9 @@ def parse_amount(raw: str) -> Decimal:
     if not value.is_finite():
         raise InvalidValue(f"'{raw}' is not an amount", hint=AMOUNT_HINT)
     if value < 0:
-        raise InvalidValue(f"amount {raw} is negative", hint="record refunds in your shop system, not as negative orders")
+        raise InvalidValue(
+            f"amount {raw} is negative", hint="record refunds in your shop system, not as negative orders"
+        )
     if value > MAX_AMOUNT:
         raise InvalidValue(f"amount {raw} is too large", hint=f"amounts must be at most {MAX_AMOUNT}")
     cents = value.quantize(CENT)
@@ -146,7 +150,9 @@ def parse_amount(raw: str) -> Decimal:
 
 def parse_currency(raw: str) -> str:
     if not CURRENCY.match(raw):
-        raise InvalidValue(f"'{raw}' is not a currency code", hint="use a 3-letter ISO 4217 code like CNY, USD or EUR")
+        raise InvalidValue(
+            f"'{raw}' is not a currency code", hint="use a 3-letter ISO 4217 code like CNY, USD or EUR"
+        )
     return raw.upper()
 
 
