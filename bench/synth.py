@@ -21,7 +21,7 @@ SKUS = [("LJ-100", "tea"), ("PE-357", "tea"), ("TGY-250", "tea"), ("DHP-200", "t
 
 def _series(dialect: str, n: int) -> str:
     if dialect == "postgresql":
-        return f"generate_series(1, {n}) AS s(g)"
+        return f"generate_series(1::bigint, {n}::bigint) AS s(g)"
     return f"(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) SELECT g FROM s) AS s"
 
 

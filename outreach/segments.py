@@ -136,8 +136,8 @@ def _as_text(value: Any) -> Any:
 
 
 def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
-    """A JSON member compared as a number when the rule compares with a number
-    (text that is not a number never matches), else as text."""
+    """A JSON member read as true/false when ``sample`` is a boolean, as a
+    number when it is a number (text that is neither never matches), else as text."""
     if isinstance(sample, bool):
         # Not CAST(… AS BOOLEAN): PostgreSQL fails the whole query on a value
         # like "maybe", and reads "yes" as true where SQLite reads it as false.
