@@ -200,11 +200,6 @@ def test_every_problem_of_a_file_is_reported_in_file_order() -> None:
     assert "did you mean 'cooldown_days'?" in str(RuleError(found))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader._clean_loc drops the real 'not' key after a 'not' union tag, "
-    "so errors under `not:` point at `segment:` (line 5) with path 'segment.field'",
-)
 def test_error_under_not_points_at_the_wrong_field() -> None:
     problem = only(
         "name: r\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\n"
@@ -214,12 +209,6 @@ def test_error_under_not_points_at_the_wrong_field() -> None:
     assert (problem.line, problem.column) == (7, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="type errors carry no hint, and on a union field (trigger.days: int | list[int]) "
-    "one mistake is reported twice in pydantic's words ('constrained-int', "
-    "'list[constrained-int]')",
-)
 @pytest.mark.parametrize(
     "text", ["trigger: {type: inactivity, days: ninety}\n", "cooldown_days: soon\n"]
 )
@@ -230,12 +219,6 @@ def test_a_type_error_is_one_plain_problem_with_a_hint(text: str) -> None:
     assert problem.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schema accepts any string for field: customer_type; a typo such as "
-    "'wholesale' is only noticed when the rule runs (segments raises a RuleError "
-    "without file or line)",
-)
 def test_unknown_customer_type_is_rejected_when_parsed() -> None:
     problem = only(
         "name: r\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\n"
@@ -245,11 +228,6 @@ def test_unknown_customer_type_is_rejected_when_parsed() -> None:
     assert problem.line == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unquoted date (YAML reads it as a date, not text) gives four problems "
-    "in pydantic's words (segment.gt.str / .int / .float / .bool) and no hint",
-)
 def test_unquoted_date_in_a_condition_is_one_problem_with_a_hint() -> None:
     problem = only(
         "name: r\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\n"

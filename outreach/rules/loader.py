@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,34 +104,92 @@ def _hint_for(error: dict[str, Any], data: Any) -> str | None:
         return f"allowed: {error.get('ctx', {}).get('expected', '')}".strip()
     if kind == "missing":
         return f"add '{loc[-1]}:'"
+    if kind == "plain_type":
+        return error["hint"]
     return None
 
 
+#: Labels pydantic puts in a location for the member of a union it tried.
+_UNION_LABELS = re.compile(r"^(str|int|float|bool|date|datetime|decimal|constrained-\w+|list\[.*\]|dict\[.*\])$")
+
+
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop pydantic's union tags ('field', 'inactivity', …) from a location."""
+    """Turn pydantic's location into the path a marketer wrote: drop the union
+    tags of conditions and triggers and the labels of union members."""
     cleaned: list[Any] = []
-    for i, part in enumerate(loc):
-        prev = loc[i - 1] if i else None
-        if isinstance(part, str) and (
-            (prev in ("segment", "not", "enters") or isinstance(prev, int)
-             or (i == 2 and loc[0] == "segments"))
-            and part in schema.CONDITION_KEYS
-            or prev == "trigger" and part in schema.TRIGGER_TYPES
-        ):
+    expect_condition = False
+    for part in loc:
+        if expect_condition and isinstance(part, str) and part in schema.CONDITION_KEYS:
+            expect_condition = False  # the tag pydantic adds; the real key follows
+            continue
+        if isinstance(part, str) and _UNION_LABELS.match(part):
+            continue
+        if cleaned == ["trigger"] and part in schema.TRIGGER_TYPES and len(loc) > 2:
+            cleaned.append("\0tag")  # placeholder: a trigger tag, dropped below
             continue
         cleaned.append(part)
+        top = [c for c in cleaned if c != "\0tag"]
+        expect_condition = (
+            (len(top) == 1 and part == "segment")
+            or (top[:1] == ["trigger"] and part == "enters")
+            or (isinstance(part, int) and len(top) >= 2 and top[-2] in ("all", "any"))
+            or part in ("not", "not_")
+            or (len(top) == 2 and top[0] == "segments")
+        )
+    path = tuple(c for c in cleaned if c != "\0tag")
     # Aliases: in_ → in, not_ → not.
-    return tuple({"in_": "in", "not_": "not"}.get(p, p) if isinstance(p, str) else p for p in cleaned)
+    return tuple({"in_": "in", "not_": "not"}.get(p, p) if isinstance(p, str) else p for p in path)
+
+
+#: What to write instead, by pydantic error type.
+_TYPE_HINTS = {
+    "int_parsing": "a whole number, e.g. 30",
+    "int_type": "a whole number, e.g. 30",
+    "float_parsing": "a number, e.g. 12.5",
+    "float_type": "a number, e.g. 12.5",
+    "decimal_parsing": "a number, e.g. 0.05",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list, e.g. [email, sms]",
+    "dict_type": "a mapping (key: value lines)",
+}
+
+
+def _merge_type_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One problem per location: a value that fits no member of a union is one
+    mistake, not one per member."""
+    by_loc: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for error in errors:
+        by_loc.setdefault(_clean_loc(tuple(error["loc"])), []).append(error)
+    merged = []
+    for loc, group in by_loc.items():
+        typed = [e for e in group if e["type"] in _TYPE_HINTS or e["type"] in ("date_type", "datetime_type")]
+        if len(group) > 1 and len(typed) == len(group) or (len(group) == 1 and typed):
+            value = group[0].get("input")
+            wanted = sorted({_TYPE_HINTS.get(e["type"], "text") for e in group})
+            hint = "expected " + " or ".join(wanted)
+            if hasattr(value, "isoformat"):
+                hint = f"put dates in quotes, e.g. '{value.isoformat()}'"
+            merged.append({**group[0], "loc": loc, "type": "plain_type",
+                           "msg": f"{value!r} is not valid here", "hint": hint})
+        else:
+            merged.extend({**e, "loc": loc} for e in group)
+    return merged
 
 
 def _problems_from(exc: ValidationError, file: str, data: Any, positions: dict) -> list[Problem]:
     problems = []
-    for error in exc.errors():
-        loc = _clean_loc(tuple(error["loc"]))
+    for error in _merge_type_errors(exc.errors()):
+        loc = tuple(error["loc"])
         if error["type"] == "union_tag_invalid" and loc == ("trigger",):
             loc = ("trigger", "type")
         error = {**error, "loc": loc}
         pos = position_of(positions, loc)
+        if "unknown customer type" in error["msg"]:
+            # Raised for the whole condition; point at the operator that holds the value.
+            pos = next((positions[(*loc, op)] for op in ("in", "eq", "ne", "not_in")
+                        if (*loc, op) in positions), pos)
         message = error["msg"].removeprefix("Value error, ")
         dotted = ".".join(str(p) for p in loc)
         if error["type"] == "extra_forbidden":
@@ -140,13 +199,18 @@ def _problems_from(exc: ValidationError, file: str, data: Any, positions: dict) 
             dotted = ""
         elif error["type"] == "missing":
             message = f"'{loc[-1]}' is required"
+        hint = _hint_for(error, data)
+        if hint is None and "; use " in message:
+            # Our validators say "what is wrong; use <the allowed values>".
+            message, allowed = message.split("; use ", 1)
+            hint = f"use {allowed}"
         problems.append(
             Problem(
                 f"{dotted}: {message}" if dotted and error["type"] != "extra_forbidden" else message,
                 file=file,
                 line=pos[0] if pos else None,
                 column=pos[1] if pos else None,
-                hint=_hint_for(error, data),
+                hint=hint,
             )
         )
     return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))

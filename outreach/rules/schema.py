@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.models import Channel
+from outreach.models import Channel, CustomerType
 from outreach.stats import LIFECYCLE_STAGES, RFM_GROUP_NAMES
 
 #: Customer columns a ``field`` condition may compare (plus ``attributes.<key>``).
@@ -77,6 +77,18 @@ class FieldCondition(Comparison):
 
     field: str
     exists: bool | None = None
+
+    @model_validator(mode="after")
+    def _known_customer_type(self) -> FieldCondition:
+        if self.field == "customer_type":
+            allowed = [t.value for t in CustomerType]
+            for value in self.operators().values():
+                for item in value if isinstance(value, list) else [value]:
+                    if item not in allowed:
+                        raise ValueError(
+                            f"unknown customer type '{item}'; use {', '.join(allowed)}"
+                        )
+        return self
 
     @field_validator("field")
     @classmethod
