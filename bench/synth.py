@@ -44,7 +44,7 @@ def generate(engine: Engine, *, customers: int, orders: int, now: datetime) -> N
     if d == "postgresql":
         tz = f"({zones})[1 + (g % 7)]"
         lpad = "lpad(g::text, 9, '0')"
-        bday = "(DATE '1950-01-01' + ((g * 7919) % 20000))"
+        bday = "(DATE '1950-01-01' + ((g * 7919) % 20000)::int)"
         month, day = f"EXTRACT(MONTH FROM {bday})::int", f"EXTRACT(DAY FROM {bday})::int"
         attrs = "'{}'::json"
     else:
