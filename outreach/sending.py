@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -68,29 +69,17 @@ def deliver_message(
     with transaction(engine) as session:
         if not store.claim(session, message_id, now=now):
             return Outcome(message_id, "not-claimed")
-    with transaction(engine) as session:
-        message = session.get(Message, message_id)
-        assert message is not None
-        refusal = store.send_refusal(session, message)
-        if refusal:
-            store.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
-            return Outcome(message_id, "skipped", refusal)
-        rule = session.get(Rule, message.rule_id)
-        customer = session.get(Customer, message.customer_id)
-        assert rule is not None and customer is not None
-        spec = RuleSpec.model_validate(rule.definition)
-        channel, address, attempts = message.channel, message.to_address, message.attempts
-        try:
-            rendered = Renderer(settings=settings).render(
-                template=spec.template,
-                channel=channel,
-                customer=customer,
-                message_id=message_id,
-                rule={"name": spec.name, "description": spec.description},
-            )
-        except TemplateError as exc:
-            store.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
-            return Outcome(message_id, "failed", str(exc))
+    try:
+        prepared = _prepare(message_id, settings=settings, engine=engine, now=now)
+    except Exception as exc:
+        # Unexpected (database down, bad configuration): give the message back
+        # to the queue so a retry — or the next run — sends it; never strand it.
+        with transaction(engine) as session:
+            store.release(session, message_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if isinstance(prepared, Outcome):
+        return prepared
+    spec, channel, address, attempts, rendered = prepared
     envelope = Envelope(
         message_id=message_id,
         channel=channel.value,
@@ -140,3 +129,30 @@ def _cost(spec: RuleSpec, channel: Channel, text: str) -> Decimal:
     if channel is Channel.SMS:
         return spec.cost.sms * sms_segments(text)
     return spec.cost.email
+
+
+def _prepare(message_id: int, *, settings: Settings, engine: Engine, now: datetime) -> Any:
+    """Re-check permission and render; an Outcome when the message ends here."""
+    with transaction(engine) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        refusal = store.send_refusal(session, message)
+        if refusal:
+            store.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
+            return Outcome(message_id, "skipped", refusal)
+        rule = session.get(Rule, message.rule_id)
+        customer = session.get(Customer, message.customer_id)
+        assert rule is not None and customer is not None
+        spec = RuleSpec.model_validate(rule.definition)
+        try:
+            rendered = Renderer(settings=settings).render(
+                template=spec.template,
+                channel=message.channel,
+                customer=customer,
+                message_id=message_id,
+                rule={"name": spec.name, "description": spec.description},
+            )
+        except TemplateError as exc:
+            store.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
+            return Outcome(message_id, "failed", str(exc))
+        return spec, message.channel, message.to_address, message.attempts, rendered

@@ -9,4 +9,7 @@ from __future__ import annotations
 from outreach import tasks
 from outreach.config import get_settings
 
-broker = tasks.setup(get_settings()).broker
+_settings = get_settings()
+# Fail at boot, loudly, rather than on every message: production needs a secret.
+_settings.require_secret()
+broker = tasks.setup(_settings).broker

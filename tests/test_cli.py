@@ -66,7 +66,7 @@ def test_validate_checks_the_templates_a_rule_names(workdir: Path) -> None:
 def test_shipped_rules_are_valid() -> None:
     result = run("rules", "validate", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert "3 rule(s) valid" in result.stdout
+    assert "4 rule(s) valid" in result.stdout
 
 
 def test_bad_now_is_a_located_error(workdir: Path) -> None:

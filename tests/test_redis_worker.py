@@ -36,6 +36,7 @@ def worker_env(db_url: str, redis_url: str, redis_namespace: str, tmp_path: Path
         "OUTREACH_OUTBOX_DIR": str(tmp_path / "outbox"),
         "OUTREACH_TEMPLATES_DIR": str(REPO / "templates"),
         "OUTREACH_CONFIG": str(tmp_path / "none.toml"),
+        "OUTREACH_SECRET_KEY": "test-secret",
     }
     yield env
     client = redis.Redis.from_url(redis_url)
@@ -101,6 +102,19 @@ def test_redis_workers_deliver_each_message_once(
     with Session(engine) as s:
         assert set(s.scalars(select(Message.attempts))) == {1}
         assert set(s.scalars(select(Message.sent_at))) == {NOW}
+
+
+def test_worker_without_a_secret_fails_at_boot_with_the_setting_to_add(
+    pg_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL = production: no development secret to fall back on.
+    env = {**os.environ, "OUTREACH_DATABASE_URL": pg_database, "OUTREACH_BROKER_URL": redis_url,
+           "OUTREACH_CONFIG": str(tmp_path / "x.toml")}
+    env.pop("OUTREACH_SECRET_KEY", None)
+    result = subprocess.run([str(OUTREACH), "worker", "--processes", "1", "--threads", "1"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "OUTREACH_SECRET_KEY" in result.stdout + result.stderr
 
 
 def test_worker_refuses_embedded_broker(tmp_path: Path) -> None:

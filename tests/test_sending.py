@@ -44,14 +44,16 @@ cost: {email: 0.01, sms: 0.05}
 
 
 def make_settings(tmp_path: Path, db_url: str, **extra: object) -> Settings:
-    return load_settings(
-        database_url=db_url,
-        broker_url="memory://",
-        outbox_dir=tmp_path / "outbox",
-        templates_dir=REPO / "templates",
-        rules_dir=REPO / "rules",
-        **extra,
-    )
+    values: dict[str, object] = {
+        "database_url": db_url,
+        "broker_url": "memory://",
+        "outbox_dir": tmp_path / "outbox",
+        "templates_dir": REPO / "templates",
+        "rules_dir": REPO / "rules",
+        "secret_key": "test-secret",
+    }
+    values.update(extra)
+    return load_settings(**values)
 
 
 def rule(text: str = RULE) -> LoadedRule:
