@@ -1,0 +1,153 @@
+"""Record responses: the only code that writes tracking events and the consent
+changes responses cause. Every function is idempotent and leaves the
+transaction to its caller (the webhook pipeline: verify → parse → store → act).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from outreach import store
+from outreach.clock import to_naive_utc
+from outreach.errors import PayloadError
+from outreach.models import (
+    Channel,
+    ConsentRecord,
+    ConsentStatus,
+    Customer,
+    EventType,
+    Message,
+    Order,
+    OrderItem,
+    TrackingEvent,
+)
+
+
+def _insert(session: Session, model: Any) -> Any:
+    name = session.get_bind().dialect.name
+    return (postgresql if name == "postgresql" else sqlite).insert(model)
+
+
+def record_event(
+    session: Session, *, type: EventType, occurred_at: datetime, source: str,
+    message_id: int | None = None, customer_id: int | None = None, order_id: int | None = None,
+    url: str | None = None, dedupe_key: str | None = None, payload: dict[str, Any] | None = None,
+    simulated: bool = False,
+) -> int | None:
+    """Store one normalized event; None when ``dedupe_key`` was already stored."""
+    if customer_id is None and message_id is not None:
+        customer_id = session.scalar(select(Message.customer_id).where(Message.id == message_id))
+    stmt = _insert(session, TrackingEvent).values(
+        type=type, occurred_at=occurred_at, source=source, message_id=message_id,
+        customer_id=customer_id, order_id=order_id, url=url, dedupe_key=dedupe_key,
+        payload=payload or {}, simulated=simulated,
+    )
+    if dedupe_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    result = session.execute(stmt.returning(TrackingEvent.id))
+    return result.scalar()
+
+
+def _revoke(session: Session, *, customer_id: int, channel: Channel, occurred_at: datetime,
+            source: str, evidence: str) -> None:
+    latest = session.scalar(
+        select(ConsentRecord.status)
+        .where(ConsentRecord.customer_id == customer_id, ConsentRecord.channel == channel)
+        .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
+        .limit(1)
+    )
+    if latest is not ConsentStatus.REVOKED:
+        session.add(ConsentRecord(customer_id=customer_id, channel=channel, status=ConsentStatus.REVOKED,
+                                  source=source, evidence=evidence, recorded_at=occurred_at))
+
+
+def unsubscribe(session: Session, *, message_id: int, occurred_at: datetime, source: str,
+                simulated: bool = False) -> bool:
+    """Revoke consent on the message's channel, suppress its address, record
+    the event. False when this message's unsubscribe was already recorded."""
+    message = session.get(Message, message_id)
+    if message is None:
+        raise PayloadError.single("unknown message", field="token")
+    event = record_event(session, type=EventType.UNSUBSCRIBE, occurred_at=occurred_at, source=source,
+                         message_id=message_id, customer_id=message.customer_id,
+                         dedupe_key=f"unsub:{message_id}", simulated=simulated)
+    _revoke(session, customer_id=message.customer_id, channel=message.channel, occurred_at=occurred_at,
+            source=source, evidence=f"one-click unsubscribe from message {message_id}")
+    if message.to_address:
+        store.suppress(session, channel=message.channel, address=message.to_address,
+                       reason="unsubscribed", now=occurred_at)
+    return event is not None
+
+
+def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
+             payload: dict[str, Any], dedupe_key: str | None, simulated: bool = False) -> int:
+    """A STOP reply: revoke SMS consent of every customer with this number and
+    suppress it. Returns how many customers it affected."""
+    customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
+    for index, customer_id in enumerate(customers):
+        record_event(session, type=EventType.STOP, occurred_at=occurred_at, source=source,
+                     customer_id=customer_id, payload=payload, simulated=simulated,
+                     dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
+        _revoke(session, customer_id=customer_id, channel=Channel.SMS, occurred_at=occurred_at,
+                source=source, evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
+    store.suppress(session, channel=Channel.SMS, address=phone, reason="STOP reply", now=occurred_at)
+    return len(customers)
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    category: str | None = Field(default=None, max_length=64)
+    quantity: int = Field(default=1, ge=1)
+    amount: Decimal | None = Field(default=None, ge=0)
+
+
+class OrderIn(BaseModel):
+    """An order as the shop's webhook sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str = Field(min_length=1, max_length=128)
+    customer_id: str = Field(min_length=1, max_length=128, description="the customer's external id")
+    ordered_at: datetime
+    amount: Decimal = Field(ge=0)
+    currency: str = Field(default="CNY", pattern=r"^[A-Za-z]{3}$")
+    coupon_code: str | None = Field(default=None, max_length=64)
+    items: list[ItemIn] = Field(default_factory=list)
+
+    @field_validator("ordered_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return to_naive_utc(value)
+
+
+def record_order(session: Session, order: OrderIn, *, source: str, simulated: bool = False) -> Order:
+    """Upsert an order by external id (items replaced) and record an ORDER event once."""
+    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == order.customer_id))
+    if customer_id is None:
+        raise PayloadError.single(f"unknown customer '{order.customer_id}'", field="customer_id",
+                                  hint="send the customer's external_id, as imported")
+    row = session.scalar(select(Order).where(Order.external_id == order.external_id))
+    if row is None:
+        row = Order(external_id=order.external_id, source=source)
+        session.add(row)
+    else:
+        session.execute(delete(OrderItem).where(OrderItem.order_id == row.id))
+    row.customer_id, row.ordered_at, row.amount = customer_id, order.ordered_at, order.amount
+    row.currency, row.coupon_code = order.currency.upper(), order.coupon_code
+    session.flush()
+    for item in order.items:
+        session.add(OrderItem(order_id=row.id, sku=item.sku, category=item.category,
+                              quantity=item.quantity, amount=item.amount))
+    record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
+                 customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
+                 payload=order.model_dump(mode="json"), simulated=simulated)
+    return row

@@ -1,0 +1,1 @@
+"""The webhook server: unsubscribe, open pixel, click redirect, orders, Twilio."""
