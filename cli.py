@@ -19,8 +19,10 @@ from rich.console import Console
 
 from outreach.errors import InputError, OutreachError
 
-console = Console()
-err_console = Console(stderr=True)
+#: Tables stay readable when output goes to a file or a pipe.
+PIPE_WIDTH = 150
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -53,7 +53,10 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+    from outreach.webhooks.server import free_port
+
     settings = load_settings(
+        public_url=f"http://127.0.0.1:{free_port()}",
         database_url=f"sqlite:///{directory / 'outreach.db'}",
         broker_url="memory://",
         outbox_dir=directory / "outbox",
@@ -120,10 +123,11 @@ def _twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
 
 
 def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed: int) -> dict[str, int]:
-    """Drive the webhook app with simulated customer behaviour."""
-    from starlette.testclient import TestClient
+    """Drive the webhook server (real HTTP on loopback) with simulated behaviour."""
+    import httpx
 
     from outreach.webhooks.app import create_app
+    from outreach.webhooks.server import serve_in_thread
 
     rng = random.Random(seed * 31)
     clock = {"now": now}
@@ -138,7 +142,8 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
         ).all()
         windows = _windows(session)
     secret = settings.require_order_secret()
-    with TestClient(app, base_url=settings.public_url) as client:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    with serve_in_thread(app, port=port) as base, httpx.Client(base_url=base, timeout=30) as client:
         for msg, customer_ext in messages:
             clicked = False
             base = msg.sent_at or msg.planned_at
@@ -174,7 +179,7 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
                 window = windows.get(msg.rule_id, 7)
                 order = _order(rng, msg.id, customer_ext, base + timedelta(hours=rng.randint(2, window * 24 - 2)))
                 body = json.dumps(order).encode()
-                response = client.post("/webhooks/orders", content=body,
+                response = client.post(f"{settings.public_url}/webhooks/orders", content=body,
                                        headers={"X-Outreach-Signature": _sign(secret, body),
                                                 "Content-Type": "application/json"})
                 response.raise_for_status()
