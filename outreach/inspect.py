@@ -57,11 +57,16 @@ def _rule_id(session: Session, name: str) -> int | None:
     return session.scalar(select(Rule.id).where(Rule.name == name))
 
 
-def _eligible(session: Session, spec: schema.RuleSpec, now: datetime, ruleset: RuleSet) -> Any:
-    return store.eligible_select(
+def _eligible(session: Session, spec: schema.RuleSpec, now: datetime, ruleset: RuleSet,
+              *, materialized: bool = False) -> Any:
+    query = store.eligible_select(
         spec, rule_id=_rule_id(session, spec.name), now=now,
         timezones=store.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
-    ).subquery("e")
+    )
+    if materialized:
+        # Evaluated once; the counts, the per-channel split and the sample read it.
+        return store.materialize(session, query, "outreach_preview")
+    return query.subquery("e")
 
 
 def _existing(rule_id: int | None, e: Any) -> Any:
@@ -83,7 +88,7 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
         with session.begin():
             prepare(session, [spec], now=now, ruleset=ruleset)
             rule_id = _rule_id(session, spec.name)
-            e = _eligible(session, spec, now, ruleset)
+            e = _eligible(session, spec, now, ruleset, materialized=True)
             existing = _existing(rule_id, e)
             consented = e.c.consent_channel.is_not(None)
             fresh = and_(consented, e.c.cooldown_clear, ~existing) if rule_id else and_(consented, e.c.cooldown_clear)

@@ -53,7 +53,8 @@ def needs_stats(spec: schema.RuleSpec, ruleset: RuleSet) -> bool:
 
 def prepare(session: Session, specs: Sequence[schema.RuleSpec], *, now: datetime, ruleset: RuleSet) -> None:
     """Refresh per-customer aggregates (once) and entry memberships as of ``now``."""
-    if any(needs_stats(s, ruleset) for s in specs):
+    store.tune_session(session)
+    if any(needs_stats(s, ruleset) for s in specs) and not stats.is_fresh(session, now=now):
         lifecycle = ruleset.policy.lifecycle if ruleset.policy else schema.LifecyclePolicy()
         stats.refresh(session, now=now, thresholds=stats.LifecycleThresholds(**lifecycle.model_dump()))
     for spec in specs:

@@ -52,6 +52,12 @@ RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "steady")
 
 
+def is_fresh(session: Session, *, now: datetime) -> bool:
+    """Stats were already computed as of exactly this moment (reused, e.g. by
+    the rules of one ``run`` and by a preview right after)."""
+    return session.scalar(select(func.max(CustomerStats.as_of))) == now
+
+
 def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
     """Recompute ``customer_stats`` as of ``now``; returns rows written."""
     t = thresholds or LifecycleThresholds()

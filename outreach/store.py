@@ -90,6 +90,37 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
     return row
 
 
+#: Memory PostgreSQL may use per sort/hash in planning transactions, so the
+#: set-based statements over millions of rows do not spill to disk.
+PLANNING_WORK_MEM = "256MB"
+
+
+def tune_session(session: Session) -> None:
+    """Per-transaction settings for large set-based statements."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.set_config("work_mem", PLANNING_WORK_MEM, True)))
+
+
+def materialize(session: Session, query: Select, name: str) -> Any:
+    """Evaluate ``query`` once into a temporary table (dropped at the end of the
+    transaction on PostgreSQL, replaced on SQLite) and return the Table."""
+    from sqlalchemy import Column, MetaData, String, Table
+    from sqlalchemy.types import NullType
+
+    bind = session.connection()
+    columns = [
+        Column(c.name, String() if isinstance(c.type, NullType) else c.type)
+        for c in query.selected_columns
+    ]
+    options = {"postgresql_on_commit": "DROP"} if bind.dialect.name == "postgresql" else {}
+    table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"], **options)
+    if bind.dialect.name != "postgresql":
+        table.drop(bind, checkfirst=True)
+    table.create(bind)
+    session.execute(insert(table).from_select([c.name for c in columns], query))
+    return table
+
+
 def distinct_timezones(session: Session) -> list[str]:
     return list(session.scalars(select(Customer.timezone).distinct()))
 
