@@ -73,3 +73,19 @@ def test_bad_now_is_a_located_error(workdir: Path) -> None:
     result = run("run", "--now", "yesterday", cwd=workdir)
     assert result.returncode == 1
     assert "--now" in result.stderr and "ISO 8601" in result.stderr
+
+
+def test_demo_runs_end_to_end_and_prints_the_roi_report(tmp_path: Path) -> None:
+    import email
+    import email.policy
+
+    result = run("demo", "--customers", "400", "--dir", str(tmp_path / "demo"), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SIMULATED responses" in out and "Campaign ROI" in out
+    for rule in ("winback", "birthday", "upsell-teaware"):
+        assert rule in out.split("4. ROI report")[1]
+    emls = list((tmp_path / "demo" / "outbox" / "email").glob("*.eml"))
+    assert emls, "the demo delivered no email"
+    parsed = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
+    assert parsed["List-Unsubscribe"] and parsed.get_body(("html",)) is not None

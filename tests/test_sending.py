@@ -224,3 +224,27 @@ def test_retryable_channel_error_requeues_then_gives_up(engine: Engine, db_url: 
         s.get(Message, queued[0]).attempts = MAX_ATTEMPTS - 1
     assert deliver_message(queued[0], settings=settings, engine=engine).status == "failed"
     assert list(statuses(engine).values()) == [MessageStatus.FAILED]
+
+
+def test_launch_delivers_through_a_real_smtp_server(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    from smtp_server import smtp_server
+
+    # Given an installation configured for SMTP, and a server that refuses one mailbox
+    with smtp_server(refuse={"gone@example.com": "550 5.1.1 mailbox unavailable"}) as server:
+        settings = make_settings(tmp_path, db_url, email_transport="smtp", smtp_host=server.host,
+                                 smtp_port=server.port)
+        ids = shop(engine, customers=[
+            {"ext": "a", "name": "王小明", "locale": "zh_CN", "email": "wang@example.cn",
+             "consent": {"email": "granted"}},
+            {"ext": "b", "email": "gone@example.com", "consent": {"email": "granted"}},
+        ])
+        # When the rule is launched
+        launch(settings, engine, [rule()], now=NOW, simulated=True)
+        received = list(server.received)
+    # Then the server received exactly the one deliverable message, in Chinese, with RFC 8058 headers
+    assert [r.rcpt_tos for r in received] == [["wang@example.cn"]]
+    message = received[0].parsed()
+    assert message["Subject"].startswith("王小明，好久不见")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # And the refused mailbox is failed, not retried forever
+    assert statuses(engine) == {ids["a"]: MessageStatus.SENT, ids["b"]: MessageStatus.FAILED}
