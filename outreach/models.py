@@ -281,6 +281,8 @@ class Message(Base):
         Index("ix_messages_status", "status"),
         Index("ix_messages_customer_sent", "customer_id", "sent_at"),
         Index("ix_messages_rule_status", "rule_id", "status"),
+        Index("ix_messages_run_status", "run_id", "status"),
+        Index("ix_messages_customer_planned", "customer_id", "planned_at"),
     )
 
 

@@ -158,9 +158,11 @@ def json_operand(element: Any, ops: dict[str, Any]) -> tuple[ColumnElement[Any],
 
 
 def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bool]:
-    """AND of every operator; NULL compares false, as a marketer expects."""
+    """AND of every operator; NULL compares false (not unknown), as a marketer
+    expects — also under ``not:``. COALESCE keeps a correlated subquery to one
+    evaluation (an ``IS NOT NULL`` guard would run it twice)."""
     parts = [_OPS[name](column, value) for name, value in ops.items()]
-    return and_(column.is_not(None), *parts)
+    return func.coalesce(and_(*parts), false())
 
 
 def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:

@@ -346,9 +346,15 @@ def plan(
         spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
         policy=policy, segments=segments,
     ).subquery("e")
+    # Sendable now → straight to queued (no second pass over the rows);
+    # deferred by quiet hours → planned until its window opens.
     status = case(
         (eligible.c.held_out, literal(MessageStatus.HELD_OUT.value)),
-        else_=literal(MessageStatus.PLANNED.value),
+        (eligible.c.not_before.is_not(None), literal(MessageStatus.PLANNED.value)),
+        else_=literal(MessageStatus.QUEUED.value),
+    )
+    queued_at = case(
+        (and_(~eligible.c.held_out, eligible.c.not_before.is_(None)), literal(now)), else_=None
     )
     rows = select(
         literal(rule.id),
@@ -366,6 +372,7 @@ def plan(
             else_=None,
         ),
         case((eligible.c.held_out, None), else_=eligible.c.not_before),
+        queued_at,
     ).where(eligible.c.channel.is_not(None), eligible.c.cooldown_clear)
     stmt = (
         _insert(session)
@@ -383,6 +390,7 @@ def plan(
                 "attempts",
                 "attribute_until",
                 "not_before",
+                "queued_at",
             ],
             rows,
         )
@@ -397,7 +405,8 @@ def plan(
         ).all()
     )
     result = PlanCounts(
-        planned=counts.get(MessageStatus.PLANNED, 0), held_out=counts.get(MessageStatus.HELD_OUT, 0)
+        planned=counts.get(MessageStatus.PLANNED, 0) + counts.get(MessageStatus.QUEUED, 0),
+        held_out=counts.get(MessageStatus.HELD_OUT, 0),
     )
     run.planned, run.held_out = result.planned, result.held_out
     return result
@@ -412,22 +421,28 @@ def start_run(session: Session, rule: Rule, *, as_of: datetime, started_at: date
 
 # ------------------------------------------------------------------ queueing
 def mark_queued(session: Session, *, run_id: int | None, now: datetime) -> list[int]:
-    """planned → queued for a run (or for every run) when inside the send
-    window (``not_before`` passed); returns the ids to enqueue."""
-    query = select(Message.id).where(
+    """The ids to hand to the broker: a run's messages planned as queued, and
+    (for a run or every run) planned messages whose send window has opened,
+    which move planned → queued here."""
+    due = select(Message.id).where(
         Message.status == MessageStatus.PLANNED,
         or_(Message.not_before.is_(None), Message.not_before <= now),
     )
     if run_id is not None:
-        query = query.where(Message.run_id == run_id)
-    ids = list(session.scalars(query.order_by(Message.id)))
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
+        due = due.where(Message.run_id == run_id)
+    due_ids = list(session.scalars(due.order_by(Message.id)))
+    for start in range(0, len(due_ids), 5000):
+        chunk = due_ids[start : start + 5000]
         session.execute(
             update(Message)
             .where(Message.id.in_(chunk), Message.status == MessageStatus.PLANNED)
             .values(status=MessageStatus.QUEUED, queued_at=now)
         )
+    ids = due_ids
+    if run_id is not None:
+        ids = sorted({*due_ids, *session.scalars(
+            select(Message.id).where(Message.run_id == run_id, Message.status == MessageStatus.QUEUED)
+        )})
     return ids
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:56:30.024122
+Create Date: 2026-11-22 20:32:56.352197
 
 """
 from typing import Sequence, Union
@@ -191,8 +191,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('rule_id', 'customer_id', 'occurrence_key', name='uq_messages_occurrence')
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.create_index('ix_messages_customer_planned', ['customer_id', 'planned_at'], unique=False)
         batch_op.create_index('ix_messages_customer_sent', ['customer_id', 'sent_at'], unique=False)
         batch_op.create_index('ix_messages_rule_status', ['rule_id', 'status'], unique=False)
+        batch_op.create_index('ix_messages_run_status', ['run_id', 'status'], unique=False)
         batch_op.create_index('ix_messages_status', ['status'], unique=False)
 
     op.create_table('order_items',
@@ -251,8 +253,10 @@ def downgrade() -> None:
     op.drop_table('order_items')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_status')
+        batch_op.drop_index('ix_messages_run_status')
         batch_op.drop_index('ix_messages_rule_status')
         batch_op.drop_index('ix_messages_customer_sent')
+        batch_op.drop_index('ix_messages_customer_planned')
 
     op.drop_table('messages')
     with op.batch_alter_table('orders', schema=None) as batch_op:
