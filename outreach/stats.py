@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Numeric, and_, case, delete, func, insert, literal, select
+from sqlalchemy import Numeric, and_, case, delete, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from outreach.models import Customer, CustomerStats, Order
@@ -130,7 +130,14 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         stage,
         (s.rev12 * literal(Decimal(t.clv_years), Numeric(16, 2))),
     )
-    session.execute(delete(CustomerStats))
+    from outreach.store import tune_session
+
+    tune_session(session)
+    if session.get_bind().dialect.name == "postgresql":
+        # Transactional in PostgreSQL, and far cheaper than deleting every row.
+        session.execute(text("TRUNCATE customer_stats"))
+    else:
+        session.execute(delete(CustomerStats))
     result = session.execute(
         insert(CustomerStats).from_select(
             [
