@@ -276,7 +276,9 @@ def eligible_select(
     )
     if recent is not None:
         query = query.outerjoin(recent, recent.c.customer_id == cand.c.customer_id)
-    inner = query.subquery("eligible")
+    # MATERIALIZED: the database computes each customer's consent, suppression
+    # and cap flags once; inlined, every CASE below would re-run the subqueries.
+    inner = query.cte("eligible").prefix_with("MATERIALIZED")
 
     def under_cap(ch: Channel) -> ColumnElement[bool]:
         parts: list[ColumnElement[bool]] = []
