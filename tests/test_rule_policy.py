@@ -1,0 +1,163 @@
+"""Cross-rule policy and the inspection commands, as a marketer sees them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from factories import add_consent, add_customer, add_order, loaded_rule
+from outreach.db import transaction
+from outreach.inspect import explain, preview
+from outreach.models import Channel, ConsentStatus, CustomerStats, Membership, Message, MessageStatus
+from outreach.planner import RuleSet, due, launch, plan_rule
+from outreach.rules import schema
+
+REPO = Path(__file__).resolve().parents[1]
+# 02:00 UTC = 10:00 in Shanghai, 21:00 (previous day) in New York.
+NOW = datetime(2026, 6, 1, 2, 0)
+POLICY = schema.Policy.model_validate({
+    "frequency_cap": {"max_messages": 1, "days": 7},
+    "send_windows": {"sms": {"start": "09:00", "end": "20:00"}},
+})
+RULESET = RuleSet(policy=POLICY)
+
+
+def rule_text(name: str, *, priority: int, channels: str = "[email]", holdout: int = 0) -> str:
+    return (f"name: {name}\ntrigger: {{type: inactivity, days: 30}}\ntemplate: winback\n"
+            f"channels: {channels}\npriority: {priority}\nholdout_percent: {holdout}\ncooldown_days: 0\n")
+
+
+def messages(engine: Engine) -> list[tuple[str, int, str, str]]:
+    from outreach.models import Customer, Rule
+
+    with Session(engine) as s:
+        rows = s.execute(select(Rule.name, Customer.external_id, Message.channel, Message.status)
+                         .join(Rule, Rule.id == Message.rule_id)
+                         .join(Customer, Customer.id == Message.customer_id)
+                         .order_by(Customer.external_id, Rule.name)).all()
+    return [(r, c, ch.value, st.value) for r, c, ch, st in rows]
+
+
+def lapsed(session: Session, ext: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    customer = add_customer(session, ext, **kwargs)
+    add_order(session, customer, NOW - timedelta(days=40))
+    return customer
+
+
+def settings_for(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    from outreach.config import load_settings
+
+    return load_settings(database_url=db_url, broker_url="memory://", outbox_dir=tmp_path / "outbox",
+                         templates_dir=REPO / "templates", secret_key="t")
+
+
+def test_frequency_cap_keeps_the_higher_priority_rule(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given one lapsed customer whom two rules want to message, and a cap of 1 per week
+    with transaction(engine) as s:
+        lapsed(s, "ada", consent={"email": "granted"})
+    low, high = loaded_rule(rule_text("low", priority=1)), loaded_rule(rule_text("high", priority=9))
+    # When both run together (in any order in the list)
+    launch(settings_for(tmp_path, db_url), engine, [low, high], now=NOW, simulated=True, ruleset=RULESET)
+    # Then only the important one reaches her
+    assert messages(engine) == [("high", "ada", "email", "sent")]
+
+
+def test_sms_outside_the_local_window_is_deferred_then_sent(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given a New York customer (21:00 local) and a Shanghai one (10:00 local), SMS only
+    with transaction(engine) as s:
+        lapsed(s, "ny", tz="America/New_York", email=None, consent={"sms": "granted"})
+        lapsed(s, "sh", tz="Asia/Shanghai", email=None, consent={"sms": "granted"})
+    settings = settings_for(tmp_path, db_url)
+    rule = loaded_rule(rule_text("sms-only", priority=1, channels="[sms]"))
+    launch(settings, engine, [rule], now=NOW, simulated=True, ruleset=RULESET)
+    # Then Shanghai gets it now; New York waits for 09:00 local (13:00 UTC), not dropped
+    assert messages(engine) == [("sms-only", "ny", "sms", "planned"), ("sms-only", "sh", "sms", "sent")]
+    with Session(engine) as s:
+        assert s.scalar(select(Message.not_before).where(Message.status == MessageStatus.PLANNED)) == \
+            datetime(2026, 6, 1, 13, 0)
+    # When a run happens before the window opens, nothing changes; after it, it is sent
+    launch(settings, engine, [], now=datetime(2026, 6, 1, 12, 59), simulated=True, ruleset=RULESET)
+    assert messages(engine)[0][3] == "planned"
+    launch(settings, engine, [], now=datetime(2026, 6, 1, 13, 0), simulated=True, ruleset=RULESET)
+    assert [m[3] for m in messages(engine)] == ["sent", "sent"]
+    assert len((tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()) == 2
+
+
+def test_explain_and_preview_agree_with_what_planning_writes(engine: Engine) -> None:
+    # Given customers in every situation a rule meets
+    with transaction(engine) as s:
+        lapsed(s, "ok", consent={"email": "granted"})
+        lapsed(s, "no-consent", consent={})
+        revoked = lapsed(s, "revoked", consent={"email": "granted"})
+        add_consent(s, revoked, Channel.EMAIL, ConsentStatus.REVOKED, at=NOW - timedelta(days=1))
+        lapsed(s, "sms-fallback", email=None, tz="Asia/Shanghai", consent={"sms": "granted"})
+        lapsed(s, "deferred", email=None, tz="America/New_York", consent={"sms": "granted"})
+        add_customer(s, "recent-buyer", consent={"email": "granted"})
+        for n in range(30):
+            lapsed(s, f"bulk{n:02d}", consent={"email": "granted"})
+    rule = loaded_rule(rule_text("r", priority=1, channels="[email, sms]", holdout=20))
+    # When explain and preview look first (changing nothing) …
+    ext_ids = ["ok", "no-consent", "revoked", "sms-fallback", "deferred", "recent-buyer",
+               *[f"bulk{n:02d}" for n in range(30)]]
+    said = {ext: explain(engine, rule, customer=ext, now=NOW, ruleset=RULESET) for ext in ext_ids}
+    before = preview(engine, rule, now=NOW, ruleset=RULESET)
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert s.scalar(select(func.count()).select_from(Membership)) == 0
+    # … and then the rule is planned
+    plan_rule(engine, rule, now=NOW, ruleset=RULESET)
+    written = {c: (ch, st) for _, c, ch, st in messages(engine)}
+    # Then every explanation matches the row planning wrote (or its absence)
+    for ext, e in said.items():
+        if ext not in written:
+            assert not e.would_send and "held out" not in e.decision, (ext, e.decision)
+        elif written[ext][1] == "held_out":
+            assert "held out" in e.decision, (ext, e.decision)
+        else:
+            assert e.would_send and e.channel == written[ext][0], (ext, e.decision, written[ext])
+            assert ("deferred" in e.decision) == (written[ext][1] == "planned"), (ext, e.decision)
+    assert "no permitted channel" in said["no-consent"].decision
+    assert "not triggered" in said["recent-buyer"].decision
+    # And the preview's numbers are the rows planning wrote
+    statuses = [st for _, st in written.values()]
+    assert before.held_out == statuses.count("held_out")
+    assert before.would_send == len(statuses) - before.held_out
+    assert before.deferred == statuses.count("planned")
+    assert before.no_consent == 2 and before.matched == 35
+
+
+def test_a_scheduled_rule_is_due_once_per_cron_time(engine: Engine) -> None:
+    text = rule_text("daily", priority=1) + 'schedule: "0 9 * * *"\n'
+    rule = loaded_rule(text)
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 8, 0)) == [rule]  # never run: due
+    plan_rule(engine, rule, now=datetime(2026, 6, 1, 8, 0))
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 8, 59)) == []
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 9, 1)) == [rule]
+    disabled = loaded_rule(text.replace("name: daily", "name: off") + "enabled: false\n")
+    assert due(engine, [disabled], now=datetime(2026, 6, 1, 9, 1)) == []
+
+
+def test_lifecycle_entry_messages_only_customers_who_enter(engine: Engine) -> None:
+    text = ("name: welcome\ntrigger: {type: lifecycle, stage: new}\ntemplate: winback\n"
+            "channels: [email]\ncooldown_days: 0\n")
+    rule = loaded_rule(text)
+    with transaction(engine) as s:
+        old = add_customer(s, "already-new", consent={"email": "granted"})
+        add_order(s, old, NOW - timedelta(days=10))
+    # The first evaluation records the baseline: nobody is messaged
+    first, _ = plan_rule(engine, rule, now=NOW, ruleset=RULESET)
+    assert first.planned == 0
+    # A customer who places a first order afterwards enters "new" and is messaged once
+    with transaction(engine) as s:
+        fresh = add_customer(s, "fresh", consent={"email": "granted"})
+        add_order(s, fresh, NOW + timedelta(hours=1))
+    later = NOW + timedelta(days=1)
+    second, _ = plan_rule(engine, rule, now=later, ruleset=RULESET)
+    third, _ = plan_rule(engine, rule, now=later + timedelta(hours=1), ruleset=RULESET)
+    assert (second.planned, third.planned) == (1, 0)
+    assert [m[1] for m in messages(engine)] == ["fresh"]
+    with Session(engine) as s:
+        assert s.scalar(select(CustomerStats.lifecycle_stage).where(CustomerStats.customer_id == fresh.id)) == "new"
