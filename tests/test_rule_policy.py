@@ -136,7 +136,7 @@ def test_a_scheduled_rule_is_due_once_per_cron_time(engine: Engine) -> None:
     plan_rule(engine, rule, now=datetime(2026, 6, 1, 8, 0))
     assert due(engine, [rule], now=datetime(2026, 6, 1, 8, 59)) == []
     assert due(engine, [rule], now=datetime(2026, 6, 1, 9, 1)) == [rule]
-    disabled = loaded_rule(text.replace("name: daily", "name: off") + "enabled: false\n")
+    disabled = loaded_rule(text.replace("name: daily", "name: paused") + "enabled: false\n")
     assert due(engine, [disabled], now=datetime(2026, 6, 1, 9, 1)) == []
 
 
