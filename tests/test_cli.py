@@ -75,17 +75,37 @@ def test_bad_now_is_a_located_error(workdir: Path) -> None:
     assert "--now" in result.stderr and "ISO 8601" in result.stderr
 
 
-def test_demo_runs_end_to_end_and_prints_the_roi_report(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("demo") / "demo"
+    result = run("demo", "--customers", "400", "--dir", str(folder), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return folder, result.stdout
+
+
+def test_demo_runs_end_to_end_and_prints_the_roi_report(demo: tuple[Path, str]) -> None:
     import email
     import email.policy
 
-    result = run("demo", "--customers", "400", "--dir", str(tmp_path / "demo"), cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    folder, out = demo
     assert "SIMULATED responses" in out and "Campaign ROI" in out
     for rule in ("winback", "birthday", "upsell-teaware"):
         assert rule in out.split("4. ROI report")[1]
-    emls = list((tmp_path / "demo" / "outbox" / "email").glob("*.eml"))
+    emls = list((folder / "outbox" / "email").glob("*.eml"))
     assert emls, "the demo delivered no email"
     parsed = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
     assert parsed["List-Unsubscribe"] and parsed.get_body(("html",)) is not None
+
+
+def test_preview_and_explain_on_the_demo_shop(demo: tuple[Path, str]) -> None:
+    folder, _ = demo
+    db = ["--database-url", f"sqlite:///{folder / 'outreach.db'}"]
+    preview = run(*db, "rules", "preview", "rules/winback.yaml", cwd=REPO)
+    assert preview.returncode == 0, preview.stderr
+    assert "nothing was changed" in preview.stdout and "already planned for this occurrence" in preview.stdout
+    explain = run(*db, "rules", "explain", "rules/winback.yaml", "--customer", "C000001", cwd=REPO)
+    assert explain.returncode == 0, explain.stderr
+    assert "trigger inactivity" in explain.stdout and "decision:" in explain.stdout
+    missing = run(*db, "rules", "explain", "rules/winback.yaml", "--customer", "NOPE", cwd=REPO)
+    assert missing.returncode == 1 and "no customer with external id 'NOPE'" in missing.stderr
+    assert "Traceback" not in missing.stderr
