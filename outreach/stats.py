@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Numeric, and_, case, delete, func, insert, literal, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Numeric, and_, case, delete, exists, func, insert, literal, select, text
+from sqlalchemy.orm import Session, aliased
 
 from outreach.models import Customer, CustomerStats, Order
 
@@ -36,6 +36,9 @@ class LifecycleThresholds:
     inactive_days: int = 183
     #: Expected customer lifetime for CLV, in years.
     clv_years: int = 3
+    #: win_back: ordered within this many days after a silence of at least
+    #: ``inactive_days`` before that (a reactivated customer).
+    win_back_days: int = 30
 
 
 #: Named RFM groups, first match wins (scores are 1–5, 5 best).
@@ -49,7 +52,7 @@ RFM_GROUPS = (
     ("needs_attention", lambda r, f, m, n: r >= 1),
 )
 RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
-LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "steady")
+LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "win_back", "steady")
 
 
 def is_fresh(session: Session, *, now: datetime) -> bool:
@@ -104,8 +107,18 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     f = case((ordered, s.f), else_=None)
     m = case((ordered, s.m), else_=None)
     group = case(*[(and_(ordered, cond(s.r, s.f, s.m, s.n)), literal(name)) for name, cond in RFM_GROUPS], else_=None)
+    back_from = now - timedelta(days=t.win_back_days)
+    silent_from = back_from - timedelta(days=t.inactive_days)
+    earlier = aliased(Order)
+    reactivated = and_(
+        s.last_at > back_from,
+        ~exists().where(earlier.customer_id == s.customer_id, earlier.ordered_at > silent_from,
+                        earlier.ordered_at <= back_from),
+        exists().where(earlier.customer_id == s.customer_id, earlier.ordered_at <= silent_from),
+    )
     stage = case(
         (s.n == 0, literal("prospect")),
+        (reactivated, literal("win_back")),
         (s.first_at > now - timedelta(days=t.new_days), literal("new")),
         (s.n_active >= t.active_orders, literal("active")),
         (s.last_at <= now - timedelta(days=t.inactive_days), literal("inactive")),

@@ -161,3 +161,31 @@ def test_lifecycle_entry_messages_only_customers_who_enter(engine: Engine) -> No
     assert [m[1] for m in messages(engine)] == ["fresh"]
     with Session(engine) as s:
         assert s.scalar(select(CustomerStats.lifecycle_stage).where(CustomerStats.customer_id == fresh.id)) == "new"
+
+
+def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> None:
+    from outreach import stats
+
+    # Given one customer per stage (thresholds: new 183 d, active 2 orders/365 d,
+    # at_risk 90 d, inactive 183 d, win_back: ordered in 30 d after 183 d of silence)
+    with transaction(engine) as s:
+        add_customer(s, "prospect")
+        add_order(s, add_customer(s, "new"), NOW - timedelta(days=20))
+        active = add_customer(s, "active", created_at=NOW - timedelta(days=900))
+        for days in (400, 200, 100):
+            add_order(s, active, NOW - timedelta(days=days))
+        at_risk = add_customer(s, "at_risk")
+        for days in (600, 120):
+            add_order(s, at_risk, NOW - timedelta(days=days))
+        add_order(s, add_customer(s, "inactive"), NOW - timedelta(days=300))
+        back = add_customer(s, "win_back")
+        for days in (500, 10):
+            add_order(s, back, NOW - timedelta(days=days))
+    with transaction(engine) as s:
+        stats.refresh(s, now=NOW)
+    from outreach.models import Customer
+
+    with Session(engine) as s:
+        stages = dict(s.execute(select(Customer.external_id, CustomerStats.lifecycle_stage)
+                                .join(CustomerStats, CustomerStats.customer_id == Customer.id)).all())
+    assert stages == {name: name for name in ("prospect", "new", "active", "at_risk", "inactive", "win_back")}

@@ -473,6 +473,7 @@ class LifecyclePolicy(Strict):
     at_risk_days: Annotated[int, Field(ge=1)] = 90
     inactive_days: Annotated[int, Field(ge=1)] = 183
     clv_years: Annotated[int, Field(ge=1)] = 3
+    win_back_days: Annotated[int, Field(ge=1)] = 30
 
 
 class Policy(Strict):
