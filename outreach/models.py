@@ -186,6 +186,8 @@ class Order(Base):
 
     __table_args__ = (
         Index("ix_orders_customer_time", "customer_id", "ordered_at"),
+        # Windowed triggers (upsell, event follow-ups) range-scan recent orders.
+        Index("ix_orders_time", "ordered_at"),
         Index("ix_orders_coupon", "coupon_code"),
     )
 
@@ -279,9 +281,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),
         Index("ix_messages_status", "status"),
-        Index("ix_messages_customer_sent", "customer_id", "sent_at"),
-        Index("ix_messages_rule_status", "rule_id", "status"),
         Index("ix_messages_run_status", "run_id", "status"),
+        # Frequency caps and attribution look messages up by customer.
         Index("ix_messages_customer_planned", "customer_id", "planned_at"),
     )
 

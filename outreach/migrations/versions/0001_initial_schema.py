@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:32:56.352197
+Create Date: 2026-11-22 20:46:18.920816
 
 """
 from typing import Sequence, Union
@@ -162,6 +162,7 @@ def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_coupon', ['coupon_code'], unique=False)
         batch_op.create_index('ix_orders_customer_time', ['customer_id', 'ordered_at'], unique=False)
+        batch_op.create_index('ix_orders_time', ['ordered_at'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -192,8 +193,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_customer_planned', ['customer_id', 'planned_at'], unique=False)
-        batch_op.create_index('ix_messages_customer_sent', ['customer_id', 'sent_at'], unique=False)
-        batch_op.create_index('ix_messages_rule_status', ['rule_id', 'status'], unique=False)
         batch_op.create_index('ix_messages_run_status', ['run_id', 'status'], unique=False)
         batch_op.create_index('ix_messages_status', ['status'], unique=False)
 
@@ -254,12 +253,11 @@ def downgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_status')
         batch_op.drop_index('ix_messages_run_status')
-        batch_op.drop_index('ix_messages_rule_status')
-        batch_op.drop_index('ix_messages_customer_sent')
         batch_op.drop_index('ix_messages_customer_planned')
 
     op.drop_table('messages')
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_time')
         batch_op.drop_index('ix_orders_customer_time')
         batch_op.drop_index('ix_orders_coupon')
 
