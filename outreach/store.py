@@ -297,6 +297,11 @@ def eligible_select(
         *[(sendable[ch], literal(getattr(spec.cost, ch.value), Numeric(10, 4))) for ch in spec.channels],
         else_=literal(Decimal("0"), Numeric(10, 4)),
     )
+    # The channel actually chosen: sendable, and no earlier channel was.
+    chosen = {
+        ch: and_(sendable[ch], *[not_(sendable[prev]) for prev in spec.channels[:index]])
+        for index, ch in enumerate(spec.channels)
+    }
     deferrals = []
     for ch in spec.channels:
         window = _window_for(spec, policy, ch)
@@ -305,7 +310,7 @@ def eligible_select(
         for tz in timezones:
             opening = next_allowed(now, tz, window)
             if opening is not None:
-                deferrals.append((and_(sendable[ch], inner.c.timezone == tz), literal(opening)))
+                deferrals.append((and_(chosen[ch], inner.c.timezone == tz), literal(opening)))
     not_before = case(*deferrals, else_=None) if deferrals else literal(None).cast(DateTime)
     held = inner.c.bucket < holdout_threshold(spec.holdout_percent)
     return select(

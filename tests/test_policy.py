@@ -271,11 +271,6 @@ holdout_percent: 100
     assert (result.held_out, result.queued) == (1, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.eligible_select: not_before is computed from every *sendable* channel's "
-    "window, not from the channel actually chosen — an email is deferred by the SMS window",
-)
 def test_email_is_not_deferred_by_the_sms_window(engine: Engine) -> None:
     # Given the documented default policy (only SMS has a window) and a customer in
     # Shanghai who may receive both email and SMS
@@ -291,11 +286,6 @@ def test_email_is_not_deferred_by_the_sms_window(engine: Engine) -> None:
     assert (rows["sh"].status, rows["sh"].not_before) == (MessageStatus.QUEUED, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.eligible_select: with the shipped policy (email 08:00–22:00, SMS 09:00–21:00) "
-    "an email chosen at 21:30 local is deferred to the SMS opening",
-)
 def test_email_inside_its_window_is_not_deferred_by_a_narrower_sms_window(engine: Engine) -> None:
     rs = ruleset({"send_windows": {"email": {"start": "08:00", "end": "22:00"},
                                    "sms": {"start": "09:00", "end": "21:00"}}})
