@@ -3,21 +3,43 @@
 ``sync`` is two set-based statements: insert members who have no open
 membership (entered now), close open memberships of those who left. The
 first evaluation of a key marks its members as *baseline*: they were already
-there, they did not enter, and entry triggers do not message them.
+there, they did not enter, and entry triggers do not message them. An
+evaluation that found nobody leaves no row, so a finished run of a rule that
+watches the key also means "evaluated before".
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import ValidationError
 from sqlalchemy import Select, exists, insert, literal, null, select, update
 from sqlalchemy.orm import Session, aliased
 
-from outreach.models import Membership
+from outreach.models import CampaignRun, Membership, Rule
+from outreach.rules.schema import RuleSpec
+from outreach.triggers import membership_key
+
+
+def evaluated_before(session: Session, key: str) -> bool:
+    """Whether an earlier run evaluated ``key``: it left members, or a rule
+    watching the key (as stored at that run) has a run — an empty first
+    evaluation is still the first."""
+    if session.scalar(select(exists().where(Membership.key == key))):
+        return True
+    ran = select(Rule.definition).where(exists().where(CampaignRun.rule_id == Rule.id))
+    for definition in session.scalars(ran):
+        try:
+            spec = RuleSpec.model_validate(definition)
+        except ValidationError:  # stored by an older version of the rule language
+            continue
+        if membership_key(spec) == key:
+            return True
+    return False
 
 
 def sync(session: Session, *, key: str, members: Select, now: datetime) -> None:
-    first = not session.scalar(select(exists().where(Membership.key == key)))
+    first = not evaluated_before(session, key)
     current = members.subquery("members")
     member_id = list(current.c)[0]
     open_ = aliased(Membership)
