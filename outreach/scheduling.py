@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import Engine
 
 from outreach.clock import utcnow
@@ -32,9 +34,25 @@ def _launch(settings: Settings, engine: Engine, names: list[str] | None, console
         log.exception("scheduled launch failed")
 
 
+class CronExpression(BaseTrigger):
+    """A rule's ``schedule:`` (standard cron, UTC) read by croniter, exactly as
+    ``planner.due`` reads it. APScheduler's ``CronTrigger.from_crontab`` counts
+    weekdays from Monday = 0, so ``0 9 * * 1`` would fire on Tuesdays."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        from croniter import croniter
+
+        return croniter(self.expression, previous_fire_time or now).get_next(datetime)
+
+    def __str__(self) -> str:
+        return f"cron[{self.expression}] UTC"
+
+
 def build_scheduler(settings: Settings, engine: Engine, *, every_minutes: int, console: Any) -> Any:
     from apscheduler.schedulers.blocking import BlockingScheduler
-    from apscheduler.triggers.cron import CronTrigger
 
     from outreach.rules import load_rules
 
@@ -43,7 +61,7 @@ def build_scheduler(settings: Settings, engine: Engine, *, every_minutes: int, c
         spec = loaded.spec
         if spec.enabled and spec.schedule:
             scheduler.add_job(
-                _launch, CronTrigger.from_crontab(spec.schedule, timezone="UTC"),
+                _launch, CronExpression(spec.schedule),
                 args=(settings, engine, [spec.name], console), id=f"rule:{spec.name}",
                 coalesce=True, max_instances=1, misfire_grace_time=3600,
             )

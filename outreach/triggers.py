@@ -218,10 +218,21 @@ def event(trigger: schema.EventTrigger, now: datetime) -> Select:
                 Order.ordered_at <= now,
             )
         )
-    return select(
+    # One occurrence per customer and run — the latest qualifying event — so two
+    # abandoned carts do not become two messages at once (past the cap and cooldown,
+    # which are checked against earlier messages only).
+    ranked = select(
         CustomEvent.customer_id.label("customer_id"),
-        (literal("event:") + cast(CustomEvent.id, String)).label("occurrence_key"),
-    ).where(*conditions)
+        CustomEvent.id.label("event_id"),
+        func.row_number()
+        .over(partition_by=CustomEvent.customer_id,
+              order_by=(CustomEvent.occurred_at.desc(), CustomEvent.id.desc()))
+        .label("rank"),
+    ).where(*conditions).subquery("qualifying_events")
+    return select(
+        ranked.c.customer_id,
+        (literal("event:") + cast(ranked.c.event_id, String)).label("occurrence_key"),
+    ).where(ranked.c.rank == 1)
 
 
 def membership_key(spec: schema.RuleSpec) -> str | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from outreach.db import transaction
-from outreach.models import Channel, MessageStatus
+from outreach.models import Channel, Customer, MessageStatus
 from outreach.planner import launch
 from outreach.store import is_held_out
 from factories import NOW, add_customer, add_order
@@ -44,7 +46,7 @@ channels: [email]
 """)
 
 
-def lapsed(s, ext: str, **kwargs):  # noqa: ANN001, ANN201 - small local builder
+def lapsed(s: Session, ext: str, **kwargs: Any) -> Customer:
     """A customer whose last order was 40 days before NOW."""
     customer = add_customer(s, ext, **kwargs)
     add_order(s, customer, NOW - 40 * DAY)

@@ -314,6 +314,29 @@ channels: [email]
     }
 
 
+def test_several_qualifying_events_give_one_message_per_run(engine: Engine) -> None:
+    # Given a customer who abandoned two carts this afternoon, and a cap of one message a week
+    text = """
+name: cart-once
+trigger: {type: event, name: cart_abandoned}
+template: winback
+channels: [email]
+"""
+    rs = ruleset({"frequency_cap": {"max_messages": 1, "days": 7}})
+    with transaction(engine) as s:
+        ada = add_customer(s, "ada")
+        add_event(s, ada, "cart_abandoned", NOW - 3 * HOUR)
+        latest = add_event(s, ada, "cart_abandoned", NOW - 2 * HOUR)
+
+    # When the rule runs (and runs again an hour later)
+    _, rows = plan_run(engine, rule(text), NOW, rs)
+    assert recipients(engine, text, NOW + HOUR, rs) == set()
+
+    # Then she gets one reminder, for the latest cart
+    assert rows_by_customer(engine)["ada"] == [rows["ada"]]
+    assert rows["ada"].occurrence_key == f"event:{latest.id}"
+
+
 # ------------------------------------------------------------------ stats
 EVERY_BUYER = """
 name: {name}
@@ -394,7 +417,10 @@ def lifecycle_shop(engine: Engine) -> None:
         add_order(s, inactive, NOW - 200 * DAY)
         steady = add_customer(s, "steady")
         add_order(s, steady, NOW - 500 * DAY)
-        add_order(s, steady, NOW - 30 * DAY)
+        add_order(s, steady, NOW - 40 * DAY)
+        back = add_customer(s, "win-back")  # ordered 10 days ago after 490 silent days
+        add_order(s, back, NOW - 500 * DAY)
+        add_order(s, back, NOW - 10 * DAY)
 
 
 def test_lifecycle_stages_as_documented(engine: Engine) -> None:
@@ -410,6 +436,7 @@ def test_lifecycle_stages_as_documented(engine: Engine) -> None:
         "at-risk": "at_risk",
         "inactive": "inactive",
         "steady": "steady",
+        "win-back": "win_back",
     }
 
 
@@ -418,7 +445,7 @@ def test_lifecycle_thresholds_come_from_the_policy(engine: Engine) -> None:
     rs = ruleset({"lifecycle": {"at_risk_days": 25}})
     text = EVERY_BUYER.format(name="at-risk-25", segment="{stats: {lifecycle_stage: at_risk}}")
 
-    # With at_risk after 25 days, the customer whose last order is 30 days old is at risk too
+    # With at_risk after 25 days, the customer whose last order is 40 days old is at risk too
     assert recipients(engine, text, NOW, rs) == {"at-risk", "steady"}
 
 
