@@ -144,7 +144,7 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
         text = element.as_string()
         return case((text.in_(JSON_TRUE), true()), (text.in_(JSON_FALSE), false()), else_=null())
     if isinstance(sample, (int, float)):
-        return as_number(element.as_string())
+        return as_number(element)
     return element.as_string()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import Float, func, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -54,5 +54,37 @@ def _sqlite(element: numeric_text, compiler: Any, **kw: Any) -> str:
     )
 
 
-def as_number(expr: ColumnElement[Any]) -> ColumnElement[float]:
-    return numeric_text(expr)
+class json_number(FunctionElement[float]):
+    """A JSON member (``column[key]``) as a number: a JSON number as itself, a
+    JSON string through :class:`numeric_text`, anything else (true/false,
+    arrays, objects, null) NULL — the same on every database."""
+
+    type = Float()
+    inherit_cache = True
+    name = "json_number"
+
+
+@compiles(json_number, "postgresql")
+def _pg_json(element: json_number, compiler: Any, **kw: Any) -> str:
+    # ->> gives 'true'/'false' for booleans, which numeric_text rejects.
+    return compiler.process(numeric_text(list(element.clauses)[0].as_string()), **kw)
+
+
+@compiles(json_number, "sqlite")
+def _sqlite_json(element: json_number, compiler: Any, **kw: Any) -> str:
+    # JSON_EXTRACT reads true as the integer 1: ask json_type() what it is.
+    member = list(element.clauses)[0]
+    key = member.right.value
+    path = f'$[{int(key)}]' if isinstance(key, int) else '$."' + str(key).replace('"', '\\"') + '"'
+    kind = compiler.process(func.json_type(member.left, literal(path)), **kw)
+    extracted = compiler.process(func.json_extract(member.left, literal(path)), **kw)
+    as_text = compiler.process(numeric_text(member.as_string()), **kw)
+    return (
+        f"(CASE {kind} WHEN 'integer' THEN {extracted} WHEN 'real' THEN {extracted} "
+        f"WHEN 'text' THEN {as_text} END)"
+    )
+
+
+def as_number(member: ColumnElement[Any]) -> ColumnElement[float]:
+    """A JSON member (``Customer.attributes[key]``) read as a number."""
+    return json_number(member)

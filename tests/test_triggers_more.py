@@ -256,13 +256,7 @@ channels: [email]
     assert recipients(engine, text, NOW) == {"web-150", "app-text-120", "exactly-100"}
 
 
-def test_event_where_a_json_boolean_is_not_a_number(engine: Engine, request: pytest.FixtureRequest) -> None:
-    if engine.dialect.name == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="sqlfuncs.numeric_text on SQLite: JSON_EXTRACT reads JSON true as the "
-            "integer 1, so a numeric comparison matches a boolean (PostgreSQL: never)",
-        ))
+def test_event_where_a_json_boolean_is_not_a_number(engine: Engine) -> None:
     text = """
 name: paid-carts
 trigger: {type: event, name: cart_abandoned, where: {items: {gte: 1}}}
