@@ -192,6 +192,30 @@ class Order(Base):
     )
 
 
+class OrderTotals(Base):
+    """Each customer's all-time order count, revenue, first and last order.
+
+    Kept current by the database itself — triggers on ``orders`` (migration
+    0002) fire on every insert, update and delete, whoever writes — so rules
+    read one narrow row per customer instead of aggregating every order. A
+    customer without orders has no row.
+    """
+
+    __tablename__ = "order_totals"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    order_count: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2))
+    first_order_at: Mapped[datetime] = mapped_column(DateTime)
+    last_order_at: Mapped[datetime] = mapped_column(DateTime)
+
+    # Inactivity reads a range of last orders; "as of" an earlier moment needs
+    # the few customers whose last order is after it.
+    __table_args__ = (Index("ix_order_totals_last", "last_order_at"),)
+
+
 class OrderItem(Base):
     __tablename__ = "order_items"
 
@@ -331,9 +355,10 @@ class CustomerStats(Base):
 
     __tablename__ = "customer_stats"
 
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key: a derived cache, rebuilt whole by every refresh (checking
+    # a million keys cost more than building the rows), and UNLOGGED on
+    # PostgreSQL (migration 0002) — after a crash it is empty and rebuilt.
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     as_of: Mapped[datetime] = mapped_column(DateTime)
     order_count: Mapped[int] = mapped_column(Integer)
     revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2))

@@ -25,6 +25,7 @@ from sqlalchemy import (
     true,
 )
 
+from outreach import totals
 from outreach.clock import parse_instant
 from outreach.errors import RuleError
 from outreach.models import (
@@ -224,6 +225,13 @@ def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
     agg = cond.orders
     where = [Order.customer_id == Customer.id, *_window(now, agg.within_days)]
     ops = {k: _number(f"orders.{agg.metric}", v) for k, v in agg.operators().items()}
+    if agg.within_days is None:
+        # All-time figures: one row of the maintained order totals.
+        name = {"days_since_last": "last", "days_since_first": "first"}.get(agg.metric, agg.metric)
+        value = totals.metric(name, now, Customer.id)
+        if agg.metric.startswith("days_since"):
+            return _days_since(value, ops, now)
+        return compare(value, ops)
     if agg.metric == "count":
         # count(*) lets the database answer from the (customer, time) index alone.
         value = select(func.count()).select_from(Order).where(*where).scalar_subquery()

@@ -7,6 +7,10 @@ order, frequency by orders in 12 months, monetary by revenue in 12 months),
 the named RFM group, the value tier (top 20% by revenue = ``vip``), the
 lifecycle stage and a simple lifetime value (12-month revenue × expected
 lifetime in years).
+
+All-time figures come from ``order_totals`` (kept by database triggers);
+only the 12-month and active-window counts read ``orders``, through the
+index on order time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from decimal import Decimal
 from sqlalchemy import Numeric, and_, case, delete, exists, func, insert, literal, select, text
 from sqlalchemy.orm import Session, aliased
 
+from outreach import totals
 from outreach.models import Customer, CustomerStats, Order
 
 
@@ -65,40 +70,62 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     """Recompute ``customer_stats`` as of ``now``; returns rows written."""
     t = thresholds or LifecycleThresholds()
     year_ago = now - timedelta(days=365)
-    in_year = Order.ordered_at > year_ago
-    agg = (
+    active_from = now - timedelta(days=t.active_days)
+    # All-time figures from the maintained order totals; only the windowed ones
+    # (last 12 months, the active window) read orders, through the time index.
+    everything = totals.as_of(now).subquery("everything")
+    recent = (
         select(
             Order.customer_id.label("customer_id"),
-            func.count(Order.id).label("n"),
-            func.sum(Order.amount).label("revenue"),
-            func.min(Order.ordered_at).label("first_at"),
-            func.max(Order.ordered_at).label("last_at"),
-            func.sum(case((in_year, 1), else_=0)).label("n12"),
-            func.sum(case((in_year, Order.amount), else_=0)).label("rev12"),
-            func.sum(case((Order.ordered_at > now - timedelta(days=t.active_days), 1), else_=0)).label("n_active"),
+            func.sum(case((Order.ordered_at > year_ago, 1), else_=0)).label("n12"),
+            func.sum(case((Order.ordered_at > year_ago, Order.amount), else_=0)).label("rev12"),
+            func.sum(case((Order.ordered_at > active_from, 1), else_=0)).label("n_active"),
         )
-        .where(Order.ordered_at <= now)
+        .where(Order.ordered_at <= now, Order.ordered_at > min(year_ago, active_from))
         .group_by(Order.customer_id)
+        .subquery("recent")
+    )
+    agg = (
+        select(
+            everything.c.customer_id,
+            everything.c.order_count.label("n"),
+            everything.c.revenue,
+            everything.c.first_order_at.label("first_at"),
+            everything.c.last_order_at.label("last_at"),
+            func.coalesce(recent.c.n12, 0).label("n12"),
+            func.coalesce(recent.c.rev12, 0).label("rev12"),
+            func.coalesce(recent.c.n_active, 0).label("n_active"),
+        )
+        .outerjoin(recent, recent.c.customer_id == everything.c.customer_id)
         .subquery("agg")
     )
-    n = func.coalesce(agg.c.n, 0)
-    has = case((n > 0, 1), else_=0)
+    # Scores over the customers who ordered (the window sorts stay narrow);
+    # everyone else joins in with no orders and no scores.
+    a = agg.c
+    scores = select(
+        *a,
+        func.ntile(5).over(order_by=(a.last_at, a.customer_id)).label("r"),
+        func.ntile(5).over(order_by=(a.n12, a.customer_id)).label("f"),
+        func.ntile(5).over(order_by=(a.rev12, a.customer_id)).label("m"),
+        func.ntile(5).over(order_by=(a.revenue.desc(), a.customer_id)).label("value_tile"),
+    ).subquery("scores")
+    c = scores.c
     scored = (
         select(
             Customer.id.label("customer_id"),
-            n.label("n"),
-            func.coalesce(agg.c.revenue, 0).label("revenue"),
-            agg.c.first_at,
-            agg.c.last_at,
-            func.coalesce(agg.c.n12, 0).label("n12"),
-            func.coalesce(agg.c.rev12, 0).label("rev12"),
-            func.coalesce(agg.c.n_active, 0).label("n_active"),
-            func.ntile(5).over(partition_by=has, order_by=(agg.c.last_at, Customer.id)).label("r"),
-            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.n12, 0), Customer.id)).label("f"),
-            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.rev12, 0), Customer.id)).label("m"),
-            func.ntile(5).over(partition_by=has, order_by=(func.coalesce(agg.c.revenue, 0).desc(), Customer.id)).label("value_tile"),
+            func.coalesce(c.n, 0).label("n"),
+            func.coalesce(c.revenue, 0).label("revenue"),
+            c.first_at,
+            c.last_at,
+            func.coalesce(c.n12, 0).label("n12"),
+            func.coalesce(c.rev12, 0).label("rev12"),
+            func.coalesce(c.n_active, 0).label("n_active"),
+            c.r,
+            c.f,
+            c.m,
+            c.value_tile,
         )
-        .outerjoin(agg, agg.c.customer_id == Customer.id)
+        .outerjoin(scores, c.customer_id == Customer.id)
         .subquery("scored")
     )
     s = scored.c
@@ -112,9 +139,9 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     earlier = aliased(Order)
     reactivated = and_(
         s.last_at > back_from,
+        s.first_at <= silent_from,
         ~exists().where(earlier.customer_id == s.customer_id, earlier.ordered_at > silent_from,
                         earlier.ordered_at <= back_from),
-        exists().where(earlier.customer_id == s.customer_id, earlier.ordered_at <= silent_from),
     )
     stage = case(
         (s.n == 0, literal("prospect")),

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from outreach import totals
 from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
 from outreach.segments import product_match
@@ -69,25 +70,29 @@ def birthday_matches(birthday: date, day: date) -> bool:
 def inactivity(trigger: schema.InactivityTrigger, now: datetime) -> Select:
     """One SELECT per step; a customer matches only the highest step reached."""
     if trigger.event:
-        who, when = CustomEvent.customer_id, CustomEvent.occurred_at
-        extra = [CustomEvent.name == trigger.event]
+        lasts = (
+            select(CustomEvent.customer_id.label("customer_id"),
+                   func.max(CustomEvent.occurred_at).label("last_at"))
+            .where(CustomEvent.occurred_at <= now, CustomEvent.name == trigger.event)
+            .group_by(CustomEvent.customer_id)
+            .subquery("last_events")
+        )
+        who, last = lasts.c.customer_id, lasts.c.last_at
     else:
-        who, when, extra = Order.customer_id, Order.ordered_at, []
-    last = func.max(when)
+        # The maintained order totals: no aggregation over every order.
+        lasts = totals.last_orders(now).subquery("last_orders")
+        who, last = lasts.c.customer_id, lasts.c.last_order_at
     steps = trigger.steps
     selects = []
     for index, step in enumerate(steps):
-        having = last <= now - timedelta(days=step)
+        reached = [last <= now - timedelta(days=step)]
         if index + 1 < len(steps):
-            having = and_(having, last > now - timedelta(days=steps[index + 1]))
+            reached.append(last > now - timedelta(days=steps[index + 1]))
         selects.append(
             select(
                 who.label("customer_id"),
                 (literal(f"inactivity:{step}:") + cast(last, String)).label("occurrence_key"),
-            )
-            .where(when <= now, *extra)
-            .group_by(who)
-            .having(having)
+            ).where(*reached)
         )
     return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
@@ -170,14 +175,9 @@ def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: li
     if trigger.of == "signup":
         anchor, source = Customer.created_at, None
     else:
-        first = (
-            select(Order.customer_id.label("cid"), func.min(Order.ordered_at).label("first_at"))
-            .where(Order.ordered_at <= now)
-            .group_by(Order.customer_id)
-            .subquery("first_orders")
-        )
-        anchor = first.c.first_at
-        source = join(Customer, first, first.c.cid == Customer.id)
+        first = totals.first_orders(now).subquery("first_orders")
+        anchor = first.c.first_order_at
+        source = join(Customer, first, first.c.customer_id == Customer.id)
     return _yearly(
         month=extract("month", anchor), day=extract("day", anchor), who=Customer.id,
         tz=Customer.timezone, prefix=f"anniversary:{trigger.of}", now=now, timezones=timezones,
