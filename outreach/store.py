@@ -238,28 +238,26 @@ def eligible_select(
         )
     cap = policy.frequency_cap if policy else None
     recent_cols: list[Any] = []
-    recent = None
     if cap and (cap.max_messages or cap.per_channel):
-        recent = (
-            select(
-                Message.customer_id.label("customer_id"),
-                func.count().label("total"),
-                *[
-                    func.sum(case((Message.channel == ch, 1), else_=0)).label(f"n_{ch.value}")
-                    for ch in Channel
-                ],
+        # Counted per candidate through the (customer, planned_at) index: cost
+        # follows the candidates, not every message of the cap window.
+        def recent(*extra: ColumnElement[bool]) -> Any:
+            return (
+                select(func.count())
+                .select_from(Message)
+                .where(
+                    Message.customer_id == cand.c.customer_id,
+                    Message.planned_at > now - timedelta(days=cap.days),
+                    Message.status.in_(COUNTED),
+                    *extra,
+                )
+                .scalar_subquery()
             )
-            .where(
-                Message.planned_at > now - timedelta(days=cap.days),
-                Message.status.in_(COUNTED),
-            )
-            .group_by(Message.customer_id)
-            .subquery("recent")
-        )
-        recent_cols = [
-            func.coalesce(recent.c.total, 0).label("recent_total"),
-            *[func.coalesce(recent.c[f"n_{ch.value}"], 0).label(f"recent_{ch.value}") for ch in spec.channels],
-        ]
+
+        if cap.max_messages:
+            recent_cols.append(recent().label("recent_total"))
+        recent_cols += [recent(Message.channel == ch).label(f"recent_{ch.value}")
+                        for ch in spec.channels if ch in cap.per_channel]
     query = (
         select(
             cand.c.customer_id,
@@ -274,8 +272,6 @@ def eligible_select(
         .join(Customer, Customer.id == cand.c.customer_id)
         .where(compile_condition(spec.segment, now, segments=segments))
     )
-    if recent is not None:
-        query = query.outerjoin(recent, recent.c.customer_id == cand.c.customer_id)
     # MATERIALIZED: the database computes each customer's consent, suppression
     # and cap flags once; inlined, every CASE below would re-run the subqueries.
     inner = query.cte("eligible").prefix_with("MATERIALIZED")
@@ -349,10 +345,13 @@ def plan(
     """Write this run's messages (planned or held_out); existing occurrences
     are left alone, so planning twice plans nothing new."""
     now = run.as_of
-    eligible = eligible_select(
+    # Evaluated into a temporary table first: the cooldown and cap look-ups
+    # then never read the messages this statement is inserting (on an outbox
+    # the planner believes empty, that would turn quadratic).
+    eligible = materialize(session, eligible_select(
         spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
         policy=policy, segments=segments,
-    ).subquery("e")
+    ), "outreach_eligible")
     # Sendable now → straight to queued (no second pass over the rows);
     # deferred by quiet hours → planned until its window opens.
     status = case(
