@@ -216,6 +216,28 @@ class OrderTotals(Base):
     __table_args__ = (Index("ix_order_totals_last", "last_order_at"),)
 
 
+class CustomerProduct(Base):
+    """What each customer ever bought: one row per (customer, SKU, category)
+    with the first and last time, kept current by database triggers on
+    ``orders`` and ``order_items`` (migration 0003), so "never bought X" reads
+    a customer's few rows instead of every order line. No category is ''."""
+
+    __tablename__ = "customer_products"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_bought_at: Mapped[datetime] = mapped_column(DateTime)
+    last_bought_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_customer_products_category", "category", "customer_id", "first_bought_at"),
+        Index("ix_customer_products_sku", "sku", "customer_id", "first_bought_at"),
+    )
+
+
 class OrderItem(Base):
     __tablename__ = "order_items"
 

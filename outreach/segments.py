@@ -30,6 +30,7 @@ from outreach.clock import parse_instant
 from outreach.errors import RuleError
 from outreach.models import (
     Customer,
+    CustomerProduct,
     CustomerStats,
     CustomerTag,
     CustomerType,
@@ -258,10 +259,23 @@ def product_match(match: schema.ProductMatch, item: Any = OrderItem) -> ColumnEl
     return or_(*parts) if parts else false()
 
 
+def ever_bought(match: schema.ProductMatch, now: datetime, customer_id: Any) -> ColumnElement[bool]:
+    """The customer bought a matching product at or before ``now`` — from the
+    maintained ``customer_products`` (its first purchase is exact as of any
+    moment after it)."""
+    return exists().where(
+        CustomerProduct.customer_id == customer_id,
+        product_match(match, CustomerProduct),
+        CustomerProduct.first_bought_at <= now,
+    )
+
+
 def bought_exists(
     match: schema.ProductMatch, now: datetime, within_days: int | None
 ) -> ColumnElement[bool]:
     """EXISTS an order of this customer, up to ``now``, with a matching item."""
+    if within_days is None:
+        return ever_bought(match, now, Customer.id)
     return exists().where(
         Order.customer_id == Customer.id,
         OrderItem.order_id == Order.id,

@@ -44,7 +44,7 @@ from sqlalchemy.orm import aliased
 from outreach import totals
 from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
-from outreach.segments import product_match
+from outreach.segments import ever_bought, product_match
 
 
 def local_date(now: datetime, tz_name: str) -> date:
@@ -101,7 +101,6 @@ def upsell(trigger: schema.UpsellTrigger, now: datetime) -> Select:
     """Qualifying orders (matching items in the window, optionally with a minimum
     quantity/spend), by customers who never bought the excluded products."""
     window = trigger.bought.within_days or schema.DEFAULT_UPSELL_WINDOW_DAYS
-    later, later_item = aliased(Order), aliased(OrderItem)
     qualifying = (
         select(Order.id.label("order_id"), Order.customer_id.label("customer_id"))
         .join(OrderItem, OrderItem.order_id == Order.id)
@@ -109,12 +108,7 @@ def upsell(trigger: schema.UpsellTrigger, now: datetime) -> Select:
             Order.ordered_at <= now,
             Order.ordered_at > now - timedelta(days=window),
             product_match(trigger.bought),
-            ~exists().where(
-                later.customer_id == Order.customer_id,
-                later_item.order_id == later.id,
-                later.ordered_at <= now,
-                product_match(trigger.never_bought, later_item),
-            ),
+            ~ever_bought(trigger.never_bought, now, Order.customer_id),
         )
         .group_by(Order.id, Order.customer_id)
     )

@@ -1,7 +1,9 @@
-"""Order totals the database keeps: whatever writes orders — the ORM, the CSV
-import (insert and upsert), bulk SQL, deletes, concurrent transactions — each
-customer's count, revenue, first and last order stay equal to aggregating
-``orders``, on SQLite and PostgreSQL; and rules read them "as of" any moment."""
+"""Per-customer aggregates the database keeps: whatever writes orders and their
+items — the ORM, the CSV import (insert and upsert), bulk SQL, deletes,
+concurrent transactions — each customer's order totals (count, revenue, first
+and last order) and bought products (first and last purchase of each SKU and
+category) stay equal to aggregating ``orders`` and ``order_items``, on SQLite
+and PostgreSQL; and rules read them "as of" any moment."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from sqlalchemy.orm import Session
 from factories import add_customer, add_order
 from outreach.db import make_engine, migrate, transaction
 from outreach.importer import import_csv
-from outreach.models import Customer, Order, OrderTotals
+from outreach.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
 from outreach.segments import compile_condition
 from outreach.rules import parse_rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
+PRODUCTS = [("LJ-100", "tea"), ("YX-POT", "teaware"), ("MOON-CK", None), ("LJ-100", "gift")]
 IMPORT = Path(__file__).parent / "fixtures" / "import"
 
 
@@ -41,14 +44,33 @@ def maintained(session: Session) -> dict[int, tuple[int, Decimal, datetime, date
     }
 
 
+def products_recomputed(session: Session) -> dict[tuple[int, str, str], tuple[datetime, datetime]]:
+    category = func.coalesce(OrderItem.category, "")
+    rows = session.execute(
+        select(Order.customer_id, OrderItem.sku, category, func.min(Order.ordered_at), func.max(Order.ordered_at))
+        .join(OrderItem, OrderItem.order_id == Order.id)
+        .group_by(Order.customer_id, OrderItem.sku, category)
+    )
+    return {(cid, sku, cat): (first, last) for cid, sku, cat, first, last in rows}
+
+
+def products_maintained(session: Session) -> dict[tuple[int, str, str], tuple[datetime, datetime]]:
+    return {
+        (p.customer_id, p.sku, p.category): (p.first_bought_at, p.last_bought_at)
+        for p in session.scalars(select(CustomerProduct))
+    }
+
+
 def assert_consistent(engine: Engine) -> None:
     with Session(engine) as s:
         assert maintained(s) == recomputed(s)
+        assert products_maintained(s) == products_recomputed(s)
 
 
 # A random history of writes to orders: (operation, customer, order, day, amount)
 operation = st.tuples(
-    st.sampled_from(["insert", "insert", "insert", "amount", "move", "retime", "delete", "bulk_delete"]),
+    st.sampled_from(["insert", "insert", "insert", "amount", "move", "retime", "delete", "bulk_delete",
+                     "reitem", "recategorize"]),
     st.integers(min_value=0, max_value=3),
     st.integers(min_value=0, max_value=30),
     st.integers(min_value=-400, max_value=30),
@@ -70,8 +92,16 @@ def test_totals_equal_aggregating_orders_after_any_history_of_writes(
             orders = list(s.scalars(select(Order).order_by(Order.id)))
             target = orders[n % len(orders)] if orders else None
             if op == "insert" or target is None:
-                s.add(Order(external_id=f"X{len(orders)}-{n}-{day}-{amount}-{who}", customer_id=people[who],
-                            ordered_at=NOW + timedelta(days=day), amount=amount))
+                order = Order(external_id=f"X{len(orders)}-{n}-{day}-{amount}-{who}", customer_id=people[who],
+                              ordered_at=NOW + timedelta(days=day), amount=amount)
+                order.items = [OrderItem(sku=PRODUCTS[(n + k) % len(PRODUCTS)][0],
+                                         category=PRODUCTS[(n + k) % len(PRODUCTS)][1]) for k in range(n % 3)]
+                s.add(order)
+            elif op == "reitem":  # what a re-import does: the order's lines replaced
+                target.items = [OrderItem(sku=PRODUCTS[(n + day) % len(PRODUCTS)][0], category=None)]
+            elif op == "recategorize":
+                s.execute(update(OrderItem).where(OrderItem.sku == PRODUCTS[n % len(PRODUCTS)][0])
+                          .values(category="gift"))
             elif op == "amount":
                 target.amount = amount
             elif op == "move":
