@@ -28,6 +28,7 @@ from outreach.models import (
 )
 from outreach.planner import RuleSet, prepare
 from outreach.rules import LoadedRule, schema
+from outreach.rules.checks import require_known_segments
 from outreach.segments import compile_condition
 from outreach.triggers import trigger_select
 
@@ -84,6 +85,7 @@ def _existing(rule_id: int | None, e: Any) -> Any:
 def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleSet) -> Preview:
     spec = loaded.spec
     result = Preview(rule=spec.name)
+    require_known_segments([loaded], ruleset)
     with Session(engine) as session:
         with session.begin():
             prepare(session, [spec], now=now, ruleset=ruleset)
@@ -208,6 +210,7 @@ def explain(
     engine: Engine, loaded: LoadedRule, *, customer: str, now: datetime, ruleset: RuleSet
 ) -> Explanation:
     spec = loaded.spec
+    require_known_segments([loaded], ruleset)
     with Session(engine) as session:
         with session.begin():
             row = session.scalar(select(Customer).where(Customer.external_id == customer))

@@ -15,6 +15,7 @@ from outreach.config import Settings
 from outreach.db import transaction
 from outreach.models import Customer, CustomerStats
 from outreach.rules import LoadedRule, schema
+from outreach.rules.checks import require_known_segments
 from outreach.segments import compile_condition, uses_stats
 from outreach.triggers import membership_key
 
@@ -76,6 +77,7 @@ def plan_rule(
 ) -> tuple[LaunchResult, list[int]]:
     """Plan one rule as of ``now`` and mark its due messages queued (one transaction)."""
     ruleset = ruleset or RuleSet()
+    require_known_segments([loaded], ruleset)
     with transaction(engine) as session:
         if not prepared:
             prepare(session, [loaded.spec], now=now, ruleset=ruleset)
@@ -109,6 +111,7 @@ def launch(
     ruleset = ruleset or RuleSet()
     ctx = ctx or tasks.setup(settings, engine)
     ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name))
+    require_known_segments(ordered, ruleset)
     with transaction(engine) as session:
         prepare(session, [r.spec for r in ordered], now=now, ruleset=ruleset)
     results: list[LaunchResult] = []

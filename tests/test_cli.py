@@ -109,3 +109,21 @@ def test_preview_and_explain_on_the_demo_shop(demo: tuple[Path, str]) -> None:
     missing = run(*db, "rules", "explain", "rules/winback.yaml", "--customer", "NOPE", cwd=REPO)
     assert missing.returncode == 1 and "no customer with external id 'NOPE'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_unknown_named_segment_is_located_in_every_command(workdir: Path) -> None:
+    # Given a rule that names a segment rules/segments.yaml does not define
+    (workdir / "rules" / "segments.yaml").write_text("segments:\n  vip: {stats: {value_tier: vip}}\n")
+    (workdir / "rules" / "r.yaml").write_text(
+        "name: promo\ntrigger: {type: birthday}\nsegment:\n  segment: vipz\ntemplate: winback\nchannels: [sms]\n"
+    )
+    assert run("db", "upgrade", cwd=workdir).returncode == 0
+    # Then validate, preview, explain and launch all name the file and line, and change nothing
+    for command in (["rules", "validate"], ["rules", "preview", "rules/r.yaml"],
+                    ["rules", "explain", "rules/r.yaml", "--customer", "C1"],
+                    ["campaign", "launch", "rules/r.yaml"], ["run"]):
+        result = run(*command, cwd=workdir)
+        assert result.returncode == 1, command
+        assert "rules/r.yaml, line 4: unknown segment 'vipz'" in result.stderr, (command, result.stderr)
+        assert "known: vip" in result.stderr and "Traceback" not in result.stderr
+    assert run("report", cwd=workdir).returncode == 0

@@ -34,6 +34,28 @@ def _line_of(loaded: LoadedRule, needle: str) -> int | None:
     return None
 
 
+def _unknown_segments(loaded: LoadedRule, ruleset: Any) -> list[Problem]:
+    spec = loaded.spec
+    conditions = [spec.segment]
+    if isinstance(spec.trigger, schema.SegmentEntryTrigger):
+        conditions.append(spec.trigger.enters)
+    known = ", ".join(sorted(ruleset.segments)) or "none"
+    return [
+        Problem(f"unknown segment '{name}'", file=str(loaded.path), line=_line_of(loaded, name),
+                hint=f"define it in rules/segments.yaml (known: {known})")
+        for name in [r for c in conditions for r in _refs(c)]
+        if name not in ruleset.segments
+    ]
+
+
+def require_known_segments(rules: list[LoadedRule], ruleset: Any) -> None:
+    """Raise one located RuleError (file, line, hint) for every reference to a
+    named segment that rules/segments.yaml does not define — before evaluating."""
+    problems = [p for loaded in rules for p in _unknown_segments(loaded, ruleset)]
+    if problems:
+        raise RuleError(problems)
+
+
 def check_rules(
     rules: list[LoadedRule], ruleset: Any, *, engine: Engine | None, now: datetime
 ) -> tuple[list[Problem], list[Problem]]:
@@ -45,15 +67,7 @@ def check_rules(
     cap = ruleset.policy.frequency_cap if ruleset.policy else None
     for loaded in rules:
         spec, file = loaded.spec, str(loaded.path)
-        conditions = [spec.segment]
-        if isinstance(spec.trigger, schema.SegmentEntryTrigger):
-            conditions.append(spec.trigger.enters)
-        for name in [r for c in conditions for r in _refs(c)]:
-            if name not in ruleset.segments:
-                errors.append(Problem(
-                    f"unknown segment '{name}'", file=file, line=_line_of(loaded, name),
-                    hint=f"define it in rules/segments.yaml (known: {', '.join(sorted(ruleset.segments)) or 'none'})",
-                ))
+        errors += _unknown_segments(loaded, ruleset)
         if cap and (cap.max_messages or cap.per_channel) and 0 < spec.cooldown_days < cap.days:
             warnings.append(Problem(
                 f"cooldown_days {spec.cooldown_days} is shorter than the frequency-cap window "
