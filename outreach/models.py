@@ -382,6 +382,8 @@ class CustomerStats(Base):
     # PostgreSQL (migration 0002) — after a crash it is empty and rebuilt.
     customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     as_of: Mapped[datetime] = mapped_column(DateTime)
+    #: The lifecycle thresholds used (``stats.fingerprint``).
+    params: Mapped[str] = mapped_column(String(256))
     order_count: Mapped[int] = mapped_column(Integer)
     revenue: Mapped[Decimal] = mapped_column(Numeric(16, 2))
     first_order_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -55,9 +55,10 @@ def needs_stats(spec: schema.RuleSpec, ruleset: RuleSet) -> bool:
 def prepare(session: Session, specs: Sequence[schema.RuleSpec], *, now: datetime, ruleset: RuleSet) -> None:
     """Refresh per-customer aggregates (once) and entry memberships as of ``now``."""
     store.tune_session(session)
-    if any(needs_stats(s, ruleset) for s in specs) and not stats.is_fresh(session, now=now):
-        lifecycle = ruleset.policy.lifecycle if ruleset.policy else schema.LifecyclePolicy()
-        stats.refresh(session, now=now, thresholds=stats.LifecycleThresholds(**lifecycle.model_dump()))
+    lifecycle = ruleset.policy.lifecycle if ruleset.policy else schema.LifecyclePolicy()
+    thresholds = stats.LifecycleThresholds(**lifecycle.model_dump())
+    if any(needs_stats(s, ruleset) for s in specs) and not stats.is_fresh(session, now=now, thresholds=thresholds):
+        stats.refresh(session, now=now, thresholds=thresholds)
     for spec in specs:
         key = membership_key(spec)
         if key is None:

@@ -60,10 +60,16 @@ RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "win_back", "steady")
 
 
-def is_fresh(session: Session, *, now: datetime) -> bool:
-    """Stats were already computed as of exactly this moment (reused, e.g. by
-    the rules of one ``run`` and by a preview right after)."""
-    return session.scalar(select(func.max(CustomerStats.as_of))) == now
+def fingerprint(thresholds: LifecycleThresholds) -> str:
+    """What the stats were computed with, so changed thresholds force a refresh."""
+    return ",".join(f"{name}={value}" for name, value in sorted(vars(thresholds).items()))
+
+
+def is_fresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> bool:
+    """Stats were already computed as of exactly this moment with these
+    thresholds (reused, e.g. by the rules of one ``run`` and by a preview right after)."""
+    row = session.execute(select(CustomerStats.as_of, CustomerStats.params).limit(1)).first()
+    return row is not None and tuple(row) == (now, fingerprint(thresholds or LifecycleThresholds()))
 
 
 def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
@@ -156,6 +162,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     rows = select(
         s.customer_id,
         literal(now),
+        literal(fingerprint(t)),
         s.n,
         s.revenue,
         s.first_at,
@@ -181,7 +188,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     result = session.execute(
         insert(CustomerStats).from_select(
             [
-                "customer_id", "as_of", "order_count", "revenue", "first_order_at", "last_order_at",
+                "customer_id", "as_of", "params", "order_count", "revenue", "first_order_at", "last_order_at",
                 "orders_12m", "revenue_12m", "r_score", "f_score", "m_score", "rfm_segment",
                 "value_tier", "lifecycle_stage", "clv",
             ],

@@ -189,3 +189,27 @@ def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> No
         stages = dict(s.execute(select(Customer.external_id, CustomerStats.lifecycle_stage)
                                 .join(CustomerStats, CustomerStats.customer_id == Customer.id)).all())
     assert stages == {name: name for name in ("prospect", "new", "active", "at_risk", "inactive", "win_back")}
+
+
+def test_changed_lifecycle_thresholds_recompute_stats_for_the_same_moment(engine: Engine) -> None:
+    # Given a customer whose last order was 100 days ago
+    with transaction(engine) as s:
+        c = add_customer(s, "lapsing")
+        add_order(s, c, NOW - timedelta(days=400))
+        add_order(s, c, NOW - timedelta(days=100))
+    rule = loaded_rule("name: at-risk\ntrigger: {type: lifecycle, stage: at_risk}\ntemplate: winback\nchannels: [email]\n")
+
+    def stage(at_risk_days: int) -> str:
+        ruleset = RuleSet(policy=schema.Policy(lifecycle=schema.LifecyclePolicy(at_risk_days=at_risk_days)))
+        with transaction(engine) as s:
+            from outreach.planner import prepare
+
+            prepare(s, [rule.spec], now=NOW, ruleset=ruleset)
+        with Session(engine) as s:
+            return s.scalar(select(CustomerStats.lifecycle_stage))
+
+    # When the marketer moves "at risk" from 90 to 120 days, for the same moment
+    assert stage(90) == "at_risk"
+    # Then the stats are computed again, not reused
+    assert stage(120) == "steady"
+    assert stage(90) == "at_risk"

@@ -1,6 +1,7 @@
 """order totals maintained by triggers on orders; customer_stats as a cache
 
-``customer_stats`` is rebuilt whole by every refresh: it loses its foreign key
+``customer_stats`` is rebuilt whole by every refresh: it records the
+lifecycle thresholds it was computed with (``params``), loses its foreign key
 (checking a million keys on each rebuild cost more than writing the rows) and,
 on PostgreSQL, becomes UNLOGGED (no WAL; emptied after a crash, then rebuilt
 by the next evaluation). Its rows are recomputed, so it is simply recreated.
@@ -122,10 +123,11 @@ SQLITE = [
 ]
 
 
-def _customer_stats(*, unlogged: bool) -> None:
+def _customer_stats(*, unlogged: bool, params: bool = True) -> None:
     op.create_table('customer_stats',
     sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('as_of', sa.DateTime(), nullable=False),
+    *([sa.Column('params', sa.String(length=256), nullable=False)] if params else []),
     sa.Column('order_count', sa.Integer(), nullable=False),
     sa.Column('revenue', sa.Numeric(precision=16, scale=2), nullable=False),
     sa.Column('first_order_at', sa.DateTime(), nullable=True),
@@ -182,7 +184,7 @@ def downgrade() -> None:
     op.drop_table('order_totals')
     # The cache comes back as revision 0001 made it (empty; rebuilt on demand).
     op.drop_table('customer_stats')
-    _customer_stats(unlogged=False)
+    _customer_stats(unlogged=False, params=False)
     with op.batch_alter_table('customer_stats', schema=None) as batch_op:
         batch_op.create_foreign_key(op.f('fk_customer_stats_customer_id_customers'), 'customers',
                                     ['customer_id'], ['id'], ondelete='CASCADE')
