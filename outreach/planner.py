@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -153,7 +153,9 @@ def due(engine: Engine, rules: list[LoadedRule], *, now: datetime) -> list[Loade
         if spec.schedule is None or previous is None:
             chosen.append(loaded)
             continue
-        fired = croniter(spec.schedule, now).get_prev(datetime)
+        # The schedule's latest firing at or before now (a run at exactly
+        # 09:00:00 counts as the 09:00 firing; croniter's get_prev is strict).
+        fired = croniter(spec.schedule, now + timedelta(microseconds=1)).get_prev(datetime)
         if fired > previous:
             chosen.append(loaded)
     return chosen

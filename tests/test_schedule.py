@@ -64,10 +64,14 @@ def test_scheduled_rule_is_due_once_its_cron_time_passed_since_the_last_run(engi
     assert names(due(engine, ALL, now=datetime(2026, 6, 1, 8, 59))) == {"every-run"}
     assert names(due(engine, ALL, now=datetime(2026, 6, 1, 9, 1))) == {"every-run", "daily-nine"}
 
+    # A run at exactly 09:00:00 is the 09:00 firing
+    assert names(due(engine, [DAILY], now=datetime(2026, 6, 1, 9, 0))) == {"daily-nine"}
+
     # After it ran at 09:01 it is not due again until tomorrow's 09:00
     plan_run(engine, DAILY, datetime(2026, 6, 1, 9, 1))
     assert names(due(engine, [DAILY], now=datetime(2026, 6, 1, 23, 0))) == set()
     assert names(due(engine, [DAILY], now=datetime(2026, 6, 2, 9, 1))) == {"daily-nine"}
+    assert names(due(engine, [DAILY], now=datetime(2026, 6, 2, 9, 0))) == {"daily-nine"}
 
 
 # ------------------------------------------------------------------ scheduler
