@@ -42,6 +42,25 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def server_mb(engine) -> str:  # type: ignore[no-untyped-def]
+    """Peak resident memory of the PostgreSQL backends that did the step
+    (``engine.dispose()`` before each step gives it fresh backends; shared
+    buffers they touched are included). SQLite runs inside the benchmark
+    process, so its memory is already in "peak MB"."""
+    if engine.dialect.name != "postgresql":
+        return "—"
+    with engine.connect() as conn:
+        pids = conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).all()
+    peaks = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:  # a server on another machine: not measurable from here
+            return "n/a"
+        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+    return f"{max(peaks):.0f}" if peaks else "n/a"
+
+
 def database(kind: str, customers: int, orders: int, *, fresh: bool = False) -> str:
     """The benchmark database of this size (created empty when ``fresh``)."""
     name = f"outreach_bench_{customers}_{orders}"
@@ -97,12 +116,14 @@ def run(kind: str, customers: int, orders: int, table: Table, console: Console) 
     engine = make_engine(url)
     reset_outbox(engine)
     ruleset = RuleSet.from_folder(ROOT / "rules")
+    engine.dispose()
     started = time.perf_counter()
     with transaction(engine) as s:
         stats.refresh(s, now=NOW)
     table.add_row(kind, f"{customers:,}", f"{orders:,}", "(customer stats refresh)", "", "",
-                  f"{time.perf_counter() - started:.2f}", f"{peak_mb():.0f}")
+                  f"{time.perf_counter() - started:.2f}", f"{peak_mb():.0f}", server_mb(engine))
     for loaded in load_rules(ROOT / "rules"):
+        engine.dispose()
         t0 = time.perf_counter()
         p = preview(engine, loaded, now=NOW, ruleset=ruleset)
         t1 = time.perf_counter()
@@ -110,7 +131,7 @@ def run(kind: str, customers: int, orders: int, table: Table, console: Console) 
         t2 = time.perf_counter()
         table.add_row(kind, f"{customers:,}", f"{orders:,}", loaded.spec.name, f"{p.matched:,}",
                       f"{result.planned:,} (+{result.held_out:,} held out)", f"{t1 - t0:.2f} / {t2 - t1:.2f}",
-                      f"{peak_mb():.0f}")
+                      f"{peak_mb():.0f}", server_mb(engine))
     if gen:
         console.print(f"[dim]{kind}: data generation took {gen:.0f} s[/]")
     engine.dispose()
@@ -124,7 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=160)
     table = Table(title=f"Rule evaluation as of {NOW:%Y-%m-%d %H:%M} UTC (shipped rules/)")
-    for col in ("db", "customers", "orders", "rule", "matched", "planned", "preview / plan s", "peak MB"):
+    for col in ("db", "customers", "orders", "rule", "matched", "planned", "preview / plan s", "peak MB",
+                "server MB"):
         table.add_column(col, justify="left" if col in ("db", "rule") else "right")
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     orders = args.customers * args.orders_per_customer

@@ -56,6 +56,9 @@ RFM_GROUPS = (
     ("promising", lambda r, f, m, n: r >= 3),
     ("needs_attention", lambda r, f, m, n: r >= 1),
 )
+#: PostgreSQL work_mem per sort/hash node during the refresh.
+STATS_WORK_MEM = "32MB"
+
 RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
 LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "win_back", "steady")
 
@@ -179,7 +182,9 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     )
     from outreach.store import tune_session
 
-    tune_session(session)
+    # Several sorts and hashes of a million rows are alive at once here: a
+    # smaller budget each keeps the backend's memory bounded (bench/).
+    tune_session(session, work_mem=STATS_WORK_MEM)
     if session.get_bind().dialect.name == "postgresql":
         # Transactional in PostgreSQL, and far cheaper than deleting every row.
         session.execute(text("TRUNCATE customer_stats"))

@@ -95,10 +95,10 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
 PLANNING_WORK_MEM = "256MB"
 
 
-def tune_session(session: Session) -> None:
+def tune_session(session: Session, work_mem: str = PLANNING_WORK_MEM) -> None:
     """Per-transaction settings for large set-based statements."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.set_config("work_mem", PLANNING_WORK_MEM, True)))
+        session.execute(select(func.set_config("work_mem", work_mem, True)))
 
 
 def materialize(session: Session, query: Select, name: str) -> Any:
@@ -208,6 +208,22 @@ def _zone(tz_name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def _messages_since(customer_id: Any, since: datetime, statuses: tuple[MessageStatus, ...],
+                    *extra: ColumnElement[bool]) -> Any:
+    """How many of one customer's messages since ``since`` have one of ``statuses``.
+
+    The status is tested inside the count, not in WHERE: the look-up then
+    always goes through the customer's own index entries. With the status in
+    WHERE, a planner holding stale statistics may AND in the status index —
+    reading every queued message of the outbox for each candidate."""
+    return (
+        select(func.count(case((Message.status.in_(statuses), 1), else_=None)))
+        .select_from(Message)
+        .where(Message.customer_id == customer_id, Message.planned_at > since, *extra)
+        .scalar_subquery()
+    )
+
+
 def eligible_select(
     spec: schema.RuleSpec,
     *,
@@ -228,31 +244,17 @@ def eligible_select(
     flags = {ch: permitted(ch, now) for ch in spec.channels}
     cooldown_clear: ColumnElement[bool] = literal(True)
     if rule_id is not None and spec.cooldown_days > 0:
-        cooldown_clear = not_(
-            exists().where(
-                Message.rule_id == rule_id,
-                Message.customer_id == Customer.id,
-                Message.planned_at > now - timedelta(days=spec.cooldown_days),
-                Message.status.in_(COUNTED + (MessageStatus.HELD_OUT,)),
-            )
-        )
+        cooldown_clear = _messages_since(
+            Customer.id, now - timedelta(days=spec.cooldown_days), COUNTED + (MessageStatus.HELD_OUT,),
+            Message.rule_id == rule_id,
+        ) == 0
     cap = policy.frequency_cap if policy else None
     recent_cols: list[Any] = []
     if cap and (cap.max_messages or cap.per_channel):
         # Counted per candidate through the (customer, planned_at) index: cost
         # follows the candidates, not every message of the cap window.
         def recent(*extra: ColumnElement[bool]) -> Any:
-            return (
-                select(func.count())
-                .select_from(Message)
-                .where(
-                    Message.customer_id == cand.c.customer_id,
-                    Message.planned_at > now - timedelta(days=cap.days),
-                    Message.status.in_(COUNTED),
-                    *extra,
-                )
-                .scalar_subquery()
-            )
+            return _messages_since(cand.c.customer_id, now - timedelta(days=cap.days), COUNTED, *extra)
 
         if cap.max_messages:
             recent_cols.append(recent().label("recent_total"))
