@@ -78,7 +78,8 @@ def plan_rule(
 ) -> tuple[LaunchResult, list[int]]:
     """Plan one rule as of ``now`` and mark its due messages queued (one transaction)."""
     ruleset = ruleset or RuleSet()
-    require_known_segments([loaded], ruleset)
+    if not prepared:  # launch() has checked every rule already
+        require_known_segments([loaded], ruleset)
     with transaction(engine) as session:
         if not prepared:
             prepare(session, [loaded.spec], now=now, ruleset=ruleset)

@@ -38,7 +38,7 @@ from outreach.models import (
     OrderItem,
 )
 from outreach.rules import schema
-from outreach.sqlfuncs import as_number, numeric_or_none
+from outreach.sqlfuncs import json_number, numeric_or_none
 
 _OPS = {
     "eq": lambda col, v: col == v,
@@ -146,7 +146,7 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
         text = element.as_string()
         return case((text.in_(JSON_TRUE), true()), (text.in_(JSON_FALSE), false()), else_=null())
     if isinstance(sample, (int, float)):
-        return as_number(element)
+        return json_number(element)
     return element.as_string()
 
 

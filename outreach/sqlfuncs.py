@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Float, func, literal
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.expression import FunctionElement
 
 #: What counts as a number inside a text attribute (same rule in Python and SQL).
 NUMERIC_TEXT = re.compile(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$")
@@ -83,8 +83,3 @@ def _sqlite_json(element: json_number, compiler: Any, **kw: Any) -> str:
         f"(CASE {kind} WHEN 'integer' THEN {extracted} WHEN 'real' THEN {extracted} "
         f"WHEN 'text' THEN {as_text} END)"
     )
-
-
-def as_number(member: ColumnElement[Any]) -> ColumnElement[float]:
-    """A JSON member (``Customer.attributes[key]``) read as a number."""
-    return json_number(member)

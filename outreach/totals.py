@@ -42,18 +42,6 @@ def as_of(now: datetime) -> Select:
     return select(union_all(exact, later).subquery("order_totals_as_of"))
 
 
-def last_orders(now: datetime) -> Select:
-    """(customer_id, last_order_at) as of ``now``."""
-    exact = select(T.customer_id, T.last_order_at).where(T.last_order_at <= now)
-    later = (
-        select(Order.customer_id, func.max(Order.ordered_at).label("last_order_at"))
-        .join(T, T.customer_id == Order.customer_id)
-        .where(T.last_order_at > now, Order.ordered_at <= now)
-        .group_by(Order.customer_id)
-    )
-    return select(union_all(exact, later).subquery("last_orders"))
-
-
 def first_orders(now: datetime) -> Select:
     """(customer_id, first_order_at) as of ``now``: the all-time first order
     is the first as of any moment after it, so no recomputation is needed."""

@@ -80,7 +80,7 @@ def inactivity(trigger: schema.InactivityTrigger, now: datetime) -> Select:
         who, last = lasts.c.customer_id, lasts.c.last_at
     else:
         # The maintained order totals: no aggregation over every order.
-        lasts = totals.last_orders(now).subquery("last_orders")
+        lasts = totals.as_of(now).subquery("last_orders")
         who, last = lasts.c.customer_id, lasts.c.last_order_at
     steps = trigger.steps
     selects = []

@@ -190,7 +190,6 @@ def test_concurrent_insert_and_delete_lose_no_order(engine: Engine) -> None:
         first = add_order(s, ada, NOW - timedelta(days=3), 10).id
         add_order(s, ada, NOW - timedelta(days=2), 20)
         ada_id = ada.id
-    inserted = threading.Event()
     # Given one transaction that inserted an order and has not committed yet
     inserter = engine.connect()
     tx = inserter.begin()
@@ -198,7 +197,6 @@ def test_concurrent_insert_and_delete_lose_no_order(engine: Engine) -> None:
         "INSERT INTO orders (external_id, customer_id, ordered_at, amount, currency, source) "
         "VALUES ('late', :c, :t, 40, 'CNY', 'import')"
     ), {"c": ada_id, "t": NOW})
-    inserted.set()
 
     def remove() -> None:
         with transaction(engine) as s:

@@ -14,7 +14,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from outreach import store, tasks
-from outreach.config import Settings, load_settings
 from outreach.db import transaction
 from outreach.errors import ChannelError
 from outreach.models import (
@@ -29,8 +28,10 @@ from outreach.models import (
     Suppression,
 )
 from outreach.planner import launch, plan_rule
-from outreach.rules import LoadedRule, parse_rule
+from outreach.rules import LoadedRule
 from outreach.sending import deliver_message
+from factories import loaded_rule
+from policy_factories import make_settings
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 6, 1, 9, 0)
@@ -43,21 +44,8 @@ cost: {email: 0.01, sms: 0.05}
 """
 
 
-def make_settings(tmp_path: Path, db_url: str, **extra: object) -> Settings:
-    values: dict[str, object] = {
-        "database_url": db_url,
-        "broker_url": "memory://",
-        "outbox_dir": tmp_path / "outbox",
-        "templates_dir": REPO / "templates",
-        "rules_dir": REPO / "rules",
-        "secret_key": "test-secret",
-    }
-    values.update(extra)
-    return load_settings(**values)
-
-
 def rule(text: str = RULE) -> LoadedRule:
-    return LoadedRule(parse_rule(text, file="winback-test.yaml"), Path("winback-test.yaml"), text)
+    return loaded_rule(text, "winback-test.yaml")
 
 
 def shop(engine: Engine, *, customers: list[dict]) -> dict[str, int]:
