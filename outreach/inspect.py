@@ -63,6 +63,7 @@ def _eligible(session: Session, spec: schema.RuleSpec, now: datetime, ruleset: R
     query = store.eligible_select(
         spec, rule_id=_rule_id(session, spec.name), now=now,
         timezones=store.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
+        lateral=store.has_lateral(session),
     )
     if materialized:
         # Evaluated once; the counts, the per-channel split and the sample read it.

@@ -168,6 +168,23 @@ class ConsentRecord(Base):
     )
 
 
+class CurrentConsent(Base):
+    """The latest ledger row of each (customer, channel): its status, when it
+    was recorded and which row it is. Kept by database triggers on
+    ``consents`` (migration 0004), whoever writes, so planning joins one row
+    per channel instead of searching the ledger. No consent ever: no row."""
+
+    __tablename__ = "current_consents"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"), primary_key=True)
+    status: Mapped[ConsentStatus] = mapped_column(_enum(ConsentStatus, "consent_status"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)
+    consent_id: Mapped[int] = mapped_column(BigId)
+
+
 class Order(Base):
     __tablename__ = "orders"
 

@@ -32,16 +32,18 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from outreach.models import (
     CampaignRun,
     Channel,
     ConsentRecord,
     ConsentStatus,
+    CurrentConsent,
     Customer,
     Message,
     MessageStatus,
@@ -121,6 +123,11 @@ def materialize(session: Session, query: Select, name: str) -> Any:
     return table
 
 
+def has_lateral(session: Session) -> bool:
+    """LATERAL joins (PostgreSQL; SQLite has none)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def distinct_timezones(session: Session) -> list[str]:
     return list(session.scalars(select(Customer.timezone).distinct()))
 
@@ -131,7 +138,7 @@ def address_column(channel: Channel) -> Any:
 
 
 def latest_consent(channel: Channel, now: datetime | None = None) -> Any:
-    """The customer's latest consent status on ``channel`` (NULL if none)."""
+    """The customer's latest consent status on ``channel`` (NULL if none), from the ledger."""
     query = select(ConsentRecord.status).where(
         ConsentRecord.customer_id == Customer.id, ConsentRecord.channel == channel
     )
@@ -144,13 +151,30 @@ def latest_consent(channel: Channel, now: datetime | None = None) -> Any:
     )
 
 
-def permitted(channel: Channel, now: datetime | None = None) -> ColumnElement[bool]:
-    """Permission first: an address, latest consent granted, not suppressed."""
+def current_consent(channel: Channel) -> Any:
+    """``current_consents`` of one channel, to outer-join on the customer."""
+    return aliased(CurrentConsent, name=f"consent_{channel.value}")
+
+
+def consent_as_of(current: Any, channel: Channel, now: datetime) -> ColumnElement[Any]:
+    """The status as of ``now`` from the joined ``current_consents`` row: exact
+    when that row was recorded by ``now`` (always, evaluating the present);
+    otherwise (``--now`` before a later change) read from the ledger. No row:
+    the customer never gave or refused consent on this channel."""
+    return case(
+        (current.recorded_at.is_(None), None),
+        (current.recorded_at <= now, current.status),
+        else_=latest_consent(channel, now),
+    )
+
+
+def permitted(channel: Channel, now: datetime, current: Any) -> ColumnElement[bool]:
+    """Permission first: an address, consent granted as of ``now``, not suppressed."""
     address = address_column(channel)
     return and_(
         address.is_not(None),
         address != "",
-        latest_consent(channel, now) == ConsentStatus.GRANTED,
+        consent_as_of(current, channel, now) == ConsentStatus.GRANTED,
         not_(
             exists().where(Suppression.channel == channel, Suppression.address == address)
         ),
@@ -232,6 +256,7 @@ def eligible_select(
     timezones: list[str],
     policy: schema.Policy | None = None,
     segments: dict[str, Any] | None = None,
+    lateral: bool = False,
 ) -> Select:
     """Who is eligible now: one row per customer of trigger ∩ segment with
 
@@ -241,25 +266,44 @@ def eligible_select(
     * ``to_address``, ``cost``, ``held_out``, ``cooldown_clear``, ``not_before``.
     """
     cand = trigger_select(spec, now, timezones=timezones).subquery("cand")
-    flags = {ch: permitted(ch, now) for ch in spec.channels}
-    cooldown_clear: ColumnElement[bool] = literal(True)
+    consents = {ch: current_consent(ch) for ch in spec.channels}
+    flags = {ch: permitted(ch, now, consents[ch]) for ch in spec.channels}
+    # Counts of the candidate's recent messages: (since, statuses, extra filter).
+    counted: dict[str, tuple[datetime, tuple[MessageStatus, ...], list[ColumnElement[bool]]]] = {}
     if rule_id is not None and spec.cooldown_days > 0:
-        cooldown_clear = _messages_since(
-            Customer.id, now - timedelta(days=spec.cooldown_days), COUNTED + (MessageStatus.HELD_OUT,),
-            Message.rule_id == rule_id,
-        ) == 0
+        counted["cooldown_hits"] = (now - timedelta(days=spec.cooldown_days),
+                                    COUNTED + (MessageStatus.HELD_OUT,), [Message.rule_id == rule_id])
     cap = policy.frequency_cap if policy else None
-    recent_cols: list[Any] = []
-    if cap and (cap.max_messages or cap.per_channel):
-        # Counted per candidate through the (customer, planned_at) index: cost
-        # follows the candidates, not every message of the cap window.
-        def recent(*extra: ColumnElement[bool]) -> Any:
-            return _messages_since(cand.c.customer_id, now - timedelta(days=cap.days), COUNTED, *extra)
-
-        if cap.max_messages:
-            recent_cols.append(recent().label("recent_total"))
-        recent_cols += [recent(Message.channel == ch).label(f"recent_{ch.value}")
-                        for ch in spec.channels if ch in cap.per_channel]
+    if cap and cap.max_messages:
+        counted["recent_total"] = (now - timedelta(days=cap.days), COUNTED, [])
+    for ch in spec.channels:
+        if cap and ch in cap.per_channel:
+            counted[f"recent_{ch.value}"] = (now - timedelta(days=cap.days), COUNTED, [Message.channel == ch])
+    # Counted per candidate through the (customer, planned_at) index: cost
+    # follows the candidates, not every message of the window. With LATERAL
+    # (PostgreSQL) one index range scan gives every count; SQLite runs one
+    # correlated count each.
+    recent: Any = None
+    count_cols: dict[str, Any] = {}
+    if counted and lateral:
+        recent = (
+            select(*[
+                func.count(case((and_(Message.planned_at > since, Message.status.in_(statuses), *extra), 1),
+                                else_=None)).label(name)
+                for name, (since, statuses, extra) in counted.items()
+            ])
+            .where(Message.customer_id == cand.c.customer_id,
+                   Message.planned_at > min(since for since, _, _ in counted.values()))
+            .lateral("recent")
+        )
+        count_cols = {name: recent.c[name] for name in counted}
+    else:
+        count_cols = {name: _messages_since(cand.c.customer_id, since, statuses, *extra)
+                      for name, (since, statuses, extra) in counted.items()}
+    cooldown_clear: ColumnElement[bool] = (
+        count_cols.pop("cooldown_hits") == 0 if "cooldown_hits" in count_cols else literal(True)
+    )
+    recent_cols = [col.label(name) for name, col in count_cols.items()]
     query = (
         select(
             cand.c.customer_id,
@@ -274,6 +318,10 @@ def eligible_select(
         .join(Customer, Customer.id == cand.c.customer_id)
         .where(compile_condition(spec.segment, now, segments=segments))
     )
+    for ch, current in consents.items():
+        query = query.outerjoin(current, and_(current.customer_id == Customer.id, current.channel == ch))
+    if recent is not None:
+        query = query.join(recent, true())
     # MATERIALIZED: the database computes each customer's consent, suppression
     # and cap flags once; inlined, every CASE below would re-run the subqueries.
     inner = query.cte("eligible").prefix_with("MATERIALIZED")
@@ -352,7 +400,7 @@ def plan(
     # the planner believes empty, that would turn quadratic).
     eligible = materialize(session, eligible_select(
         spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
-        policy=policy, segments=segments,
+        policy=policy, segments=segments, lateral=has_lateral(session),
     ), "outreach_eligible")
     # Sendable now → straight to queued (no second pass over the rows);
     # deferred by quiet hours → planned until its window opens.

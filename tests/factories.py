@@ -259,3 +259,26 @@ __all__ = [
     "plan",
     "run_messages",
 ]
+
+
+def old_database(path: Path, revision: str, *, now: datetime) -> Engine:
+    """A SQLite database migrated only up to ``revision`` and holding one
+    customer (id 1, 'C1'), written with plain SQL as that schema had it —
+    to test what an upgrade of an existing installation does."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from outreach.db import alembic_config, make_engine
+
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    cfg = alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO customers (id, external_id, name, timezone, locale, customer_type, attributes, "
+            "created_at, updated_at) VALUES (1, 'C1', 'Ada', 'UTC', 'en', 'retail', '{}', :t, :t)"
+        ), {"t": now})
+    return engine

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from factories import add_customer, add_order
+from factories import add_customer, add_order, old_database
 from outreach.db import make_engine, migrate, transaction
 from outreach.importer import import_csv
 from outreach.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
@@ -151,21 +151,8 @@ def test_csv_import_and_reimport_keep_totals(engine: Engine) -> None:
 
 def test_upgrading_an_existing_database_fills_the_totals(tmp_path: Path) -> None:
     # Given a database at the first schema revision with orders in it
-    from alembic import command
-
-    from outreach.db import alembic_config
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
-    cfg = alembic_config(url)
+    engine = old_database(tmp_path / "old.db", "0001", now=NOW)
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO customers (id, external_id, name, timezone, locale, customer_type, attributes, "
-            "created_at, updated_at) VALUES (1, 'C1', 'Ada', 'UTC', 'en', 'retail', '{}', :t, :t)"
-        ), {"t": NOW})
         for n in range(3):
             conn.execute(text(
                 "INSERT INTO orders (external_id, customer_id, ordered_at, amount, currency, source) "
