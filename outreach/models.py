@@ -318,8 +318,11 @@ class Message(Base):
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id"))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_runs.id"))
+    #: Rule and run are checked by database triggers once per statement, not
+    #: by per-row foreign keys (migration 0005); deleting a rule or run that
+    #: messages refer to is refused.
+    rule_id: Mapped[int] = mapped_column(BigId)
+    run_id: Mapped[int | None] = mapped_column(BigId)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
     occurrence_key: Mapped[str] = mapped_column(String(128))
@@ -347,6 +350,8 @@ class Message(Base):
         Index("ix_messages_run_status", "run_id", "status"),
         # Frequency caps and attribution look messages up by customer.
         Index("ix_messages_customer_planned", "customer_id", "planned_at"),
+        # Delivery-status webhooks find the message by the provider's id.
+        Index("ix_messages_provider", "provider_id"),
     )
 
 
