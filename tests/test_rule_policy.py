@@ -191,6 +191,32 @@ def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> No
     assert stages == {name: name for name in ("prospect", "new", "active", "at_risk", "inactive", "win_back")}
 
 
+def test_win_back_needs_the_whole_silence_without_an_order(engine: Engine) -> None:
+    from outreach import stats
+    from outreach.models import Customer
+
+    # Silence: (now − 30 − inactive_days, now − 30]; an order in it, even on
+    # its last day, means the customer never lapsed. A silence reaching past
+    # 12 months (inactive_days 400) is checked as far back as it goes.
+    histories = {
+        "back": (700, 10),
+        "ordered-in-silence": (700, 390, 10),
+        "ordered-on-last-silent-day": (700, 30, 10),
+        "ordered-just-before-silence": (700, 431, 10),
+    }
+    with transaction(engine) as s:
+        for name, days_ago in histories.items():
+            c = add_customer(s, name)
+            for days in days_ago:
+                add_order(s, c, NOW - timedelta(days=days))
+    with transaction(engine) as s:
+        stats.refresh(s, now=NOW, thresholds=stats.LifecycleThresholds(inactive_days=400))
+    with Session(engine) as s:
+        back = set(s.scalars(select(Customer.external_id).join(CustomerStats, CustomerStats.customer_id == Customer.id)
+                             .where(CustomerStats.lifecycle_stage == "win_back")))
+    assert back == {"back", "ordered-just-before-silence"}
+
+
 def test_changed_lifecycle_thresholds_recompute_stats_for_the_same_moment(engine: Engine) -> None:
     # Given a customer whose last order was 100 days ago
     with transaction(engine) as s:
