@@ -15,11 +15,12 @@ index on order time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Numeric, and_, case, delete, func, insert, literal, select, text
+from sqlalchemy import Numeric, Select, and_, case, delete, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from outreach import totals
@@ -64,8 +65,10 @@ LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "win_bac
 
 
 def fingerprint(thresholds: LifecycleThresholds) -> str:
-    """What the stats were computed with, so changed thresholds force a refresh."""
-    return ",".join(f"{name}={value}" for name, value in sorted(vars(thresholds).items()))
+    """What the stats were computed with, so changed thresholds force a refresh
+    (a short digest: it is stored on each of the million rows)."""
+    spelled = ",".join(f"{name}={value}" for name, value in sorted(vars(thresholds).items()))
+    return hashlib.sha256(spelled.encode()).hexdigest()[:16]
 
 
 def is_fresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> bool:
@@ -75,9 +78,8 @@ def is_fresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds
     return row is not None and tuple(row) == (now, fingerprint(thresholds or LifecycleThresholds()))
 
 
-def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
-    """Recompute ``customer_stats`` as of ``now``; returns rows written."""
-    t = thresholds or LifecycleThresholds()
+def computed(now: datetime, t: LifecycleThresholds) -> Select:
+    """Every customer's stats row as of ``now``, in ``customer_stats`` column order."""
     year_ago = now - timedelta(days=365)
     active_from = now - timedelta(days=t.active_days)
     # win_back: ordered since back_from, ordered before silent_from, and
@@ -162,7 +164,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         else_=literal("steady"),
     )
     tier = case((and_(ordered, s.value_tile == 1), literal("vip")), else_=literal("regular"))
-    rows = select(
+    return select(
         s.customer_id,
         literal(now),
         literal(fingerprint(t)),
@@ -180,8 +182,13 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         stage,
         (s.rev12 * literal(Decimal(t.clv_years), Numeric(16, 2))),
     )
+
+
+def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
+    """Recompute ``customer_stats`` as of ``now``; returns rows written."""
     from outreach.store import tune_session
 
+    t = thresholds or LifecycleThresholds()
     # Several sorts and hashes of a million rows are alive at once here: a
     # smaller budget each keeps the backend's memory bounded (bench/).
     tune_session(session, work_mem=STATS_WORK_MEM)
@@ -192,6 +199,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         # the secondary indexes are built once after the load (a sort each)
         # instead of taking a million insertions each.
         session.execute(text("TRUNCATE customer_stats"))
+        session.execute(text("ALTER TABLE customer_stats DROP CONSTRAINT pk_customer_stats"))
         for index in indexes:
             index.drop(session.connection())
     else:
@@ -203,10 +211,11 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
                 "orders_12m", "revenue_12m", "r_score", "f_score", "m_score", "rfm_segment",
                 "value_tier", "lifecycle_stage", "clv",
             ],
-            rows,
+            computed(now, t),
         )
     )
     if postgresql:
+        session.execute(text("ALTER TABLE customer_stats ADD CONSTRAINT pk_customer_stats PRIMARY KEY (customer_id)"))
         for index in indexes:
             index.create(session.connection())
     return result.rowcount or 0

@@ -18,3 +18,33 @@ def test_migration_from_empty_matches_models(engine: Engine) -> None:
 def test_messages_cannot_hold_the_same_occurrence_twice(engine: Engine) -> None:
     uniques = inspect(engine).get_unique_constraints("messages")
     assert {"rule_id", "customer_id", "occurrence_key"} in [set(u["column_names"]) for u in uniques]
+
+
+def test_stats_refresh_leaves_the_schema_as_migrated(engine: Engine) -> None:
+    """The refresh rebuilds customer_stats' key and indexes after loading it
+    (PostgreSQL); they come back under their names, and a refresh that fails
+    takes nothing with it."""
+    from datetime import datetime
+
+    import pytest
+    from sqlalchemy import func, select
+
+    from factories import add_customer, add_order
+    from outreach import stats
+    from outreach.db import transaction
+    from outreach.models import CustomerStats
+
+    now = datetime(2026, 6, 1)
+    with transaction(engine) as s:
+        add_order(s, add_customer(s, "ada"), now)
+        stats.refresh(s, now=now)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    with pytest.raises(RuntimeError):
+        with transaction(engine) as s:
+            add_customer(s, "bo")
+            stats.refresh(s, now=now)
+            raise RuntimeError("interrupted")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.scalar(select(func.count()).select_from(CustomerStats)) == 1
