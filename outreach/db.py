@@ -12,6 +12,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach.sqlfuncs import sqlite_local_time
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long a SQLite writer waits for another writer before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -29,6 +31,7 @@ def make_engine(url: str) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            dbapi_conn.create_function("outreach_local_time", 2, sqlite_local_time, deterministic=True)
 
         return engine
     # JIT compilation costs ~1 s per large planning query and saves nothing

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Float, func, literal
+from sqlalchemy import DateTime, Float, func, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -83,3 +86,45 @@ def _sqlite_json(element: json_number, compiler: Any, **kw: Any) -> str:
         f"(CASE {kind} WHEN 'integer' THEN {extracted} WHEN 'real' THEN {extracted} "
         f"WHEN 'text' THEN {as_text} END)"
     )
+
+
+class local_time(FunctionElement[Any]):
+    """A naive-UTC timestamp as wall-clock time in a time zone (an IANA name
+    expression): ``local_time(Customer.created_at, zone)``. PostgreSQL uses
+    its own time zone database; SQLite calls :func:`sqlite_local_time`,
+    registered on every connection by ``db.make_engine``. Both follow the
+    zone's offset history (daylight saving included)."""
+
+    type = DateTime()
+    inherit_cache = True
+    name = "local_time"
+
+
+@compiles(local_time, "postgresql")
+def _pg_local(element: local_time, compiler: Any, **kw: Any) -> str:
+    ts, zone = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(({ts}) AT TIME ZONE 'UTC' AT TIME ZONE ({zone}))"
+
+
+@compiles(local_time, "sqlite")
+def _sqlite_local(element: local_time, compiler: Any, **kw: Any) -> str:
+    ts, zone = (compiler.process(c, **kw) for c in element.clauses)
+    return f"outreach_local_time({ts}, {zone})"
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def sqlite_local_time(value: str | None, zone: str | None) -> str | None:
+    """SQLite function ``outreach_local_time(ts, zone)``: the stored naive-UTC
+    text timestamp as local wall time, in the same text format (an unknown
+    zone reads as UTC, as everywhere else)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(_zone(zone or "UTC"))
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

@@ -31,6 +31,7 @@ from sqlalchemy import (
     join,
     String,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -45,14 +46,12 @@ from outreach import totals
 from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
 from outreach.segments import ever_bought, product_match
+from outreach.sqlfuncs import local_time
 
 
 def local_date(now: datetime, tz_name: str) -> date:
     """The calendar date at naive-UTC ``now`` in time zone ``tz_name``."""
-    try:
-        zone = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = _known_zone(tz_name) or ZoneInfo("UTC")
     return now.replace(tzinfo=UTC).astimezone(zone).date()
 
 
@@ -163,15 +162,32 @@ def birthday(trigger: schema.BirthdayTrigger, now: datetime, timezones: list[str
     )
 
 
+def _customer_zone(timezones: list[str]) -> Any:
+    """The customer's time zone as an expression the database accepts: a
+    name Python does not know reads as UTC (as it does everywhere else)."""
+    unknown = [tz for tz in timezones if _known_zone(tz) is None]
+    if not unknown:
+        return Customer.timezone
+    return case((Customer.timezone.in_(unknown), literal("UTC")), else_=Customer.timezone)
+
+
+def _known_zone(tz_name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
 def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
-    """Yearly return of signup or first order (UTC calendar date of the moment);
-    the first year counts, the day itself does not."""
+    """Yearly return of signup or first order: the calendar date of that moment
+    in the customer's time zone; the first year counts, the day itself does not."""
     if trigger.of == "signup":
-        anchor, source = Customer.created_at, None
+        moment, source = Customer.created_at, None
     else:
         first = totals.first_orders(now).subquery("first_orders")
-        anchor = first.c.first_order_at
+        moment = first.c.first_order_at
         source = join(Customer, first, first.c.customer_id == Customer.id)
+    anchor = local_time(moment, _customer_zone(timezones))
     return _yearly(
         month=extract("month", anchor), day=extract("day", anchor), who=Customer.id,
         tz=Customer.timezone, prefix=f"anniversary:{trigger.of}", now=now, timezones=timezones,

@@ -160,6 +160,37 @@ def test_anniversary_uses_the_customers_local_date(engine: Engine) -> None:
     assert recipients(engine, anniversary("tz-anniv"), now) == {"sh-june-1", "la-may-31"}
 
 
+def test_anniversary_day_is_the_local_date_of_the_signup(engine: Engine) -> None:
+    # Signups stored in UTC whose local calendar date differs from the UTC one
+    with transaction(engine) as s:
+        # 2025-05-31 17:00 UTC = 1 June 01:00 in Shanghai
+        add_customer(s, "sh-local-june-1", tz="Asia/Shanghai", created_at=datetime(2025, 5, 31, 17, 0))
+        # 2025-06-01 03:00 UTC = 31 May 20:00 in Los Angeles (daylight time, UTC−7)
+        add_customer(s, "la-local-may-31", tz="America/Los_Angeles", created_at=datetime(2025, 6, 1, 3, 0))
+        # 2025-01-01 07:30 UTC = 31 December 23:30 in Los Angeles (standard time, UTC−8)
+        add_customer(s, "la-local-dec-31", tz="America/Los_Angeles", created_at=datetime(2025, 1, 1, 7, 30))
+        # 2025-07-01 04:30 UTC = 1 July 00:30 in New York in summer (UTC−4);
+        # with the winter offset it would still be 30 June
+        add_customer(s, "ny-local-july-1", tz="America/New_York", created_at=datetime(2025, 7, 1, 4, 30))
+        # An unknown zone reads as UTC
+        add_customer(s, "nowhere-june-1", tz="Nowhere/Atlantis", created_at=datetime(2025, 6, 1, 3, 0))
+
+    def at(moment: datetime) -> set[str]:
+        return recipients(engine, anniversary(f"a{moment:%m%d%H}"), moment)
+
+    # 31 May 2026, noon in Shanghai: nobody's local anniversary (31 May is
+    # the Shanghai signup's UTC date, not its local one)
+    assert at(datetime(2026, 5, 31, 4, 0)) == set()
+    # 19:00 UTC: 1 June in Shanghai, noon on 31 May in Los Angeles
+    assert at(datetime(2026, 5, 31, 19, 0)) == {"sh-local-june-1", "la-local-may-31"}
+    # 1 June noon UTC: still 1 June in Shanghai; UTC for the unknown zone
+    assert at(datetime(2026, 6, 1, 12, 0)) == {"sh-local-june-1", "nowhere-june-1"}
+    assert at(datetime(2025, 12, 31, 20, 0)) == {"la-local-dec-31"}
+    assert at(datetime(2026, 1, 1, 20, 0)) == set()
+    assert at(datetime(2026, 6, 30, 16, 0)) == set()
+    assert at(datetime(2026, 7, 1, 16, 0)) == {"ny-local-july-1"}
+
+
 def test_leap_day_signup_is_celebrated_on_28_february_in_common_years(engine: Engine) -> None:
     with transaction(engine) as s:
         add_customer(s, "leap", created_at=datetime(2024, 2, 29, 12, 0))
