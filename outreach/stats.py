@@ -194,16 +194,18 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     tune_session(session, work_mem=STATS_WORK_MEM)
     postgresql = session.get_bind().dialect.name == "postgresql"
     indexes = sorted(CustomerStats.__table__.indexes, key=lambda index: index.name)
+    # The secondary indexes (and on PostgreSQL the key) are built once after
+    # the load, a sort each, instead of taking a million insertions each.
+    # Both databases change schema transactionally: a failed refresh leaves
+    # the old rows and indexes.
     if postgresql:
-        # Transactional in PostgreSQL, and far cheaper than deleting every row;
-        # the secondary indexes are built once after the load (a sort each)
-        # instead of taking a million insertions each.
+        # Far cheaper than deleting every row.
         session.execute(text("TRUNCATE customer_stats"))
         session.execute(text("ALTER TABLE customer_stats DROP CONSTRAINT pk_customer_stats"))
-        for index in indexes:
-            index.drop(session.connection())
     else:
         session.execute(delete(CustomerStats))
+    for index in indexes:
+        index.drop(session.connection())
     result = session.execute(
         insert(CustomerStats).from_select(
             [
@@ -216,6 +218,6 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     )
     if postgresql:
         session.execute(text("ALTER TABLE customer_stats ADD CONSTRAINT pk_customer_stats PRIMARY KEY (customer_id)"))
-        for index in indexes:
-            index.create(session.connection())
+    for index in indexes:
+        index.create(session.connection())
     return result.rowcount or 0

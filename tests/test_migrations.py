@@ -48,3 +48,29 @@ def test_stats_refresh_leaves_the_schema_as_migrated(engine: Engine) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert conn.scalar(select(func.count()).select_from(CustomerStats)) == 1
+
+
+def test_widening_the_orders_time_index_keeps_every_order_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0006 only swaps an index: on SQLite it must not rebuild ``orders``
+    (dropping it with foreign keys on would delete every order line)."""
+    from datetime import datetime
+
+    from sqlalchemy import text
+
+    from factories import old_database
+    from outreach.db import migrate
+
+    now = datetime(2026, 6, 1)
+    engine = old_database(tmp_path / "old.db", "0005", now=now)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO orders (id, external_id, customer_id, ordered_at, amount, currency, source) "
+                          "VALUES (1, 'O1', 1, :t, 20, 'CNY', 'import')"), {"t": now})
+        conn.execute(text("INSERT INTO order_items (order_id, sku, category, quantity, amount) "
+                          "VALUES (1, 'LJ-100', 'tea', 2, 20)"))
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM order_items")).scalar() == 1
+        assert conn.execute(text("SELECT order_count FROM order_totals")).scalar() == 1
+        columns = [i["column_names"] for i in inspect(engine).get_indexes("orders") if i["name"] == "ix_orders_time"]
+        assert columns == [["ordered_at", "customer_id", "amount"]]
+    engine.dispose()
