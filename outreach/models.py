@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -352,7 +353,8 @@ class Message(Base):
         # Frequency caps and attribution look messages up by customer.
         Index("ix_messages_customer_planned", "customer_id", "planned_at"),
         # Delivery-status webhooks find the message by the provider's id.
-        Index("ix_messages_provider", "provider_id"),
+        Index("ix_messages_provider", "provider_id", postgresql_where=text("provider_id IS NOT NULL"),
+              sqlite_where=text("provider_id IS NOT NULL")),
     )
 
 

@@ -18,7 +18,8 @@ re-checking the same rule and the same run. Here:
 cascade to their messages.
 
 Also an index on ``messages.provider_id``: delivery-status webhooks find the
-message by the provider's id.
+message by the provider's id. Partial (only rows that have one), so planning
+does not index the NULL of every row it writes.
 
 On SQLite dropping a foreign key rebuilds ``messages``; when SQLite enforces
 foreign keys, dropping the old table would set ``tracking_events.message_id``
@@ -32,6 +33,7 @@ Create Date: 2026-11-23 19:30:00
 from typing import Sequence, Union
 
 from alembic import op
+import sqlalchemy as sa
 
 
 revision: str = '0005'
@@ -140,13 +142,15 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for statement in POSTGRESQL:
             op.execute(statement)
-        op.create_index('ix_messages_provider', 'messages', ['provider_id'], unique=False)
+        op.create_index('ix_messages_provider', 'messages', ['provider_id'], unique=False,
+                        postgresql_where=sa.text('provider_id IS NOT NULL'))
         return
 
     def drop_keys(batch_op) -> None:  # type: ignore[no-untyped-def]
         batch_op.drop_constraint('fk_messages_rule_id_rules', type_='foreignkey')
         batch_op.drop_constraint('fk_messages_run_id_campaign_runs', type_='foreignkey')
-        batch_op.create_index('ix_messages_provider', ['provider_id'], unique=False)
+        batch_op.create_index('ix_messages_provider', ['provider_id'], unique=False,
+                              sqlite_where=sa.text('provider_id IS NOT NULL'))
 
     _rebuild_messages_keeping_tracking_links(drop_keys)
     for statement in SQLITE:
