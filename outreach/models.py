@@ -206,7 +206,7 @@ class Order(Base):
         Index("ix_orders_customer_time", "customer_id", "ordered_at"),
         # Windowed triggers (upsell, event follow-ups) range-scan recent orders;
         # windowed aggregates by customer (RFM) read only the index (0006).
-        Index("ix_orders_time", "ordered_at", "customer_id", "amount"),
+        Index("ix_orders_time", "ordered_at", "customer_id", "amount", "id"),
         Index("ix_orders_coupon", "coupon_code"),
     )
 

@@ -72,5 +72,5 @@ def test_widening_the_orders_time_index_keeps_every_order_and_line(tmp_path) -> 
         assert conn.execute(text("SELECT count(*) FROM order_items")).scalar() == 1
         assert conn.execute(text("SELECT order_count FROM order_totals")).scalar() == 1
         columns = [i["column_names"] for i in inspect(engine).get_indexes("orders") if i["name"] == "ix_orders_time"]
-        assert columns == [["ordered_at", "customer_id", "amount"]]
+        assert columns == [["ordered_at", "customer_id", "amount", "id"]]
     engine.dispose()
