@@ -2,6 +2,7 @@
 
     python bench/rules_bench.py --customers 100000            # both databases
     python bench/rules_bench.py --customers 1000000 --db postgresql
+    python bench/rules_bench.py --customers 1000000 --db postgresql --outbox-history 5000000
 
 For each shipped rule: `rules preview` time (nothing written) and planning
 time (select eligible, apply consent, cooldown, cap, holdout, quiet hours and
@@ -25,7 +26,7 @@ from sqlalchemy import create_engine, delete, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synth import generate  # noqa: E402
+from synth import generate, outbox_history  # noqa: E402
 
 from outreach import stats  # noqa: E402
 from outreach.db import make_engine, migrate, transaction  # noqa: E402
@@ -117,10 +118,15 @@ def reset_outbox(engine) -> None:  # type: ignore[no-untyped-def]
         s.execute(delete(Rule))
 
 
-def run(kind: str, customers: int, orders: int, table: Table, console: Console) -> None:
+def run(kind: str, customers: int, orders: int, table: Table, console: Console, history: int = 0) -> None:
     url, gen = ensure_data(kind, customers, orders, console)
     engine = make_engine(url)
     reset_outbox(engine)
+    if history:
+        started = time.perf_counter()
+        outbox_history(engine, messages=history, customers=customers, now=NOW)
+        console.print(f"[dim]{kind}: {history:,} messages of outbox history written in "
+                      f"{time.perf_counter() - started:.0f} s[/]")
     ruleset = RuleSet.from_folder(ROOT / "rules")
     engine.dispose()
     started = time.perf_counter()
@@ -148,16 +154,19 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--orders-per-customer", type=int, default=10)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--outbox-history", type=int, default=0, metavar="N",
+                        help="first fill the outbox with N sent messages of the last 365 days")
     args = parser.parse_args()
     console = Console(width=160)
-    table = Table(title=f"Rule evaluation as of {NOW:%Y-%m-%d %H:%M} UTC (shipped rules/)")
+    history = f"; outbox history {args.outbox_history:,} messages" if args.outbox_history else ""
+    table = Table(title=f"Rule evaluation as of {NOW:%Y-%m-%d %H:%M} UTC (shipped rules/{history})")
     for col in ("db", "customers", "orders", "rule", "matched", "planned", "preview / plan s", "peak MB",
                 "server MB"):
         table.add_column(col, justify="left" if col in ("db", "rule") else "right")
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     orders = args.customers * args.orders_per_customer
     for kind in kinds:
-        run(kind, args.customers, orders, table, console)
+        run(kind, args.customers, orders, table, console, history=args.outbox_history)
     console.print(table)
 
 

@@ -37,6 +37,16 @@ def _rand(dialect: str) -> str:
     return "random()" if dialect == "postgresql" else "((random() / 18446744073709551616.0) + 0.5)"
 
 
+def _analyze(engine: Engine, table: str = "") -> None:
+    """Fresh planner statistics (and, on PostgreSQL, a visibility map) after a bulk load."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
+    else:
+        with engine.begin() as conn:
+            conn.execute(text(f"ANALYZE {table}"))
+
+
 def generate(engine: Engine, *, customers: int, orders: int, now: datetime) -> None:
     d = engine.dialect.name
     r = _rand(d)
@@ -84,9 +94,33 @@ def generate(engine: Engine, *, customers: int, orders: int, now: datetime) -> N
             INSERT INTO consents (customer_id, channel, status, source, evidence, recorded_at)
             SELECT id, 'sms', 'granted', 'bench', 'synthetic', created_at FROM customers
             WHERE (id * 7) % 100 < {SMS_CONSENT_PCT}"""))
-    if d == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-    else:
-        with engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
+    _analyze(engine)
+
+
+#: The rule that "sent" the synthetic outbox history (never a shipped rule's name).
+HISTORY_RULE = "bench-history"
+
+
+def outbox_history(engine: Engine, *, messages: int, customers: int, now: datetime) -> None:
+    """A year of earlier sends: ``messages`` sent emails spread over the base
+    and over the last 365 days, as an outbox looks after months in use. Every
+    cooldown and frequency-cap look-up then reads through real history."""
+    d = engine.dialect.name
+    r = _rand(d)
+    with engine.begin() as conn:
+        rule_id = conn.execute(text(
+            "INSERT INTO rules (name, path, definition, checksum, updated_at) "
+            "VALUES (:n, 'bench', '{}', 'bench', :t) RETURNING id"), {"n": HISTORY_RULE, "t": now}).scalar_one()
+        run_id = conn.execute(text(
+            "INSERT INTO campaign_runs (rule_id, as_of, started_at, finished_at, planned, held_out) "
+            "VALUES (:r, :t, :t, :t, :m, 0) RETURNING id"), {"r": rule_id, "t": now, "m": messages}).scalar_one()
+        customer = f"(1 + (g * 7919) % {customers})"
+        sent_at = _ts(d, now, f"({r}) * 365")
+        conn.execute(text(f"""
+            INSERT INTO messages (rule_id, run_id, customer_id, channel, occurrence_key, status, to_address,
+                                  planned_at, queued_at, sent_at, finished_at, attempts, cost, provider_id)
+            SELECT {rule_id}, {run_id}, customer_id, 'email', 'history:' || g, 'sent',
+                   'c' || customer_id || '@example.com', sent_at, sent_at, sent_at, sent_at, 1, 0.01,
+                   'history-' || g
+            FROM (SELECT g, {customer} AS customer_id, {sent_at} AS sent_at FROM {_series(d, messages)}) AS h"""))
+    _analyze(engine, "messages")

@@ -350,8 +350,9 @@ class Message(Base):
         UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),
         Index("ix_messages_status", "status"),
         Index("ix_messages_run_status", "run_id", "status"),
-        # Frequency caps and attribution look messages up by customer.
-        Index("ix_messages_customer_planned", "customer_id", "planned_at"),
+        # Frequency caps and attribution look messages up by customer; the
+        # cooldown and cap counts read only this index (0007).
+        Index("ix_messages_customer_planned", "customer_id", "planned_at", "rule_id", "status", "channel"),
         # Delivery-status webhooks find the message by the provider's id.
         Index("ix_messages_provider", "provider_id", postgresql_where=text("provider_id IS NOT NULL"),
               sqlite_where=text("provider_id IS NOT NULL")),
