@@ -63,6 +63,15 @@ def test_validate_checks_the_templates_a_rule_names(workdir: Path) -> None:
     assert "template 'no-such-template' not found" in result.stderr
 
 
+def test_a_missing_rules_folder_says_where_it_looked_and_what_to_do(tmp_path: Path) -> None:
+    # Run outside the project folder, without OUTREACH_RULES_DIR
+    result = run("rules", "validate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "rule file not found" in result.stderr
+    assert str(tmp_path) in result.stderr and "OUTREACH_RULES_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_shipped_rules_are_valid() -> None:
     result = run("rules", "validate", cwd=REPO)
     assert result.returncode == 0, result.stderr

@@ -250,7 +250,11 @@ def load_rule(path: Path) -> LoadedRule:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RuleError.single("rule file not found", file=str(path)) from None
+        raise RuleError.single(
+            "rule file not found", file=str(path),
+            hint=f"no such file or folder (relative paths start at {Path.cwd()}); run from the project "
+                 "folder that holds rules/, or point OUTREACH_RULES_DIR at it",
+        ) from None
     return LoadedRule(parse_rule(text, file=str(path)), path, text)
 
 
