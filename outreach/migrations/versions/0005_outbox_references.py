@@ -79,7 +79,9 @@ POSTGRESQL = [
     """
     CREATE FUNCTION messages_keep_parent() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF EXISTS (SELECT 1 FROM messages WHERE (CASE TG_TABLE_NAME WHEN 'rules' THEN rule_id ELSE run_id END) = OLD.id)
+        -- One plain predicate per parent, so each uses its index.
+        IF (TG_TABLE_NAME = 'rules' AND EXISTS (SELECT 1 FROM messages WHERE rule_id = OLD.id))
+           OR (TG_TABLE_NAME = 'campaign_runs' AND EXISTS (SELECT 1 FROM messages WHERE run_id = OLD.id))
         THEN
             RAISE foreign_key_violation USING MESSAGE = format(
                 '%s %s still has messages', TG_TABLE_NAME, OLD.id);
