@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.errors import InputError
 
@@ -11,6 +13,20 @@ def utcnow() -> datetime:
     """The wall clock, as naive UTC. Only the CLI's default for ``--now`` and
     the webhook server (which records when a response arrived) call this."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@lru_cache(maxsize=1024)
+def known_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone of that name, or None when Python does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def zone_or_utc(name: str) -> ZoneInfo:
+    """A customer's time zone; a name nobody knows reads as UTC, everywhere."""
+    return known_zone(name) or ZoneInfo("UTC")
 
 
 def to_naive_utc(value: datetime) -> datetime:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import DateTime, Float, func, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
+
+from outreach.clock import zone_or_utc
 
 #: What counts as a number inside a text attribute (same rule in Python and SQL).
 NUMERIC_TEXT = re.compile(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$")
@@ -112,19 +112,11 @@ def _sqlite_local(element: local_time, compiler: Any, **kw: Any) -> str:
     return f"outreach_local_time({ts}, {zone})"
 
 
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def sqlite_local_time(value: str | None, zone: str | None) -> str | None:
     """SQLite function ``outreach_local_time(ts, zone)``: the stored naive-UTC
     text timestamp as local wall time, in the same text format (an unknown
     zone reads as UTC, as everywhere else)."""
     if value is None:
         return None
-    moment = datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(_zone(zone or "UTC"))
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(zone_or_utc(zone or "UTC"))
     return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

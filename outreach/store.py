@@ -14,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from outreach.clock import zone_or_utc
 from outreach.models import (
     CampaignRun,
     Channel,
@@ -213,7 +213,7 @@ def _window_for(spec: schema.RuleSpec, policy: schema.Policy | None, channel: Ch
 
 def next_allowed(now: datetime, tz_name: str, window: schema.SendWindow) -> datetime | None:
     """None if ``now`` is inside the local send window, else the next start (naive UTC)."""
-    zone = _zone(tz_name)
+    zone = zone_or_utc(tz_name)
     local = now.replace(tzinfo=UTC).astimezone(zone)
     start, end = (time.fromisoformat(window.start), time.fromisoformat(window.end))
     t = local.time().replace(tzinfo=None)
@@ -223,13 +223,6 @@ def next_allowed(now: datetime, tz_name: str, window: schema.SendWindow) -> date
     day = local.date() if t < start else local.date() + timedelta(days=1)
     opening = datetime.combine(day, start, tzinfo=zone)
     return opening.astimezone(UTC).replace(tzinfo=None)
-
-
-def _zone(tz_name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def _messages_since(customer_id: Any, since: datetime, statuses: tuple[MessageStatus, ...],
@@ -284,7 +277,6 @@ def eligible_select(
     # (PostgreSQL) one index range scan gives every count; SQLite runs one
     # correlated count each.
     recent: Any = None
-    count_cols: dict[str, Any] = {}
     if counted and lateral:
         recent = (
             select(*[

@@ -21,7 +21,6 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from typing import Any
 
@@ -43,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from outreach import totals
+from outreach.clock import known_zone, zone_or_utc
 from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
 from outreach.segments import ever_bought, product_match
@@ -51,8 +51,7 @@ from outreach.sqlfuncs import local_time
 
 def local_date(now: datetime, tz_name: str) -> date:
     """The calendar date at naive-UTC ``now`` in time zone ``tz_name``."""
-    zone = _known_zone(tz_name) or ZoneInfo("UTC")
-    return now.replace(tzinfo=UTC).astimezone(zone).date()
+    return now.replace(tzinfo=UTC).astimezone(zone_or_utc(tz_name)).date()
 
 
 def birthday_matches(birthday: date, day: date) -> bool:
@@ -165,17 +164,10 @@ def birthday(trigger: schema.BirthdayTrigger, now: datetime, timezones: list[str
 def _customer_zone(timezones: list[str]) -> Any:
     """The customer's time zone as an expression the database accepts: a
     name Python does not know reads as UTC (as it does everywhere else)."""
-    unknown = [tz for tz in timezones if _known_zone(tz) is None]
+    unknown = [tz for tz in timezones if known_zone(tz) is None]
     if not unknown:
         return Customer.timezone
     return case((Customer.timezone.in_(unknown), literal("UTC")), else_=Customer.timezone)
-
-
-def _known_zone(tz_name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
