@@ -203,7 +203,7 @@ class Order(Base):
     )
 
     __table_args__ = (
-        Index("ix_orders_customer_time", "customer_id", "ordered_at"),
+        Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount"),
         # Windowed triggers (upsell, event follow-ups) range-scan recent orders;
         # windowed aggregates by customer (RFM) read only the index (0006).
         Index("ix_orders_time", "ordered_at", "customer_id", "amount", "id"),

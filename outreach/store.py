@@ -103,15 +103,20 @@ def tune_session(session: Session, work_mem: str = PLANNING_WORK_MEM) -> None:
         session.execute(select(func.set_config("work_mem", work_mem, True)))
 
 
-def materialize(session: Session, query: Select, name: str) -> Any:
+def materialize(session: Session, query: Select, name: str, *, key: str | None = None) -> Any:
     """Evaluate ``query`` once into a temporary table (dropped at the end of the
-    transaction on PostgreSQL, replaced on SQLite) and return the Table."""
+    transaction on PostgreSQL, replaced on SQLite) and return the Table.
+
+    ``key`` names a column that is unique in the result: it becomes the
+    table's primary key (on SQLite an integer key is the rowid, so rows are
+    found by it without a separate index)."""
     from sqlalchemy import Column, MetaData, String, Table
     from sqlalchemy.types import NullType
 
     bind = session.connection()
     columns = [
-        Column(c.name, String() if isinstance(c.type, NullType) else c.type)
+        Column(c.name, String() if isinstance(c.type, NullType) else c.type, primary_key=c.name == key,
+               autoincrement=False)
         for c in query.selected_columns
     ]
     options = {"postgresql_on_commit": "DROP"} if bind.dialect.name == "postgresql" else {}

@@ -50,9 +50,10 @@ def test_stats_refresh_leaves_the_schema_as_migrated(engine: Engine) -> None:
         assert conn.scalar(select(func.count()).select_from(CustomerStats)) == 1
 
 
-def test_widening_the_orders_time_index_keeps_every_order_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """0006 only swaps an index: on SQLite it must not rebuild ``orders``
-    (dropping it with foreign keys on would delete every order line)."""
+def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0006 (time index) and 0008 (per-customer index) only swap an index: on
+    SQLite they must not rebuild ``orders`` (dropping it with foreign keys on
+    would delete every order line)."""
     from datetime import datetime
 
     from sqlalchemy import text
@@ -73,4 +74,7 @@ def test_widening_the_orders_time_index_keeps_every_order_and_line(tmp_path) -> 
         assert conn.execute(text("SELECT order_count FROM order_totals")).scalar() == 1
         columns = [i["column_names"] for i in inspect(engine).get_indexes("orders") if i["name"] == "ix_orders_time"]
         assert columns == [["ordered_at", "customer_id", "amount", "id"]]
+        by_customer = [i["column_names"] for i in inspect(engine).get_indexes("orders")
+                       if i["name"] == "ix_orders_customer_time"]
+        assert by_customer == [["customer_id", "ordered_at", "amount"]]
     engine.dispose()
