@@ -34,6 +34,7 @@ from sqlalchemy import (
     ColumnElement, Integer, Numeric, Select, Table, and_, case, delete, exists, func, insert, literal, null, or_, select, text, type_coerce,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.ddl import CreateTableAs
 
 from outreach.models import Customer, CustomerStats, Order
 
@@ -241,9 +242,16 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         # spills to disk (17.8 s against 3.2 s at 10M orders when a larger
         # work_mem made PostgreSQL choose one).
         session.execute(select(func.set_config("enable_hashagg", "off", True)))
-    buyers = materialize(session, aggregates(now, t), "stats_buyers", key="customer_id")
-    if postgresql:
+        # CREATE TABLE AS may read the orders with parallel workers (an
+        # INSERT … SELECT may not); the scans and hash joins below need no key.
+        session.execute(text("DROP TABLE IF EXISTS stats_buyers"))
+        created = CreateTableAs(aggregates(now, t), "stats_buyers", temporary=True)
+        session.execute(created)
+        buyers = created.table
         session.execute(select(func.set_config("enable_hashagg", "on", True)))
+    else:
+        # On SQLite the integer key is the rowid: found by customer without an index.
+        buyers = materialize(session, aggregates(now, t), "stats_buyers", key="customer_id")
     starts = tile_starts(session.scalar(select(func.count()).select_from(buyers)) or 0)
     cuts = {name: _cut_points(session, buyers, name, starts) for name in SCORED}
     columns = [
@@ -260,4 +268,6 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         session.execute(text("ALTER TABLE customer_stats ADD CONSTRAINT pk_customer_stats PRIMARY KEY (customer_id)"))
     for index in indexes:
         index.create(session.connection())
+    if postgresql:
+        session.execute(text("DROP TABLE stats_buyers"))
     return written
