@@ -268,7 +268,7 @@ class OrderItem(Base):
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
 
     __table_args__ = (
-        Index("ix_order_items_order", "order_id"),
+        Index("ix_order_items_order", "order_id", "sku", "category", "quantity", "amount"),
         Index("ix_order_items_sku", "sku"),
         Index("ix_order_items_category", "category"),
     )

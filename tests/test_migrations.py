@@ -51,9 +51,10 @@ def test_stats_refresh_leaves_the_schema_as_migrated(engine: Engine) -> None:
 
 
 def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """0006 (time index) and 0008 (per-customer index) only swap an index: on
-    SQLite they must not rebuild ``orders`` (dropping it with foreign keys on
-    would delete every order line)."""
+    """0006 (time index), 0008 (per-customer index) and 0009 (order lines by
+    order) only swap an index: on SQLite they must not rebuild ``orders`` or
+    ``order_items`` (dropping orders with foreign keys on would delete every
+    order line)."""
     from datetime import datetime
 
     from sqlalchemy import text
@@ -77,4 +78,7 @@ def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> Non
         by_customer = [i["column_names"] for i in inspect(engine).get_indexes("orders")
                        if i["name"] == "ix_orders_customer_time"]
         assert by_customer == [["customer_id", "ordered_at", "amount"]]
+        by_order = [i["column_names"] for i in inspect(engine).get_indexes("order_items")
+                    if i["name"] == "ix_order_items_order"]
+        assert by_order == [["order_id", "sku", "category", "quantity", "amount"]]
     engine.dispose()
