@@ -27,11 +27,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement, Integer, Numeric, Select, Table, and_, case, delete, exists, func, insert, literal, null, or_, select, text, type_coerce,
+    ColumnElement, Integer, Numeric, Select, Table, and_, case, delete, exists, func, insert, literal, null, or_,
+    select, text, type_coerce,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.ddl import CreateTableAs
@@ -90,6 +90,13 @@ def is_fresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds
     return row is not None and tuple(row) == (now, fingerprint(thresholds or LifecycleThresholds()))
 
 
+def _win_back_window(now: datetime, t: LifecycleThresholds) -> tuple[datetime, datetime]:
+    """(back_from, silent_from): a win-back customer ordered since back_from,
+    ordered before silent_from, and not in between."""
+    back_from = now - timedelta(days=t.win_back_days)
+    return back_from, back_from - timedelta(days=t.inactive_days)
+
+
 def aggregates(now: datetime, t: LifecycleThresholds) -> Select:
     """Every buyer's order figures as of ``now``, in one pass over the orders
     in customer order (the covering (customer, time, amount) index): all-time
@@ -98,10 +105,7 @@ def aggregates(now: datetime, t: LifecycleThresholds) -> Select:
     customer order, so nothing is hashed or sorted."""
     year_ago = now - timedelta(days=365)
     active_from = now - timedelta(days=t.active_days)
-    # win_back: ordered since back_from, ordered before silent_from, and
-    # nothing in between.
-    back_from = now - timedelta(days=t.win_back_days)
-    silent_from = back_from - timedelta(days=t.inactive_days)
+    back_from, silent_from = _win_back_window(now, t)
     o = Order.__table__.c
 
     def counted(*when: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any]:
@@ -166,7 +170,7 @@ def _at_or_after(buyers: Table, name: str, cuts: Table, start: int) -> ColumnEle
 
 def scored(buyers: Table, cuts: dict[str, Table], starts: list[int], now: datetime,
            t: LifecycleThresholds) -> Select:
-    """The buyers' ``customer_stats`` rows (in column order): their figures,
+    """The buyers' ``customer_stats`` rows (in the table's column order): their figures,
     quintile scores against the cut points, RFM group, tier and stage."""
 
     def tile(name: str) -> ColumnElement[int]:
@@ -184,8 +188,7 @@ def scored(buyers: Table, cuts: dict[str, Table], starts: list[int], now: dateti
         .subquery("scores")
     )
     b = scores.c
-    back_from = now - timedelta(days=t.win_back_days)
-    silent_from = back_from - timedelta(days=t.inactive_days)
+    back_from, silent_from = _win_back_window(now, t)
     group = case(*[(cond(b.r, b.f, b.m, b.n), literal(name)) for name, cond in RFM_GROUPS], else_=None)
     reactivated = and_(b.last_at > back_from, b.first_at <= silent_from, b.n_silent == 0)
     stage = case(
@@ -235,8 +238,8 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         session.execute(delete(CustomerStats))
     for index in indexes:
         index.drop(session.connection())
-    # The buyers' figures once into a temporary table keyed by customer, the
-    # cut points of each score from it, then every customer's row.
+    # The buyers' figures once into a temporary table, the cut points of each
+    # score from it, then the buyers' rows and the prospects' rows.
     if postgresql:
         # The aggregate streams in customer order; a hash of a million groups
         # spills to disk (17.8 s against 3.2 s at 10M orders when a larger
@@ -254,11 +257,8 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
         buyers = materialize(session, aggregates(now, t), "stats_buyers", key="customer_id")
     starts = tile_starts(session.scalar(select(func.count()).select_from(buyers)) or 0)
     cuts = {name: _cut_points(session, buyers, name, starts) for name in SCORED}
-    columns = [
-        "customer_id", "as_of", "params", "order_count", "revenue", "first_order_at", "last_order_at",
-        "orders_12m", "revenue_12m", "r_score", "f_score", "m_score", "rfm_segment",
-        "value_tier", "lifecycle_stage", "clv",
-    ]
+    # scored() and prospects() select in the table's column order.
+    columns = [column.name for column in CustomerStats.__table__.columns]
     written = 0
     for rows in (scored(buyers, cuts, starts, now, t), prospects(buyers, now, t)):
         result = session.execute(insert(CustomerStats).from_select(columns, rows),
