@@ -1,4 +1,4 @@
-"""The data model (SQLAlchemy 2.x, typed).
+"""The data model (SQLAlchemy 2.x, typed); the domain's words come from ``outreach.domain``.
 
 All timestamps are stored as *naive UTC* so SQLite and PostgreSQL compare them
 the same way; ``outreach.clock`` converts at the edges.
@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, MessageStatus
+
 # BigInteger primary keys on PostgreSQL, INTEGER (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -58,56 +60,6 @@ def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
-
-
-class CustomerType(str, enum.Enum):
-    RETAIL = "retail"
-    BUSINESS = "business"
-    DISTRIBUTOR = "distributor"
-
-
-class Channel(str, enum.Enum):
-    EMAIL = "email"
-    SMS = "sms"
-
-
-class ConsentStatus(str, enum.Enum):
-    GRANTED = "granted"
-    REVOKED = "revoked"
-
-
-class MessageStatus(str, enum.Enum):
-    """Explicit states of an outbox row.
-
-    planned → queued → sending → sent
-                          ↘ skipped (consent/suppression re-check failed)
-                          ↘ failed  (permanent error or retries exhausted)
-    held_out: control group, recorded but never sent.
-    """
-
-    PLANNED = "planned"
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    HELD_OUT = "held_out"
-
-
-class EventType(str, enum.Enum):
-    """Normalized tracking vocabulary; unknown inputs map to UNKNOWN."""
-
-    DELIVERED = "delivered"
-    OPEN = "open"
-    CLICK = "click"
-    REPLY = "reply"
-    BOUNCE = "bounce"
-    COMPLAINT = "complaint"
-    UNSUBSCRIBE = "unsubscribe"
-    STOP = "stop"
-    FAILED = "failed"
-    ORDER = "order"
-    UNKNOWN = "unknown"
 
 
 class Customer(Base):

@@ -59,7 +59,7 @@ class LifecycleThresholds:
     win_back_days: int = 30
 
 
-#: Named RFM groups, first match wins (scores are 1–5, 5 best).
+#: Named RFM groups (``outreach.domain.RFM_GROUP_NAMES``), first match wins (scores are 1–5, 5 best).
 RFM_GROUPS = (
     ("champions", lambda r, f, m, n: and_(r >= 4, f >= 4, m >= 4)),
     ("at_risk", lambda r, f, m, n: and_(r <= 2, (f >= 4) | (m >= 4))),
@@ -72,8 +72,6 @@ RFM_GROUPS = (
 #: PostgreSQL work_mem per sort/hash node during the refresh.
 STATS_WORK_MEM = "32MB"
 
-RFM_GROUP_NAMES = tuple(name for name, _ in RFM_GROUPS)
-LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "inactive", "win_back", "steady")
 
 
 def fingerprint(thresholds: LifecycleThresholds) -> str:

@@ -20,8 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.models import Channel, CustomerType
-from outreach.stats import LIFECYCLE_STAGES, RFM_GROUP_NAMES
+from outreach.domain import LIFECYCLE_STAGES, RFM_GROUP_NAMES, Channel, CustomerType
 
 #: Customer columns a ``field`` condition may compare (plus ``attributes.<key>``).
 CUSTOMER_FIELDS = (
