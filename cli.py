@@ -51,7 +51,7 @@ def _settings(ctx: click.Context) -> Any:
 
 def _engine(settings: Any) -> Any:
     """The configured database, migrated if it is the embedded SQLite file."""
-    from outreach.db import make_engine, migrate
+    from outreach.store.engine import make_engine, migrate
 
     engine = make_engine(settings.database_url)
     if settings.embedded:
@@ -65,7 +65,7 @@ def _require_current_schema(engine: Any) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from outreach.db import alembic_config
+    from outreach.store.engine import alembic_config
     from outreach.errors import ConfigError
 
     head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
@@ -79,7 +79,7 @@ def _require_current_schema(engine: Any) -> None:
 
 
 def _ruleset(path: Path) -> Any:
-    from outreach.planner import RuleSet
+    from outreach.planning.launch import RuleSet
     from outreach.rules.loader import rules_folder
 
     return RuleSet.from_folder(rules_folder(path))
@@ -140,7 +140,7 @@ def db_upgrade(ctx: click.Context) -> None:
     Example:
       outreach db upgrade
     """
-    from outreach.db import make_engine, migrate
+    from outreach.store.engine import make_engine, migrate
 
     settings = _settings(ctx)
     migrate(make_engine(settings.database_url))
@@ -167,7 +167,7 @@ def import_(ctx: click.Context, kind: str, file: Path, skip_invalid: bool, rejec
       outreach import customers customers.csv
       outreach import orders orders.csv --skip-invalid --rejects bad-orders.csv
     """
-    from outreach.importer import import_csv
+    from outreach.importing.run import import_csv
 
     settings = _settings(ctx)
     moment, _ = _now(now)
@@ -207,7 +207,7 @@ def rules_validate(ctx: click.Context, path: Path | None, no_db: bool, now: str 
       outreach rules validate rules/winback.yaml
     """
     from outreach.errors import RuleError
-    from outreach.render import Renderer
+    from outreach.sending.render import Renderer
     from outreach.rules import load_rules
     from outreach.rules.checks import check_rules
 
@@ -246,7 +246,7 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None) -> None:
     """
     from rich.table import Table
 
-    from outreach.inspect import preview
+    from outreach.planning.preview import preview
     from outreach.rules import load_rule
 
     settings = _settings(ctx)
@@ -289,7 +289,7 @@ def rules_explain(ctx: click.Context, rule_file: Path, customer: str, now: str |
     """
     from rich.tree import Tree
 
-    from outreach.inspect import explain
+    from outreach.planning.preview import explain
     from outreach.rules import load_rule
 
     settings = _settings(ctx)
@@ -355,7 +355,7 @@ def scheduler(ctx: click.Context, every: int) -> None:
     Example:
       OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach scheduler
     """
-    from outreach.scheduling import run_scheduler
+    from outreach.planning.schedule import run_scheduler
 
     run_scheduler(_settings(ctx), _engine(_settings(ctx)), every_minutes=every, console=console)
 
@@ -394,7 +394,7 @@ def campaign_launch(ctx: click.Context, rule_files: tuple[Path, ...], now: str |
       outreach campaign launch rules/winback.yaml
       outreach campaign launch rules/birthday.yaml --now 2026-02-28T08:00:00+08:00
     """
-    from outreach.planner import launch
+    from outreach.planning.launch import launch
     from outreach.rules import load_rule
 
     settings = _settings(ctx)
@@ -420,7 +420,7 @@ def run(ctx: click.Context, now: str | None) -> None:
     Example:
       */5 * * * *  cd /srv/outreach && outreach run
     """
-    from outreach.planner import due, launch
+    from outreach.planning.launch import due, launch
     from outreach.rules import load_rules
 
     settings = _settings(ctx)
@@ -457,7 +457,7 @@ def worker(ctx: click.Context, processes: int, threads: int) -> None:
             os.environ[f"OUTREACH_{key.upper()}"] = value
     os.execvp(
         sys.executable,
-        [sys.executable, "-m", "dramatiq", "outreach.worker", "--processes", str(processes),
+        [sys.executable, "-m", "dramatiq", "outreach.sending.worker", "--processes", str(processes),
          "--threads", str(threads), "--queues", "outreach-send"],
     )
 
@@ -495,7 +495,7 @@ def report(ctx: click.Context, fmt: str) -> None:
     """
     import json
 
-    from outreach.report import build_report, render_table
+    from outreach.reporting.roi import build_report, render_table
 
     settings = _settings(ctx)
     reports = build_report(_engine(settings))
@@ -524,7 +524,7 @@ def demo(ctx: click.Context, customers: int, directory: Path, seed: int, now: st
       outreach demo
       outreach demo --customers 10000 --dir /tmp/demo
     """
-    from outreach.demo import default_demo_time, run_demo
+    from outreach.demo.run import default_demo_time, run_demo
 
     moment = _now(now)[0] if now else default_demo_time()
     run_demo(directory=directory, customers=customers, seed=seed, now=moment, console=console)

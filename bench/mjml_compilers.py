@@ -73,8 +73,8 @@ def shipped_templates() -> dict[str, str]:
     """The shipped email templates, rendered through Jinja for a sample customer."""
     sys.path.insert(0, str(ROOT))
     from outreach.config import load_settings
-    from outreach.models import Customer, CustomerType
-    from outreach.render import Renderer, customer_context
+    from outreach.store.models import Customer, CustomerType
+    from outreach.sending.render import Renderer, customer_context
 
     renderer = Renderer(settings=load_settings(templates_dir=ROOT / "templates"))
     sources = {}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from outreach.db import make_engine, migrate
-from outreach.models import Base
+from outreach.store.engine import make_engine, migrate
+from outreach.store.models import Base
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get(

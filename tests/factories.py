@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from outreach.db import transaction
-from outreach.models import (
+from outreach.store.engine import transaction
+from outreach.store.models import (
     Channel,
     ConsentRecord,
     ConsentStatus,
@@ -37,7 +37,7 @@ from outreach.models import (
     OrderItem,
     Suppression,
 )
-from outreach.planner import LaunchResult, plan_rule
+from outreach.planning.launch import LaunchResult, plan_rule
 from outreach.rules import LoadedRule, parse_rule
 
 #: The moment most tests plan at (naive UTC).
@@ -268,7 +268,7 @@ def old_database(path: Path, revision: str, *, now: datetime) -> Engine:
     from alembic import command
     from sqlalchemy import text
 
-    from outreach.db import alembic_config, make_engine
+    from outreach.store.engine import alembic_config, make_engine
 
     url = f"sqlite:///{path}"
     engine = make_engine(url)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from outreach.rules import schema
-from outreach.sqlfuncs import numeric_or_none
+from outreach.store.dialect import numeric_or_none
 
 
 @dataclass

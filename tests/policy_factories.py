@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach import store
+from outreach.store import outbox
 from outreach.config import Settings, load_settings
-from outreach.models import (
+from outreach.store.models import (
     CampaignRun,
     Channel,
     Customer,
@@ -32,7 +32,7 @@ from outreach.models import (
     OrderItem,
     Rule,
 )
-from outreach.planner import LaunchResult, RuleSet, plan_rule
+from outreach.planning.launch import LaunchResult, RuleSet, plan_rule
 from outreach.rules import LoadedRule, schema
 from factories import loaded_rule
 
@@ -94,7 +94,7 @@ def add_message(
     key: str | None = None,
 ) -> Message:
     """An outbox row of ``loaded``'s rule written as if an earlier run had made it."""
-    rule_row = store.sync_rule(session, loaded, planned_at)
+    rule_row = outbox.sync_rule(session, loaded, planned_at)
     message = Message(
         rule_id=rule_row.id,
         customer_id=customer.id,

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from factories import add_consent, add_customer, add_order, loaded_rule, old_database
-from outreach.db import migrate, transaction
-from outreach.models import Channel, ConsentRecord, ConsentStatus, CurrentConsent, Customer
-from outreach.planner import plan_rule
+from outreach.store.engine import migrate, transaction
+from outreach.store.models import Channel, ConsentRecord, ConsentStatus, CurrentConsent, Customer
+from outreach.planning.launch import plan_rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
 
@@ -113,7 +113,7 @@ def test_unsubscribe_after_grant_is_current_at_once(engine: Engine) -> None:
 
 
 def test_csv_import_keeps_current_consents(engine: Engine) -> None:
-    from outreach.importer import import_csv
+    from outreach.importing.run import import_csv
 
     fixtures = Path(__file__).parent / "fixtures" / "import"
     import_csv(engine, "customers", fixtures / "customers.csv", now=NOW)

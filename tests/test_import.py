@@ -15,8 +15,8 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from outreach.errors import ImportRowError
-from outreach.importer import ImportResult, import_csv, normalize_email, normalize_phone
-from outreach.models import (
+from outreach.importing.run import ImportResult, import_csv, normalize_email, normalize_phone
+from outreach.store.models import (
     Base,
     Channel,
     ConsentRecord,

@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from outreach.db import make_engine, migrate, transaction
-from outreach.inspect import explain, preview
-from outreach.models import Channel, Customer, MessageStatus
-from outreach.store import is_held_out
+from outreach.store.engine import make_engine, migrate, transaction
+from outreach.planning.preview import explain, preview
+from outreach.store.models import Channel, Customer, MessageStatus
+from outreach.store.holdout import is_held_out
 from factories import NOW, add_consent, add_customer, add_order, add_suppression
 from policy_factories import (
     REPO,

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from outreach.models import Base
+from outreach.store.models import Base
 
 
 def test_migration_from_empty_matches_models(engine: Engine) -> None:
@@ -30,9 +30,9 @@ def test_stats_refresh_leaves_the_schema_as_migrated(engine: Engine) -> None:
     from sqlalchemy import func, select
 
     from factories import add_customer, add_order
-    from outreach import stats
-    from outreach.db import transaction
-    from outreach.models import CustomerStats
+    from outreach.store import stats
+    from outreach.store.engine import transaction
+    from outreach.store.models import CustomerStats
 
     now = datetime(2026, 6, 1)
     with transaction(engine) as s:
@@ -60,7 +60,7 @@ def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> Non
     from sqlalchemy import text
 
     from factories import old_database
-    from outreach.db import migrate
+    from outreach.store.engine import migrate
 
     now = datetime(2026, 6, 1)
     engine = old_database(tmp_path / "old.db", "0005", now=now)

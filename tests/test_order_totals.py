@@ -18,10 +18,10 @@ from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from factories import add_customer, add_order, old_database
-from outreach.db import make_engine, migrate, transaction
-from outreach.importer import import_csv
-from outreach.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
-from outreach.segments import compile_condition
+from outreach.store.engine import make_engine, migrate, transaction
+from outreach.importing.run import import_csv
+from outreach.store.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
+from outreach.store.segments import compile_condition
 from outreach.rules import parse_rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
@@ -87,12 +87,12 @@ def test_totals_equal_aggregating_orders_after_any_history_of_writes(
         s.execute(delete(Order))
         s.execute(delete(Customer))
         people = [add_customer(s, f"T{n}").id for n in range(4)]
-    for op, who, n, day, amount in history:
+    for step, (op, who, n, day, amount) in enumerate(history):
         with transaction(engine) as s:
             orders = list(s.scalars(select(Order).order_by(Order.id)))
             target = orders[n % len(orders)] if orders else None
             if op == "insert" or target is None:
-                order = Order(external_id=f"X{len(orders)}-{n}-{day}-{amount}-{who}", customer_id=people[who],
+                order = Order(external_id=f"X{step}", customer_id=people[who],
                               ordered_at=NOW + timedelta(days=day), amount=amount)
                 order.items = [OrderItem(sku=PRODUCTS[(n + k) % len(PRODUCTS)][0],
                                          category=PRODUCTS[(n + k) % len(PRODUCTS)][1]) for k in range(n % 3)]
@@ -236,7 +236,7 @@ def test_segments_on_all_time_order_figures_read_as_of_now(engine: Engine) -> No
 def test_the_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     from alembic import command
 
-    from outreach.db import alembic_config
+    from outreach.store.engine import alembic_config
 
     url = f"sqlite:///{tmp_path / 'roundtrip.db'}"
     engine = make_engine(url)

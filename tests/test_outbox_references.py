@@ -15,9 +15,9 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from factories import add_customer, old_database
-from outreach import store
-from outreach.db import migrate, transaction
-from outreach.models import CampaignRun, Message, Rule, TrackingEvent
+from outreach.store.outbox import start_run
+from outreach.store.engine import migrate, transaction
+from outreach.store.models import CampaignRun, Message, Rule, TrackingEvent
 from policy_factories import add_message, rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
@@ -34,7 +34,7 @@ def outbox(engine: Engine) -> dict[str, int]:
     with transaction(engine) as s:
         ada = add_customer(s, "ada")
         message = add_message(s, HELLO, ada, channel="email", status="sent", planned_at=NOW)
-        run = store.start_run(s, s.get(Rule, message.rule_id), as_of=NOW, started_at=NOW)
+        run = start_run(s, s.get(Rule, message.rule_id), as_of=NOW, started_at=NOW)
         message.run_id = run.id
         return {"customer": ada.id, "rule": message.rule_id, "run": run.id, "message": message.id}
 
@@ -78,7 +78,7 @@ def test_a_rule_or_run_with_messages_cannot_be_deleted(engine: Engine, outbox: d
 
 def test_planning_writes_messages_of_its_own_rule_and_run(engine: Engine) -> None:
     from factories import add_consent, add_order
-    from outreach.planner import plan_rule
+    from outreach.planning.launch import plan_rule
 
     with transaction(engine) as s:
         for n in range(3):
@@ -116,7 +116,7 @@ def test_the_migration_downgrades_and_upgrades_again(engine: Engine, outbox: dic
     from alembic import command
     from sqlalchemy import inspect
 
-    from outreach.db import alembic_config
+    from outreach.store.engine import alembic_config
 
     def parents() -> set[str]:
         return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys("messages")}

@@ -11,10 +11,10 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach import store
-from outreach.db import make_engine, transaction
-from outreach.models import Channel, Customer, Message, MessageStatus, Rule
-from outreach.planner import RuleSet, plan_rule
+from outreach.store import holdout
+from outreach.store.engine import make_engine, transaction
+from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
+from outreach.planning.launch import RuleSet, plan_rule
 from outreach.rules import load_rule, load_rules
 from factories import (
     NOW,
@@ -269,7 +269,7 @@ def test_holdout_is_the_same_on_every_database_and_every_run(
     assert here_sent == there_sent
     assert len(here) + len(here_sent) == 2000
     # and the Python statement of the rule agrees with what SQL chose
-    predicted = {by_id[i] for i in ids if store.is_held_out("birthday-holdout", i, 10)}
+    predicted = {by_id[i] for i in ids if holdout.is_held_out("birthday-holdout", i, 10)}
     assert here == predicted
     assert 0 < len(here) < 2000
 
@@ -313,7 +313,7 @@ def test_holdout_proportion_over_100000_customers(engine: Engine) -> None:
         held_ids = set(
             s.scalars(select(Message.customer_id).where(Message.status == MessageStatus.HELD_OUT))
         )
-    assert held_ids == {i for i in ids if store.is_held_out("birthday-holdout", i, 10)}
+    assert held_ids == {i for i in ids if holdout.is_held_out("birthday-holdout", i, 10)}
 
 
 def test_no_holdout_without_holdout_percent(engine: Engine) -> None:

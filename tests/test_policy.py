@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from outreach.db import transaction
-from outreach.models import Channel, Customer, MessageStatus
-from outreach.planner import launch
-from outreach.store import is_held_out
+from outreach.store.engine import transaction
+from outreach.store.models import Channel, Customer, MessageStatus
+from outreach.planning.launch import launch
+from outreach.store.holdout import is_held_out
 from factories import NOW, add_customer, add_order
 from policy_factories import (
     add_message,

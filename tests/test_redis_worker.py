@@ -15,9 +15,9 @@ import redis
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach import tasks
-from outreach.models import Message, MessageStatus
-from outreach.planner import launch
+from outreach.sending import queue
+from outreach.store.models import Message, MessageStatus
+from outreach.planning.launch import launch
 
 from test_sending import NOW, REPO, make_settings, rule, shop
 
@@ -85,9 +85,9 @@ def test_redis_workers_deliver_each_message_once(
     # additionally enqueued a second time, as an at-least-once broker may do
     results = launch(settings, engine, [rule()], now=NOW, simulated=True)
     assert results[0].queued == 5
-    ctx = tasks.setup(settings, engine)
+    ctx = queue.setup(settings, engine)
     with Session(engine) as s:
-        tasks.enqueue(ctx, list(s.scalars(select(Message.id))), as_of=NOW)
+        queue.enqueue(ctx, list(s.scalars(select(Message.id))), as_of=NOW)
     # And two separate worker processes consume the queue
     proc = start_worker(worker_env, tmp_path)
     try:

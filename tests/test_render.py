@@ -9,8 +9,8 @@ import pytest
 
 from outreach.config import load_settings
 from outreach.errors import TemplateError
-from outreach.models import Channel, Customer, CustomerTag, CustomerType
-from outreach.render import Renderer, first_name, html_to_text
+from outreach.store.models import Channel, Customer, CustomerTag, CustomerType
+from outreach.sending.render import Renderer, first_name, html_to_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from factories import NOW, add_customer, add_order
-from outreach.db import transaction
-from outreach.models import Channel, EventType, Message, MessageStatus, Rule, TrackingEvent
-from outreach.report import build_report
+from outreach.store.engine import transaction
+from outreach.store.models import Channel, EventType, Message, MessageStatus, Rule, TrackingEvent
+from outreach.reporting.roi import build_report
 
 
 def _rule(session, name: str) -> Rule:  # type: ignore[no-untyped-def]

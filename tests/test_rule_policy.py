@@ -9,10 +9,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from factories import add_consent, add_customer, add_order, loaded_rule
-from outreach.db import transaction
-from outreach.inspect import explain, preview
-from outreach.models import Channel, ConsentStatus, CustomerStats, Membership, Message, MessageStatus
-from outreach.planner import RuleSet, due, launch, plan_rule
+from outreach.store.engine import transaction
+from outreach.planning.preview import explain, preview
+from outreach.store.models import Channel, ConsentStatus, CustomerStats, Membership, Message, MessageStatus
+from outreach.planning.launch import RuleSet, due, launch, plan_rule
 from outreach.rules import schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def rule_text(name: str, *, priority: int, channels: str = "[email]", holdout: i
 
 
 def messages(engine: Engine) -> list[tuple[str, int, str, str]]:
-    from outreach.models import Customer, Rule
+    from outreach.store.models import Customer, Rule
 
     with Session(engine) as s:
         rows = s.execute(select(Rule.name, Customer.external_id, Message.channel, Message.status)
@@ -164,7 +164,7 @@ def test_lifecycle_entry_messages_only_customers_who_enter(engine: Engine) -> No
 
 
 def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> None:
-    from outreach import stats
+    from outreach.store import stats
 
     # Given one customer per stage (thresholds: new 183 d, active 2 orders/365 d,
     # at_risk 90 d, inactive 183 d, win_back: ordered in 30 d after 183 d of silence)
@@ -183,7 +183,7 @@ def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> No
             add_order(s, back, NOW - timedelta(days=days))
     with transaction(engine) as s:
         stats.refresh(s, now=NOW)
-    from outreach.models import Customer
+    from outreach.store.models import Customer
 
     with Session(engine) as s:
         stages = dict(s.execute(select(Customer.external_id, CustomerStats.lifecycle_stage)
@@ -192,8 +192,8 @@ def test_lifecycle_stages_follow_the_documented_thresholds(engine: Engine) -> No
 
 
 def test_win_back_needs_the_whole_silence_without_an_order(engine: Engine) -> None:
-    from outreach import stats
-    from outreach.models import Customer
+    from outreach.store import stats
+    from outreach.store.models import Customer
 
     # Silence: (now − 30 − inactive_days, now − 30]; an order in it, even on
     # its last day, means the customer never lapsed. A silence reaching past
@@ -228,7 +228,7 @@ def test_changed_lifecycle_thresholds_recompute_stats_for_the_same_moment(engine
     def stage(at_risk_days: int) -> str:
         ruleset = RuleSet(policy=schema.Policy(lifecycle=schema.LifecyclePolicy(at_risk_days=at_risk_days)))
         with transaction(engine) as s:
-            from outreach.planner import prepare
+            from outreach.planning.launch import prepare
 
             prepare(s, [rule.spec], now=NOW, ruleset=ruleset)
         with Session(engine) as s:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from outreach.errors import Problem, RuleError
-from outreach.models import Channel
+from outreach.store.models import Channel
 from outreach.rules import load_rules, parse_rule, schema
 from outreach.rules.loader import load_policy, load_segments
 

@@ -11,9 +11,9 @@ from croniter import croniter
 from rich.console import Console
 from sqlalchemy import Engine
 
-from outreach.planner import due
+from outreach.planning.launch import due
 from outreach.rules import LoadedRule
-from outreach.scheduling import build_scheduler
+from outreach.planning.schedule import build_scheduler
 from policy_factories import make_settings, plan_run, rule
 
 DAILY = rule("""

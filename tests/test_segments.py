@@ -8,11 +8,11 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from outreach.db import transaction
+from outreach.store.engine import transaction
 from outreach.errors import RuleError
-from outreach.models import Customer
+from outreach.store.models import Customer
 from outreach.rules import parse_rule
-from outreach.segments import compile_condition
+from outreach.store.segments import compile_condition
 from factories import NOW, add_customer, add_order
 
 RULE_HEAD = "name: seg\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\nsegment: "

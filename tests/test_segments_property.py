@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach.models import Customer, CustomerTag, Order, OrderItem
+from outreach.store.models import Customer, CustomerTag, Order, OrderItem
 from outreach.rules import schema
-from outreach.segments import compile_condition
+from outreach.store.segments import compile_condition
 from oracle import PyCustomer, PyOrder, evaluate
 
 NOW = datetime(2026, 5, 20, 12, 0)

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach import store, tasks
-from outreach.db import transaction
+from outreach.store import outbox
+from outreach.sending import queue
+from outreach.store.engine import transaction
 from outreach.errors import ChannelError
-from outreach.models import (
+from outreach.store.models import (
     Channel,
     ConsentRecord,
     ConsentStatus,
@@ -27,9 +28,9 @@ from outreach.models import (
     OrderItem,
     Suppression,
 )
-from outreach.planner import launch, plan_rule
+from outreach.planning.launch import launch, plan_rule
 from outreach.rules import LoadedRule
-from outreach.sending import deliver_message
+from outreach.sending.deliver import deliver_message
 from factories import loaded_rule
 from policy_factories import make_settings
 
@@ -122,9 +123,9 @@ def test_consent_revoked_after_planning_stops_the_send(engine: Engine, db_url: s
     with transaction(engine) as s:
         s.add(ConsentRecord(customer_id=ids["a"], channel=Channel.EMAIL, status=ConsentStatus.REVOKED,
                             source="unsubscribe", recorded_at=NOW + timedelta(minutes=1)))
-    ctx = tasks.setup(settings, engine)
-    tasks.enqueue(ctx, queued, as_of=NOW)
-    tasks.drain(ctx)
+    ctx = queue.setup(settings, engine)
+    queue.enqueue(ctx, queued, as_of=NOW)
+    queue.drain(ctx)
     # Then nothing is delivered and the message says why
     assert statuses(engine) == {ids["a"]: MessageStatus.SKIPPED}
     assert not (tmp_path / "outbox" / "email").exists() or not list((tmp_path / "outbox" / "email").iterdir())
@@ -151,10 +152,10 @@ def test_duplicate_broker_delivery_sends_once(engine: Engine, db_url: str, tmp_p
     ])
     _, queued = plan_rule(engine, rule(), now=NOW)
     # When the broker delivers every message three times, to concurrent threads
-    ctx = tasks.setup(settings, engine)
+    ctx = queue.setup(settings, engine)
     for _ in range(3):
-        tasks.enqueue(ctx, queued, as_of=NOW)
-    tasks.drain(ctx, threads=4)
+        queue.enqueue(ctx, queued, as_of=NOW)
+    queue.drain(ctx, threads=4)
     # Then each customer received exactly one message
     assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
     assert len((tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()) == 1
@@ -180,14 +181,14 @@ def test_worker_that_died_mid_send_is_recovered_without_a_second_copy(
     settings = make_settings(tmp_path, db_url)
     shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
     _, queued = plan_rule(engine, rule(), now=NOW)
-    crashed_at = NOW - store.CLAIM_LEASE - timedelta(minutes=1)
+    crashed_at = NOW - outbox.CLAIM_LEASE - timedelta(minutes=1)
     deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: crashed_at)
     with transaction(engine) as s:  # undo the bookkeeping as if the process died
         m = s.get(Message, queued[0])
         m.status, m.sent_at, m.claimed_at = MessageStatus.SENDING, None, crashed_at
     # When the next run finds the stranded message and a worker retries it
     with transaction(engine) as s:
-        stranded = store.stranded(s, now=NOW)
+        stranded = outbox.stranded(s, now=NOW)
     assert stranded == queued
     outcome = deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: NOW)
     # Then it is recorded as sent and the outbox still holds a single copy
@@ -206,7 +207,7 @@ def test_retryable_channel_error_requeues_then_gives_up(engine: Engine, db_url: 
         deliver_message(queued[0], settings=settings, engine=engine)
     assert list(statuses(engine).values()) == [MessageStatus.QUEUED]
     # And after the last allowed attempt it is marked failed instead of retried forever
-    from outreach.sending import MAX_ATTEMPTS
+    from outreach.sending.deliver import MAX_ATTEMPTS
 
     with transaction(engine) as s:
         s.get(Message, queued[0]).attempts = MAX_ATTEMPTS - 1

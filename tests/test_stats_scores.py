@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
 from factories import add_customer, add_order
-from outreach import stats
-from outreach.db import transaction
-from outreach.models import Customer, CustomerStats, Order
+from outreach.store import stats
+from outreach.store.engine import transaction
+from outreach.store.models import Customer, CustomerStats, Order
 
 NOW = datetime(2026, 6, 1, 12, 0)
 #: Few distinct days and amounts, so that equal figures (ties) are common;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from outreach import tokens
+from outreach.sending import tokens
 from outreach.config import load_settings
 
 SETTINGS = load_settings(secret_key="s3cret", public_url="https://t.example/")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from outreach.db import transaction
+from outreach.store.engine import transaction
 from factories import NOW, add_customer, add_event, add_order, plan
 
 DAY = timedelta(days=1)

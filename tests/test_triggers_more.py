@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, delete, select
 
-from outreach.db import transaction
+from outreach.store.engine import transaction
 from outreach.errors import RuleError
-from outreach.models import Customer, CustomerTag, MessageStatus
-from outreach.planner import RuleSet
+from outreach.store.models import Customer, CustomerTag, MessageStatus
+from outreach.planning.launch import RuleSet
 from factories import NOW, add_consent, add_customer, add_event, add_order
 from policy_factories import (
     add_order_lines,

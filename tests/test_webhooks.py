@@ -15,10 +15,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from factories import NOW, add_customer
-from outreach import tokens
+from outreach.sending import tokens
 from outreach.config import Settings, load_settings
-from outreach.db import transaction
-from outreach.models import (
+from outreach.store.engine import transaction
+from outreach.store.models import (
     Channel,
     ConsentRecord,
     ConsentStatus,
@@ -80,7 +80,7 @@ def count(engine: Engine, model: type, *where: object) -> int:
 
 
 def latest_consent(engine: Engine, ext: str, channel: Channel) -> ConsentStatus:
-    from outreach.models import Customer
+    from outreach.store.models import Customer
 
     with Session(engine) as s:
         return s.scalar(select(ConsentRecord.status).join(Customer, Customer.id == ConsentRecord.customer_id)

@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from outreach.errors import ConfigError, Problem
+from outreach.errors import Problem
 from outreach.importing.source import Header, SourceRow
 from outreach.importing.values import InvalidValue
-from outreach.models import Base, Customer
+from outreach.store import dialect
+from outreach.store.models import Base, Customer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,19 +111,9 @@ class Kind(Generic[R]):
         return out
 
 
-def insert_for(conn: Connection) -> Any:
-    """The dialect's ``insert`` (the one with ``on_conflict_do_update``)."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise ConfigError(f"importing into a {name} database is not supported; use PostgreSQL or SQLite")
-
-
 def upsert(conn: Connection, model: type[Base], *, key: str, update: Iterable[str]) -> Any:
     """INSERT ... ON CONFLICT (key) DO UPDATE SET the ``update`` columns."""
-    stmt = insert_for(conn)(model)
+    stmt = dialect.insert(conn, model)
     return stmt.on_conflict_do_update(
         index_elements=[key], set_={column: stmt.excluded[column] for column in update}
     )

@@ -27,7 +27,7 @@ from outreach.importing.values import (
     parse_locale,
     parse_timezone,
 )
-from outreach.models import Customer, CustomerTag, CustomerType
+from outreach.store.models import Customer, CustomerTag, CustomerType
 
 CUSTOMER_TYPES = tuple(t.value for t in CustomerType)
 DEFAULT_TIMEZONE = "UTC"

@@ -26,7 +26,7 @@ from outreach.importing.base import (
     upsert,
 )
 from outreach.importing.values import check_length, parse_instant
-from outreach.models import CustomEvent
+from outreach.store.models import CustomEvent
 
 EXTERNAL_ID_MAX, NAME_MAX = 128, 64
 #: An event upserted by its external_id is replaced as a whole.

@@ -35,7 +35,7 @@ from outreach.importing.values import (
     parse_instant,
     parse_quantity,
 )
-from outreach.models import Order, OrderItem
+from outreach.store.models import Order, OrderItem
 
 DEFAULT_CURRENCY = "CNY"
 ORDER_SOURCE = "import"

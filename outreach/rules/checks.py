@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from outreach.errors import Problem, RuleError
-from outreach.models import Customer
+from outreach.store.models import Customer
 from outreach.rules import LoadedRule, schema
 
 
@@ -59,8 +59,8 @@ def require_known_segments(rules: list[LoadedRule], ruleset: Any) -> None:
 def check_rules(
     rules: list[LoadedRule], ruleset: Any, *, engine: Engine | None, now: datetime
 ) -> tuple[list[Problem], list[Problem]]:
-    from outreach.planner import prepare
-    from outreach.segments import compile_condition
+    from outreach.planning.launch import prepare
+    from outreach.store.segments import compile_condition
 
     errors: list[Problem] = []
     warnings: list[Problem] = []

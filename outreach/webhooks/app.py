@@ -24,12 +24,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from outreach import responses, tokens
+from outreach.store import responses
+from outreach.sending import tokens
 from outreach.clock import utcnow
 from outreach.config import Settings
-from outreach.db import transaction
+from outreach.store.engine import transaction
 from outreach.errors import PayloadError
-from outreach.models import Customer, EventType, Message
+from outreach.store.models import Customer, EventType, Message
 from outreach.webhooks import pages
 
 #: A transparent 1×1 GIF.

@@ -29,8 +29,8 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings, load_settings
-from outreach.db import make_engine, migrate
-from outreach.models import Channel, Customer, Message, MessageStatus, TrackingEvent
+from outreach.store.engine import make_engine, migrate
+from outreach.store.models import Channel, Customer, Message, MessageStatus, TrackingEvent
 
 #: Probabilities of the simulated responses (clearly not real data).
 P_OPEN, P_CLICK, P_UNSUB, P_STOP = 0.42, 0.35, 0.012, 0.02
@@ -44,9 +44,9 @@ _PIXEL = re.compile(r'src="([^"]+/o/[^"]+)"')
 
 
 def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, console: Console) -> None:
-    from outreach.importer import import_csv
-    from outreach.planner import RuleSet, launch
-    from outreach.report import build_report, render_table
+    from outreach.importing.run import import_csv
+    from outreach.planning.launch import RuleSet, launch
+    from outreach.reporting.roi import build_report, render_table
     from outreach.rules import load_rules
 
     started = time.perf_counter()
@@ -67,7 +67,7 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
     engine = make_engine(settings.database_url)
     migrate(engine)
 
-    from outreach.demo_data import generate
+    from outreach.demo.data import generate
 
     console.rule("[bold]1. Synthetic shop data")
     files = generate(directory / "data", customers=customers, now=now, seed=seed)
@@ -190,13 +190,13 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
 
 
 def _windows(session: Session) -> dict[int, int]:
-    from outreach.models import Rule
+    from outreach.store.models import Rule
 
     return {r.id: int(r.definition.get("attribution_window_days", 7)) for r in session.scalars(select(Rule))}
 
 
 def _order(rng: random.Random, message_id: int, customer_ext: str, when: datetime) -> dict[str, Any]:
-    from outreach.demo_data import PRODUCTS
+    from outreach.demo.data import PRODUCTS
 
     sku, category, price = rng.choice(PRODUCTS)
     qty = rng.randint(1, 3)

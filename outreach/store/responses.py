@@ -11,13 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from outreach import store
 from outreach.clock import to_naive_utc
 from outreach.errors import PayloadError
-from outreach.models import (
+from outreach.store import dialect, permission
+from outreach.store.models import (
     Channel,
     ConsentRecord,
     ConsentStatus,
@@ -30,11 +29,6 @@ from outreach.models import (
 )
 
 
-def _insert(session: Session, model: Any) -> Any:
-    name = session.get_bind().dialect.name
-    return (postgresql if name == "postgresql" else sqlite).insert(model)
-
-
 def record_event(
     session: Session, *, type: EventType, occurred_at: datetime, source: str,
     message_id: int | None = None, customer_id: int | None = None, order_id: int | None = None,
@@ -44,7 +38,7 @@ def record_event(
     """Store one normalized event; None when ``dedupe_key`` was already stored."""
     if customer_id is None and message_id is not None:
         customer_id = session.scalar(select(Message.customer_id).where(Message.id == message_id))
-    stmt = _insert(session, TrackingEvent).values(
+    stmt = dialect.insert(session, TrackingEvent).values(
         type=type, occurred_at=occurred_at, source=source, message_id=message_id,
         customer_id=customer_id, order_id=order_id, url=url, dedupe_key=dedupe_key,
         payload=payload or {}, simulated=simulated,
@@ -81,7 +75,7 @@ def unsubscribe(session: Session, *, message_id: int, occurred_at: datetime, sou
     _revoke(session, customer_id=message.customer_id, channel=message.channel, occurred_at=occurred_at,
             source=source, evidence=f"one-click unsubscribe from message {message_id}")
     if message.to_address:
-        store.suppress(session, channel=message.channel, address=message.to_address,
+        permission.suppress(session, channel=message.channel, address=message.to_address,
                        reason="unsubscribed", now=occurred_at)
     return event is not None
 
@@ -97,7 +91,7 @@ def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str
                      dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
         _revoke(session, customer_id=customer_id, channel=Channel.SMS, occurred_at=occurred_at,
                 source=source, evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
-    store.suppress(session, channel=Channel.SMS, address=phone, reason="STOP reply", now=occurred_at)
+    permission.suppress(session, channel=Channel.SMS, address=phone, reason="STOP reply", now=occurred_at)
     return len(customers)
 
 

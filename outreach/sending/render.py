@@ -26,10 +26,10 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from outreach import tokens
+from outreach.sending import tokens
 from outreach.config import Settings
 from outreach.errors import Problem, TemplateError
-from outreach.models import Channel, Customer
+from outreach.store.models import Channel, Customer
 
 #: Files a channel needs, relative to the template folder.
 REQUIRED_FILES = {Channel.EMAIL: ("subject.txt", "email.mjml"), Channel.SMS: ("sms.txt",)}

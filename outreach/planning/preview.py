@@ -1,6 +1,6 @@
 """``rules preview`` and ``rules explain``: what a rule would do, changing nothing.
 
-Both run the same SQL as planning (``store.eligible_select``) inside a
+Both run the same SQL as planning (``eligibility.eligible_select``) inside a
 transaction that is rolled back, so what they say is what ``run`` would do.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from outreach import store
+from outreach.store import dialect, eligibility, holdout
 from outreach.errors import InputError
-from outreach.models import (
+from outreach.store.models import (
     Channel,
     ConsentRecord,
     Customer,
@@ -26,11 +26,11 @@ from outreach.models import (
     Rule,
     Suppression,
 )
-from outreach.planner import RuleSet, prepare
+from outreach.planning.launch import RuleSet, prepare
 from outreach.rules import LoadedRule, schema
 from outreach.rules.checks import require_known_segments
-from outreach.segments import compile_condition
-from outreach.triggers import trigger_select
+from outreach.store.segments import compile_condition
+from outreach.store.triggers import trigger_select
 
 #: Recipients shown by ``rules preview``.
 SAMPLE_SIZE = 10
@@ -60,14 +60,14 @@ def _rule_id(session: Session, name: str) -> int | None:
 
 def _eligible(session: Session, spec: schema.RuleSpec, now: datetime, ruleset: RuleSet,
               *, materialized: bool = False) -> Any:
-    query = store.eligible_select(
+    query = eligibility.eligible_select(
         spec, rule_id=_rule_id(session, spec.name), now=now,
-        timezones=store.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
-        lateral=store.has_lateral(session),
+        timezones=eligibility.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
+        lateral=dialect.has_lateral(session),
     )
     if materialized:
         # Evaluated once; the counts, the per-channel split and the sample read it.
-        return store.materialize(session, query, "outreach_preview")
+        return dialect.materialize(session, query, "outreach_preview")
     return query.subquery("e")
 
 
@@ -221,7 +221,7 @@ def explain(
             cid = row.id
             prepare(session, [spec], now=now, ruleset=ruleset)
             rule_id = _rule_id(session, spec.name)
-            cand = trigger_select(spec, now, timezones=store.distinct_timezones(session)).subquery()
+            cand = trigger_select(spec, now, timezones=eligibility.distinct_timezones(session)).subquery()
             keys = list(session.scalars(select(cand.c.occurrence_key).where(cand.c.customer_id == cid)))
             trigger = Check(f"trigger {spec.trigger.type}", bool(keys), value=keys[0] if keys else None)
             segment = _explain_condition(session, cid, spec.segment, now, ruleset) if spec.segment else None
@@ -240,8 +240,8 @@ def explain(
                 Check(f"cooldown {spec.cooldown_days} days", decision_row is None or bool(decision_row.cooldown_clear),
                       value=f"last message from this rule: {last or 'never'}"),
                 Check(f"holdout {spec.holdout_percent}%",
-                      not store.is_held_out(spec.name, cid, spec.holdout_percent),
-                      value="control group" if store.is_held_out(spec.name, cid, spec.holdout_percent) else "treated"),
+                      not holdout.is_held_out(spec.name, cid, spec.holdout_percent),
+                      value="control group" if holdout.is_held_out(spec.name, cid, spec.holdout_percent) else "treated"),
             ]
             session.rollback()
     decision, send, channel = _decide(trigger, segment, decision_row, existing, policy)

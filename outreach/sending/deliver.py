@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach import store
+from outreach.store import outbox, permission
 from outreach.channels import Envelope, backend_for
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
 from outreach.config import Settings
-from outreach.db import transaction
+from outreach.store.engine import transaction
 from outreach.errors import ChannelError, PermanentChannelError, TemplateError
-from outreach.models import Channel, Customer, Message, MessageStatus, Rule
-from outreach.render import Renderer
+from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
+from outreach.sending.render import Renderer
 from outreach.rules.schema import RuleSpec
 
 log = logging.getLogger("outreach.sending")
@@ -67,7 +67,7 @@ def deliver_message(
     # message queued (and loud), not stranded in ``sending``.
     backend = backend_for(settings, channel_name.value)
     with transaction(engine) as session:
-        if not store.claim(session, message_id, now=now):
+        if not outbox.claim(session, message_id, now=now):
             return Outcome(message_id, "not-claimed")
     try:
         prepared = _prepare(message_id, settings=settings, engine=engine, now=now)
@@ -75,7 +75,7 @@ def deliver_message(
         # Unexpected (database down, bad configuration): give the message back
         # to the queue so a retry — or the next run — sends it; never strand it.
         with transaction(engine) as session:
-            store.release(session, message_id, error=f"{type(exc).__name__}: {exc}")
+            outbox.release(session, message_id, error=f"{type(exc).__name__}: {exc}")
         raise
     if isinstance(prepared, Outcome):
         return prepared
@@ -94,24 +94,24 @@ def deliver_message(
         provider_id = backend.deliver(envelope)
     except PermanentChannelError as exc:
         with transaction(engine) as session:
-            store.finish(session, message_id, status=MessageStatus.FAILED, now=clock(), error=str(exc))
+            outbox.finish(session, message_id, status=MessageStatus.FAILED, now=clock(), error=str(exc))
             if TWILIO_UNSUBSCRIBED in str(exc) and address:
                 # The carrier says the recipient opted out (replied STOP): never again.
-                store.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=clock())
+                permission.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=clock())
         return Outcome(message_id, "failed", str(exc))
     except ChannelError as exc:
         with transaction(engine) as session:
             if attempts >= MAX_ATTEMPTS:
-                store.finish(
+                outbox.finish(
                     session, message_id, status=MessageStatus.FAILED, now=clock(),
                     error=f"gave up after {attempts} attempts: {exc}",
                 )
                 return Outcome(message_id, "failed", str(exc))
-            store.release(session, message_id, error=str(exc))
+            outbox.release(session, message_id, error=str(exc))
         raise
     cost = _cost(spec, channel, rendered.text)
     with transaction(engine) as session:
-        store.finish(
+        outbox.finish(
             session,
             message_id,
             status=MessageStatus.SENT,
@@ -136,9 +136,9 @@ def _prepare(message_id: int, *, settings: Settings, engine: Engine, now: dateti
     with transaction(engine) as session:
         message = session.get(Message, message_id)
         assert message is not None
-        refusal = store.send_refusal(session, message)
+        refusal = permission.send_refusal(session, message)
         if refusal:
-            store.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
+            outbox.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
             return Outcome(message_id, "skipped", refusal)
         rule = session.get(Rule, message.rule_id)
         customer = session.get(Customer, message.customer_id)
@@ -153,6 +153,6 @@ def _prepare(message_id: int, *, settings: Settings, engine: Engine, now: dateti
                 rule={"name": spec.name, "description": spec.description},
             )
         except TemplateError as exc:
-            store.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
+            outbox.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
             return Outcome(message_id, "failed", str(exc))
         return spec, message.channel, message.to_address, message.attempts, rendered

@@ -17,7 +17,7 @@ log = logging.getLogger("outreach.scheduler")
 
 def _launch(settings: Settings, engine: Engine, names: list[str] | None, console: Any) -> None:
     """Reload the rules (edits take effect without a restart) and launch."""
-    from outreach.planner import RuleSet, launch
+    from outreach.planning.launch import RuleSet, launch
     from outreach.rules import load_rules
 
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, select, union_all
 
-from outreach.models import Order, OrderTotals
+from outreach.store.models import Order, OrderTotals
 
 T = OrderTotals
 

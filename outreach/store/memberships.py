@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from sqlalchemy import Select, exists, insert, literal, null, select, update
 from sqlalchemy.orm import Session, aliased
 
-from outreach.models import CampaignRun, Membership, Rule
+from outreach.store.models import CampaignRun, Membership, Rule
 from outreach.rules.schema import RuleSpec
-from outreach.triggers import membership_key
+from outreach.store.triggers import membership_key
 
 
 def evaluated_before(session: Session, key: str) -> bool:

@@ -10,14 +10,17 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach import memberships, stats, store, tasks
+from outreach.store import memberships
+from outreach.store import stats
+from outreach.store import dialect, outbox
+from outreach.sending import queue
 from outreach.config import Settings
-from outreach.db import transaction
-from outreach.models import Customer, CustomerStats
+from outreach.store.engine import transaction
+from outreach.store.models import Customer, CustomerStats
 from outreach.rules import LoadedRule, schema
 from outreach.rules.checks import require_known_segments
-from outreach.segments import compile_condition, uses_stats
-from outreach.triggers import membership_key
+from outreach.store.segments import compile_condition, uses_stats
+from outreach.store.triggers import membership_key
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def needs_stats(spec: schema.RuleSpec, ruleset: RuleSet) -> bool:
 
 def prepare(session: Session, specs: Sequence[schema.RuleSpec], *, now: datetime, ruleset: RuleSet) -> None:
     """Refresh per-customer aggregates (once) and entry memberships as of ``now``."""
-    store.tune_session(session)
+    dialect.tune_session(session)
     lifecycle = ruleset.policy.lifecycle if ruleset.policy else schema.LifecyclePolicy()
     thresholds = stats.LifecycleThresholds(**lifecycle.model_dump())
     if any(needs_stats(s, ruleset) for s in specs) and not stats.is_fresh(session, now=now, thresholds=thresholds):
@@ -83,10 +86,10 @@ def plan_rule(
     with transaction(engine) as session:
         if not prepared:
             prepare(session, [loaded.spec], now=now, ruleset=ruleset)
-        rule = store.sync_rule(session, loaded, now)
-        run = store.start_run(session, rule, as_of=now, started_at=now)
-        counts = store.plan(session, loaded.spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
-        ids = store.mark_queued(session, run_id=run.id, now=now)
+        rule = outbox.sync_rule(session, loaded, now)
+        run = outbox.start_run(session, rule, as_of=now, started_at=now)
+        counts = outbox.plan(session, loaded.spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
+        ids = outbox.mark_queued(session, run_id=run.id, now=now)
         run.finished_at = now
         result = LaunchResult(loaded.spec.name, run.id, counts.planned, counts.held_out, len(ids))
     return result, ids
@@ -100,7 +103,7 @@ def launch(
     now: datetime,
     simulated: bool,
     ruleset: RuleSet | None = None,
-    ctx: tasks._Context | None = None,
+    ctx: queue._Context | None = None,
 ) -> list[LaunchResult]:
     """Plan each rule (highest priority first, so the frequency cap keeps the
     most important), hand due messages to the broker, queue earlier deferred
@@ -111,7 +114,7 @@ def launch(
     that time so attribution windows line up with the simulated clock.
     """
     ruleset = ruleset or RuleSet()
-    ctx = ctx or tasks.setup(settings, engine)
+    ctx = ctx or queue.setup(settings, engine)
     ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name))
     require_known_segments(ordered, ruleset)
     with transaction(engine) as session:
@@ -119,14 +122,14 @@ def launch(
     results: list[LaunchResult] = []
     for loaded in ordered:
         result, ids = plan_rule(engine, loaded, now=now, ruleset=ruleset, prepared=True)
-        tasks.enqueue(ctx, ids, as_of=now if simulated else None)
+        queue.enqueue(ctx, ids, as_of=now if simulated else None)
         results.append(result)
     with transaction(engine) as session:
-        due = store.mark_queued(session, run_id=None, now=now)
-        stranded = store.stranded(session, now=now)
-    tasks.enqueue(ctx, due, as_of=now if simulated else None)
-    tasks.enqueue(ctx, stranded, as_of=None)
-    tasks.drain(ctx)
+        due = outbox.mark_queued(session, run_id=None, now=now)
+        stranded = outbox.stranded(session, now=now)
+    queue.enqueue(ctx, due, as_of=now if simulated else None)
+    queue.enqueue(ctx, stranded, as_of=None)
+    queue.drain(ctx)
     return results
 
 
@@ -135,7 +138,7 @@ def due(engine: Engine, rules: list[LoadedRule], *, now: datetime) -> list[Loade
     always due; never run: due)."""
     from croniter import croniter
 
-    from outreach.models import CampaignRun, Rule
+    from outreach.store.models import CampaignRun, Rule
 
     with Session(engine) as session:
         last = dict(

@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.sqlfuncs import sqlite_local_time
+from outreach.store.dialect import sqlite_local_time
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long a SQLite writer waits for another writer before failing.

@@ -41,12 +41,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from outreach import totals
+from outreach.store import totals
 from outreach.clock import known_zone, zone_or_utc
-from outreach.models import Customer, CustomEvent, Membership, Order, OrderItem
+from outreach.store.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules import schema
-from outreach.segments import ever_bought, product_match
-from outreach.sqlfuncs import local_time
+from outreach.store.segments import ever_bought, product_match
+from outreach.store.dialect import local_time
 
 
 def local_date(now: datetime, tz_name: str) -> date:
@@ -191,7 +191,7 @@ def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: li
 def event(trigger: schema.EventTrigger, now: datetime) -> Select:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
-    from outreach.segments import compare, json_operand
+    from outreach.store.segments import compare, json_operand
 
     later = aliased(CustomEvent)
     conditions = [

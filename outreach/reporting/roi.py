@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from outreach.models import EventType, Message, MessageStatus, Order, Rule, TrackingEvent
+from outreach.store.models import EventType, Message, MessageStatus, Order, Rule, TrackingEvent
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from sqlalchemy import (
     true,
 )
 
-from outreach import totals
+from outreach.store import totals
 from outreach.clock import parse_instant
 from outreach.errors import RuleError
-from outreach.models import (
+from outreach.store.models import (
     Customer,
     CustomerProduct,
     CustomerStats,
@@ -38,7 +38,7 @@ from outreach.models import (
     OrderItem,
 )
 from outreach.rules import schema
-from outreach.sqlfuncs import json_number, numeric_or_none
+from outreach.store.dialect import json_number, numeric_or_none
 
 _OPS = {
     "eq": lambda col, v: col == v,

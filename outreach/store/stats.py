@@ -30,13 +30,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement, Integer, Numeric, Select, Table, and_, case, delete, exists, func, insert, literal, null, or_,
-    select, text, type_coerce,
+    ColumnElement, Integer, Numeric, Select, Table, and_, case, exists, func, insert, literal, null, or_,
+    select, type_coerce,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.ddl import CreateTableAs
 
-from outreach.models import Customer, CustomerStats, Order
+from outreach.store import dialect
+from outreach.store.models import Customer, CustomerStats, Order
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,6 @@ def tile_starts(buyers: int, tiles: int = 5) -> list[int]:
 def _cut_points(session: Session, buyers: Table, name: str, starts: list[int]) -> Table:
     """The rows of ``buyers`` at ``starts`` in this score's order: a narrow
     sort of (value, customer id), not a sort of whole rows."""
-    from outreach.store import materialize  # store imports the rule schema, which imports this
-
     column, descending = SCORED[name]
     value = buyers.c[column]
     order = (value.desc() if descending else value, buyers.c.customer_id)
@@ -152,7 +150,7 @@ def _cut_points(session: Session, buyers: Table, name: str, starts: list[int]) -
         value.label("value"),
         buyers.c.customer_id,
     ).subquery("ranked")
-    return materialize(session, select(ranked).where(ranked.c.pos.in_(starts)), f"stats_cut_{name}")
+    return dialect.materialize(session, select(ranked).where(ranked.c.pos.in_(starts)), f"stats_cut_{name}")
 
 
 def _at_or_after(buyers: Table, name: str, cuts: Table, start: int) -> ColumnElement[bool]:
@@ -216,56 +214,26 @@ def prospects(buyers: Table, now: datetime, t: LifecycleThresholds) -> Select:
 
 def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds | None = None) -> int:
     """Recompute ``customer_stats`` as of ``now``; returns rows written."""
-    from outreach.store import materialize, tune_session  # store imports the rule schema, which imports this
-
     t = thresholds or LifecycleThresholds()
     # Several sorts and hashes of a million rows are alive at once here: a
     # smaller budget each keeps the backend's memory bounded (bench/).
-    tune_session(session, work_mem=STATS_WORK_MEM)
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    indexes = sorted(CustomerStats.__table__.indexes, key=lambda index: index.name)
-    # The secondary indexes (and on PostgreSQL the key) are built once after
-    # the load, a sort each, instead of taking a million insertions each.
-    # Both databases change schema transactionally: a failed refresh leaves
-    # the old rows and indexes.
-    if postgresql:
-        # Far cheaper than deleting every row.
-        session.execute(text("TRUNCATE customer_stats"))
-        session.execute(text("ALTER TABLE customer_stats DROP CONSTRAINT pk_customer_stats"))
-    else:
-        session.execute(delete(CustomerStats))
-    for index in indexes:
-        index.drop(session.connection())
-    # The buyers' figures once into a temporary table, the cut points of each
-    # score from it, then the buyers' rows and the prospects' rows.
-    if postgresql:
-        # The aggregate streams in customer order; a hash of a million groups
-        # spills to disk (17.8 s against 3.2 s at 10M orders when a larger
-        # work_mem made PostgreSQL choose one).
-        session.execute(select(func.set_config("enable_hashagg", "off", True)))
-        # CREATE TABLE AS may read the orders with parallel workers (an
-        # INSERT … SELECT may not); the scans and hash joins below need no key.
-        session.execute(text("DROP TABLE IF EXISTS stats_buyers"))
-        created = CreateTableAs(aggregates(now, t), "stats_buyers", temporary=True)
-        session.execute(created)
-        buyers = created.table
-        session.execute(select(func.set_config("enable_hashagg", "on", True)))
-    else:
-        # On SQLite the integer key is the rowid: found by customer without an index.
-        buyers = materialize(session, aggregates(now, t), "stats_buyers", key="customer_id")
+    dialect.tune_session(session, work_mem=STATS_WORK_MEM)
+    table = CustomerStats.__table__
+    # The key and indexes are built once after the load (a sort each).
+    dialect.empty_for_reload(session, table)
+    # The buyers' figures once into a temporary table (streamed in customer
+    # order), the cut points of each score from it, then the buyers' rows and
+    # the prospects' rows.
+    buyers = dialect.load_temporary(session, aggregates(now, t), "stats_buyers", key="customer_id")
     starts = tile_starts(session.scalar(select(func.count()).select_from(buyers)) or 0)
     cuts = {name: _cut_points(session, buyers, name, starts) for name in SCORED}
     # scored() and prospects() select in the table's column order.
-    columns = [column.name for column in CustomerStats.__table__.columns]
+    columns = [column.name for column in table.columns]
     written = 0
     for rows in (scored(buyers, cuts, starts, now, t), prospects(buyers, now, t)):
         result = session.execute(insert(CustomerStats).from_select(columns, rows),
                                  execution_options={"preserve_rowcount": True})
         written += result.rowcount
-    if postgresql:
-        session.execute(text("ALTER TABLE customer_stats ADD CONSTRAINT pk_customer_stats PRIMARY KEY (customer_id)"))
-    for index in indexes:
-        index.create(session.connection())
-    if postgresql:
-        session.execute(text("DROP TABLE stats_buyers"))
+    dialect.restore_after_reload(session, table)
+    dialect.drop_temporary(session, buyers)
     return written

@@ -18,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine
 
 from outreach.config import Settings
-from outreach.db import engine_for
+from outreach.store.engine import engine_for
 
 log = logging.getLogger("outreach.tasks")
 
@@ -42,7 +42,7 @@ _context: _Context | None = None
 
 
 def _deliver(message_id: int, as_of: str | None = None) -> None:
-    from outreach.sending import deliver_message
+    from outreach.sending.deliver import deliver_message
 
     assert _context is not None, "outreach.tasks.setup() was not called"
     outcome = deliver_message(

@@ -6,10 +6,10 @@ the delivery actor on it.
 
 from __future__ import annotations
 
-from outreach import tasks
+from outreach.sending import queue
 from outreach.config import get_settings
 
 _settings = get_settings()
 # Fail at boot, loudly, rather than on every message: production needs a secret.
 _settings.require_secret()
-broker = tasks.setup(_settings).broker
+broker = queue.setup(_settings).broker
