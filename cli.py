@@ -79,7 +79,7 @@ def _require_current_schema(engine: Any) -> None:
 
 
 def _ruleset(path: Path) -> Any:
-    from outreach.planning.launch import RuleSet
+    from outreach.rules import RuleSet
     from outreach.rules.loader import rules_folder
 
     return RuleSet.from_folder(rules_folder(path))
@@ -209,7 +209,8 @@ def rules_validate(ctx: click.Context, path: Path | None, no_db: bool, now: str 
     from outreach.errors import RuleError
     from outreach.sending.render import Renderer
     from outreach.rules import load_rules
-    from outreach.rules.checks import check_rules
+    from outreach.planning.warnings import data_warnings
+    from outreach.rules.checks import static_warnings, unknown_segments
 
     settings = _settings(ctx)
     target = path or settings.rules_dir
@@ -219,8 +220,10 @@ def rules_validate(ctx: click.Context, path: Path | None, no_db: bool, now: str 
     problems = []
     for rule in loaded:
         problems += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path))
-    errors, warnings = check_rules(loaded, ruleset, engine=_engine(settings) if not no_db else None,
-                                   now=_now(now)[0])
+    errors = [p for rule in loaded for p in unknown_segments(rule, ruleset)]
+    warnings = static_warnings(loaded, ruleset)
+    if not no_db and not errors:
+        warnings += data_warnings(loaded, ruleset, engine=_engine(settings), now=_now(now)[0])
     problems += errors
     for warning in warnings:
         err_console.print(f"[bold yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
@@ -289,7 +292,7 @@ def rules_explain(ctx: click.Context, rule_file: Path, customer: str, now: str |
     """
     from rich.tree import Tree
 
-    from outreach.planning.preview import explain
+    from outreach.planning.explain import explain
     from outreach.rules import load_rule
 
     settings = _settings(ctx)
@@ -420,7 +423,8 @@ def run(ctx: click.Context, now: str | None) -> None:
     Example:
       */5 * * * *  cd /srv/outreach && outreach run
     """
-    from outreach.planning.launch import due, launch
+    from outreach.planning.launch import launch
+    from outreach.planning.schedule import due
     from outreach.rules import load_rules
 
     settings = _settings(ctx)

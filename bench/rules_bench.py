@@ -32,7 +32,8 @@ from outreach.store import stats  # noqa: E402
 from outreach.store.engine import make_engine, migrate, transaction  # noqa: E402
 from outreach.planning.preview import preview  # noqa: E402
 from outreach.store.models import CampaignRun, Customer, Membership, Message, Order, Rule  # noqa: E402
-from outreach.planning.launch import RuleSet, plan_rule  # noqa: E402
+from outreach.planning.launch import plan_rule
+from outreach.rules import RuleSet  # noqa: E402
 from outreach.rules import load_rules  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 2, 0)  # 10:00 in Shanghai: inside the send windows there

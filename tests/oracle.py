@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from outreach.rules import schema
+from outreach.rules.conditions import AllCondition, AnyCondition, BoughtCondition, FieldCondition, NotCondition, OrdersAggregate, OrdersCondition, TagCondition, WindowedProducts
 from outreach.store.dialect import numeric_or_none
 
 
@@ -42,7 +42,7 @@ def _compare(value: Any, ops: dict[str, Any]) -> bool:
     return all(checks[name](value, target) for name, target in ops.items())
 
 
-def _field(c: PyCustomer, cond: schema.FieldCondition) -> bool:
+def _field(c: PyCustomer, cond: FieldCondition) -> bool:
     ops = cond.operators()
     if cond.field.startswith("attributes."):
         raw = c.attributes.get(cond.field.split(".", 1)[1])
@@ -61,7 +61,7 @@ def _orders_in(c: PyCustomer, now: datetime, within: int | None) -> list[PyOrder
     return [o for o in c.orders if o.at <= now and (within is None or o.at > now - timedelta(days=within))]
 
 
-def _orders(c: PyCustomer, agg: schema.OrdersAggregate, now: datetime) -> bool:
+def _orders(c: PyCustomer, agg: OrdersAggregate, now: datetime) -> bool:
     orders = _orders_in(c, now, agg.within_days)
     ops = agg.operators()
     if agg.metric == "count":
@@ -100,7 +100,7 @@ def _dec(v: Any) -> Any:
     return Decimal(str(v))
 
 
-def _bought(c: PyCustomer, match: schema.WindowedProducts, now: datetime) -> bool:
+def _bought(c: PyCustomer, match: WindowedProducts, now: datetime) -> bool:
     return any(
         sku in match.sku or cat in match.category
         for o in _orders_in(c, now, match.within_days)
@@ -111,19 +111,19 @@ def _bought(c: PyCustomer, match: schema.WindowedProducts, now: datetime) -> boo
 def evaluate(c: PyCustomer, cond: Any, now: datetime) -> bool:
     if cond is None:
         return True
-    if isinstance(cond, schema.AllCondition):
+    if isinstance(cond, AllCondition):
         return all(evaluate(c, x, now) for x in cond.all)
-    if isinstance(cond, schema.AnyCondition):
+    if isinstance(cond, AnyCondition):
         return any(evaluate(c, x, now) for x in cond.any)
-    if isinstance(cond, schema.NotCondition):
+    if isinstance(cond, NotCondition):
         return not evaluate(c, cond.not_, now)
-    if isinstance(cond, schema.FieldCondition):
+    if isinstance(cond, FieldCondition):
         return _field(c, cond)
-    if isinstance(cond, schema.TagCondition):
+    if isinstance(cond, TagCondition):
         wanted = {cond.tag} if isinstance(cond.tag, str) else set(cond.tag)
         return bool(c.tags & wanted)
-    if isinstance(cond, schema.OrdersCondition):
+    if isinstance(cond, OrdersCondition):
         return _orders(c, cond.orders, now)
-    if isinstance(cond, schema.BoughtCondition):
+    if isinstance(cond, BoughtCondition):
         return _bought(c, cond.bought, now)
     raise TypeError(cond)

@@ -32,8 +32,11 @@ from outreach.store.models import (
     OrderItem,
     Rule,
 )
-from outreach.planning.launch import LaunchResult, RuleSet, plan_rule
-from outreach.rules import LoadedRule, schema
+from outreach.planning.launch import LaunchResult, plan_rule
+from outreach.rules import RuleSet
+from outreach.rules import LoadedRule
+from outreach.rules.policy import Policy
+from outreach.rules.spec import SegmentsFile
 from factories import loaded_rule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +54,8 @@ def ruleset(
     """A RuleSet as ``rules/policy.yaml`` and ``rules/segments.yaml`` would give
     it: the documented policy defaults (SMS 09:00–21:00, no cap) unless ``policy``
     says otherwise; ``segments`` as plain YAML-like dicts."""
-    parsed = schema.SegmentsFile.model_validate({"segments": dict(segments or {})})
-    return RuleSet(policy=schema.Policy.model_validate(dict(policy or {})), segments=dict(parsed.segments))
+    parsed = SegmentsFile.model_validate({"segments": dict(segments or {})})
+    return RuleSet(policy=Policy.model_validate(dict(policy or {})), segments=dict(parsed.segments))
 
 
 # ------------------------------------------------------------------ data

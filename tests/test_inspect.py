@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from outreach.store.engine import make_engine, migrate, transaction
-from outreach.planning.preview import explain, preview
+from outreach.planning.explain import explain
+from outreach.planning.preview import preview
 from outreach.store.models import Channel, Customer, MessageStatus
 from outreach.store.holdout import is_held_out
 from factories import NOW, add_consent, add_customer, add_order, add_suppression

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from outreach.store import holdout
 from outreach.store.engine import make_engine, transaction
 from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
-from outreach.planning.launch import RuleSet, plan_rule
+from outreach.planning.launch import plan_rule
+from outreach.rules import RuleSet
 from outreach.rules import load_rule, load_rules
 from factories import (
     NOW,

@@ -10,15 +10,18 @@ from sqlalchemy.orm import Session
 
 from factories import add_consent, add_customer, add_order, loaded_rule
 from outreach.store.engine import transaction
-from outreach.planning.preview import explain, preview
+from outreach.planning.explain import explain
+from outreach.planning.preview import preview
 from outreach.store.models import Channel, ConsentStatus, CustomerStats, Membership, Message, MessageStatus
-from outreach.planning.launch import RuleSet, due, launch, plan_rule
-from outreach.rules import schema
+from outreach.planning.launch import launch, plan_rule
+from outreach.planning.schedule import due
+from outreach.rules import RuleSet
+from outreach.rules.policy import LifecyclePolicy, Policy
 
 REPO = Path(__file__).resolve().parents[1]
 # 02:00 UTC = 10:00 in Shanghai, 21:00 (previous day) in New York.
 NOW = datetime(2026, 6, 1, 2, 0)
-POLICY = schema.Policy.model_validate({
+POLICY = Policy.model_validate({
     "frequency_cap": {"max_messages": 1, "days": 7},
     "send_windows": {"sms": {"start": "09:00", "end": "20:00"}},
 })
@@ -226,9 +229,9 @@ def test_changed_lifecycle_thresholds_recompute_stats_for_the_same_moment(engine
     rule = loaded_rule("name: at-risk\ntrigger: {type: lifecycle, stage: at_risk}\ntemplate: winback\nchannels: [email]\n")
 
     def stage(at_risk_days: int) -> str:
-        ruleset = RuleSet(policy=schema.Policy(lifecycle=schema.LifecyclePolicy(at_risk_days=at_risk_days)))
+        ruleset = RuleSet(policy=Policy(lifecycle=LifecyclePolicy(at_risk_days=at_risk_days)))
         with transaction(engine) as s:
-            from outreach.planning.launch import prepare
+            from outreach.planning.prepare import prepare
 
             prepare(s, [rule.spec], now=NOW, ruleset=ruleset)
         with Session(engine) as s:

@@ -10,7 +10,9 @@ import pytest
 
 from outreach.errors import Problem, RuleError
 from outreach.store.models import Channel
-from outreach.rules import load_rules, parse_rule, schema
+from outreach.rules import load_rules, parse_rule
+from outreach.rules.conditions import AllCondition, NotCondition
+from outreach.rules.triggers import DEFAULT_UPSELL_WINDOW_DAYS, InactivityTrigger
 from outreach.rules.loader import load_policy, load_segments
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,14 +52,14 @@ def test_a_good_rule_parses_into_what_it_says() -> None:
     spec = parse_rule(GOOD, file="winback.yaml")
 
     assert spec.name == "winback-90"
-    assert isinstance(spec.trigger, schema.InactivityTrigger)
+    assert isinstance(spec.trigger, InactivityTrigger)
     assert spec.trigger.steps == [90]
     assert spec.channels == [Channel.EMAIL, Channel.SMS]  # order = preference
     assert spec.cooldown_days == 60
     assert spec.cost.sms == Decimal("0.05")
     assert spec.holdout_percent == 10
-    assert isinstance(spec.segment, schema.AllCondition)
-    assert isinstance(spec.segment.all[1], schema.NotCondition)
+    assert isinstance(spec.segment, AllCondition)
+    assert isinstance(spec.segment.all[1], NotCondition)
 
 
 def test_defaults_a_rule_need_not_spell_out() -> None:
@@ -70,7 +72,7 @@ def test_defaults_a_rule_need_not_spell_out() -> None:
     assert spec.attribution_window_days == 7
     assert spec.holdout_percent == 0
     assert spec.enabled is True
-    assert spec.trigger.bought.within_days == schema.DEFAULT_UPSELL_WINDOW_DAYS
+    assert spec.trigger.bought.within_days == DEFAULT_UPSELL_WINDOW_DAYS
     assert spec.trigger.bought.category == ["tea"]  # a single value is a list of one
     assert spec.trigger.never_bought.sku == ["TP-1"]
 

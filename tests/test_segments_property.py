@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from outreach.store.models import Customer, CustomerTag, Order, OrderItem
-from outreach.rules import schema
+from outreach.rules.spec import RuleSpec
 from outreach.store.segments import compile_condition
 from oracle import PyCustomer, PyOrder, evaluate
 
@@ -130,7 +130,7 @@ def test_sql_agrees_with_python(engine: Engine, people: list[PyCustomer], condit
         try:
             by_id = _load(session, people)
             for raw in conditions:
-                cond = schema.RuleSpec.model_validate(
+                cond = RuleSpec.model_validate(
                     {"name": "p", "trigger": {"type": "birthday"}, "template": "t",
                      "channels": ["email"], "segment": raw}).segment
                 sql = set(session.scalars(select(Customer.id).where(compile_condition(cond, NOW))))

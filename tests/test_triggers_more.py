@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, select
 from outreach.store.engine import transaction
 from outreach.errors import RuleError
 from outreach.store.models import Customer, CustomerTag, MessageStatus
-from outreach.planning.launch import RuleSet
+from outreach.rules import RuleSet
 from factories import NOW, add_consent, add_customer, add_event, add_order
 from policy_factories import (
     add_order_lines,

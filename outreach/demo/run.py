@@ -45,7 +45,8 @@ _PIXEL = re.compile(r'src="([^"]+/o/[^"]+)"')
 
 def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, console: Console) -> None:
     from outreach.importing.run import import_csv
-    from outreach.planning.launch import RuleSet, launch
+    from outreach.planning.launch import launch
+    from outreach.rules import RuleSet
     from outreach.reporting.roi import build_report, render_table
     from outreach.rules import load_rules
 

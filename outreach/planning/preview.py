@@ -1,7 +1,8 @@
-"""``rules preview`` and ``rules explain``: what a rule would do, changing nothing.
+"""``rules preview``: how many customers a rule would message now, by
+channel, and who would not and why — changing nothing.
 
-Both run the same SQL as planning (``eligibility.eligible_select``) inside a
-transaction that is rolled back, so what they say is what ``run`` would do.
+It runs the same SQL as planning (``eligibility.eligible_select``) inside a
+transaction that is rolled back, so what it says is what ``run`` would do.
 """
 
 from __future__ import annotations
@@ -13,24 +14,13 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from outreach.store import dialect, eligibility, holdout
-from outreach.errors import InputError
-from outreach.store.models import (
-    Channel,
-    ConsentRecord,
-    Customer,
-    CustomerStats,
-    Message,
-    MessageStatus,
-    Order,
-    Rule,
-    Suppression,
-)
-from outreach.planning.launch import RuleSet, prepare
-from outreach.rules import LoadedRule, schema
+from outreach.planning.prepare import prepare
+from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
-from outreach.store.segments import compile_condition
-from outreach.store.triggers import trigger_select
+from outreach.rules.spec import RuleSpec
+from outreach.store import dialect, eligibility
+from outreach.store.models import Customer, Message, Rule
+
 
 #: Recipients shown by ``rules preview``.
 SAMPLE_SIZE = 10
@@ -54,14 +44,14 @@ class Preview:
         return sum(self.by_channel.values())
 
 
-def _rule_id(session: Session, name: str) -> int | None:
+def rule_id_of(session: Session, name: str) -> int | None:
     return session.scalar(select(Rule.id).where(Rule.name == name))
 
 
-def _eligible(session: Session, spec: schema.RuleSpec, now: datetime, ruleset: RuleSet,
+def eligible_rows(session: Session, spec: RuleSpec, now: datetime, ruleset: RuleSet,
               *, materialized: bool = False) -> Any:
     query = eligibility.eligible_select(
-        spec, rule_id=_rule_id(session, spec.name), now=now,
+        spec, rule_id=rule_id_of(session, spec.name), now=now,
         timezones=eligibility.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
         lateral=dialect.has_lateral(session),
     )
@@ -90,8 +80,8 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
     with Session(engine) as session:
         with session.begin():
             prepare(session, [spec], now=now, ruleset=ruleset)
-            rule_id = _rule_id(session, spec.name)
-            e = _eligible(session, spec, now, ruleset, materialized=True)
+            rule_id = rule_id_of(session, spec.name)
+            e = eligible_rows(session, spec, now, ruleset, materialized=True)
             existing = _existing(rule_id, e)
             consented = e.c.consent_channel.is_not(None)
             fresh = and_(consented, e.c.cooldown_clear, ~existing) if rule_id else and_(consented, e.c.cooldown_clear)
@@ -129,164 +119,4 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
     return result
 
 
-# ------------------------------------------------------------------ explain
-@dataclass
-class Check:
-    label: str
-    passed: bool
-    value: Any = None
-    children: list[Check] = field(default_factory=list)
-
-
-@dataclass
-class Explanation:
-    rule: str
-    customer: str
-    trigger: Check
-    segment: Check | None
-    channels: list[Check]
-    policy: list[Check]
-    decision: str
-    would_send: bool
-    channel: str | None = None
-
-
-def _truth(session: Session, cid: int, expr: Any) -> bool:
-    return bool(session.scalar(select(case((expr, True), else_=False)).where(Customer.id == cid)))
-
-
-def _describe(cond: Any) -> str:
-    data = cond.model_dump(by_alias=True, exclude_none=True)
-    return ", ".join(f"{k}: {v}" for k, v in data.items())
-
-
-def _leaf_value(session: Session, cid: int, cond: Any, now: datetime) -> Any:
-    if isinstance(cond, schema.FieldCondition):
-        if cond.field.startswith("attributes."):
-            attrs = session.scalar(select(Customer.attributes).where(Customer.id == cid)) or {}
-            return attrs.get(cond.field.split(".", 1)[1])
-        return session.scalar(select(getattr(Customer, cond.field)).where(Customer.id == cid))
-    if isinstance(cond, schema.TagCondition):
-        customer = session.get(Customer, cid)
-        return sorted(t.tag for t in customer.tags) if customer else []
-    if isinstance(cond, schema.OrdersCondition):
-        agg = cond.orders
-        where = [Order.customer_id == cid, Order.ordered_at <= now]
-        if agg.within_days:
-            from datetime import timedelta
-
-            where.append(Order.ordered_at > now - timedelta(days=agg.within_days))
-        fn = {"count": func.count(Order.id), "total": func.coalesce(func.sum(Order.amount), 0),
-              "average": func.avg(Order.amount), "days_since_last": func.max(Order.ordered_at),
-              "days_since_first": func.min(Order.ordered_at)}[agg.metric]
-        value = session.scalar(select(fn).where(*where))
-        if agg.metric.startswith("days_since") and value is not None:
-            return round((now - value).total_seconds() / 86400, 1)
-        return value
-    if isinstance(cond, schema.StatsCondition):
-        row = session.get(CustomerStats, cid)
-        if row is None:
-            return None
-        return {k: getattr(row, k) for k in ("r_score", "f_score", "m_score", "rfm_segment",
-                                             "value_tier", "lifecycle_stage", "clv")}
-    return None
-
-
-def _explain_condition(session: Session, cid: int, cond: Any, now: datetime, ruleset: RuleSet) -> Check:
-    passed = _truth(session, cid, compile_condition(cond, now, segments=ruleset.segments))
-    if isinstance(cond, (schema.AllCondition, schema.AnyCondition)):
-        kids = cond.all if isinstance(cond, schema.AllCondition) else cond.any
-        label = "all of" if isinstance(cond, schema.AllCondition) else "any of"
-        return Check(label, passed, children=[_explain_condition(session, cid, c, now, ruleset) for c in kids])
-    if isinstance(cond, schema.NotCondition):
-        return Check("not", passed, children=[_explain_condition(session, cid, cond.not_, now, ruleset)])
-    if isinstance(cond, schema.SegmentRef):
-        inner = ruleset.segments.get(cond.segment)
-        kids = [_explain_condition(session, cid, inner, now, ruleset)] if inner is not None else []
-        return Check(f"segment {cond.segment}", passed, children=kids)
-    return Check(_describe(cond), passed, value=_leaf_value(session, cid, cond, now))
-
-
-def explain(
-    engine: Engine, loaded: LoadedRule, *, customer: str, now: datetime, ruleset: RuleSet
-) -> Explanation:
-    spec = loaded.spec
-    require_known_segments([loaded], ruleset)
-    with Session(engine) as session:
-        with session.begin():
-            row = session.scalar(select(Customer).where(Customer.external_id == customer))
-            if row is None:
-                raise InputError.single(f"no customer with external id '{customer}'", field="--customer",
-                                        hint="use the external_id from your customers CSV")
-            cid = row.id
-            prepare(session, [spec], now=now, ruleset=ruleset)
-            rule_id = _rule_id(session, spec.name)
-            cand = trigger_select(spec, now, timezones=eligibility.distinct_timezones(session)).subquery()
-            keys = list(session.scalars(select(cand.c.occurrence_key).where(cand.c.customer_id == cid)))
-            trigger = Check(f"trigger {spec.trigger.type}", bool(keys), value=keys[0] if keys else None)
-            segment = _explain_condition(session, cid, spec.segment, now, ruleset) if spec.segment else None
-            channels = [_channel_check(session, row, ch, now) for ch in spec.channels]
-            e = _eligible(session, spec, now, ruleset)
-            decision_row = session.execute(select(e).where(e.c.customer_id == cid)).first()
-            existing = None
-            if rule_id is not None and keys:
-                existing = session.execute(
-                    select(Message.id, Message.occurrence_key, Message.status).where(
-                        Message.rule_id == rule_id, Message.customer_id == cid,
-                        Message.occurrence_key == keys[0])).first()
-            last = None if rule_id is None else session.scalar(
-                select(func.max(Message.planned_at)).where(Message.rule_id == rule_id, Message.customer_id == cid))
-            policy = [
-                Check(f"cooldown {spec.cooldown_days} days", decision_row is None or bool(decision_row.cooldown_clear),
-                      value=f"last message from this rule: {last or 'never'}"),
-                Check(f"holdout {spec.holdout_percent}%",
-                      not holdout.is_held_out(spec.name, cid, spec.holdout_percent),
-                      value="control group" if holdout.is_held_out(spec.name, cid, spec.holdout_percent) else "treated"),
-            ]
-            session.rollback()
-    decision, send, channel = _decide(trigger, segment, decision_row, existing, policy)
-    return Explanation(spec.name, customer, trigger, segment, channels, policy, decision, send, channel)
-
-
-def _channel_check(session: Session, customer: Customer, channel: Channel, now: datetime) -> Check:
-    address = customer.email if channel is Channel.EMAIL else customer.phone
-    latest = session.execute(
-        select(ConsentRecord.status, ConsentRecord.recorded_at, ConsentRecord.source)
-        .where(ConsentRecord.customer_id == customer.id, ConsentRecord.channel == channel,
-               ConsentRecord.recorded_at <= now)
-        .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc()).limit(1)
-    ).first()
-    suppressed = address and session.scalar(
-        select(Suppression.reason).where(Suppression.channel == channel, Suppression.address == address))
-    ok = bool(address) and latest is not None and latest.status.value == "granted" and not suppressed
-    consent = f"{latest.status.value} on {latest.recorded_at:%Y-%m-%d} via {latest.source}" if latest else "none"
-    detail = f"address {address or 'missing'}; consent {consent}" + (f"; suppressed ({suppressed})" if suppressed else "")
-    return Check(f"channel {channel.value}", ok, value=detail)
-
-
-def _decide(trigger: Check, segment: Check | None, row: Any, existing: Any,
-            policy: list[Check]) -> tuple[str, bool, str | None]:
-    if not trigger.passed:
-        return "not triggered: the trigger does not select this customer now", False, None
-    if segment is not None and not segment.passed:
-        return "not in the rule's segment", False, None
-    if row is None:
-        return "not eligible", False, None
-    if existing is not None:
-        return (f"already planned for this occurrence ({existing.occurrence_key}): "
-                f"message {existing.id} is {existing.status.value}"), False, None
-    if not row.cooldown_clear:
-        return "cooldown: this rule messaged the customer recently", False, None
-    if row.consent_channel is None:
-        return "no permitted channel: no consent, no address or suppressed on every channel", False, None
-    if row.channel is None:
-        return "frequency cap reached on every permitted channel", False, None
-    if row.held_out:
-        return "held out: in the control group for this rule (recorded, never sent)", False, row.channel
-    if row.not_before is not None:
-        return (f"would receive it on {row.channel}, deferred by quiet hours until "
-                f"{row.not_before:%Y-%m-%d %H:%M} UTC"), True, row.channel
-    return f"would receive it now on {row.channel} ({row.to_address})", True, row.channel
-
-
-__all__ = ["Explanation", "Preview", "explain", "preview", "MessageStatus"]
+__all__ = ["Preview", "eligible_rows", "preview", "rule_id_of"]

@@ -1,25 +1,30 @@
-"""``outreach scheduler``: APScheduler runs each rule on its cron schedule."""
+"""When rules run: ``due`` (what ``outreach run`` evaluates now) and
+``outreach scheduler`` (APScheduler runs each rule on its cron schedule).
+Both read a rule's ``schedule:`` with croniter, the same way."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy import Engine
+from croniter import croniter
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from outreach.clock import utcnow
 from outreach.config import Settings
+from outreach.planning.launch import launch
+from outreach.rules import LoadedRule, RuleSet, load_rules
+from outreach.store.models import CampaignRun, Rule
 
 log = logging.getLogger("outreach.scheduler")
 
 
 def _launch(settings: Settings, engine: Engine, names: list[str] | None, console: Any) -> None:
     """Reload the rules (edits take effect without a restart) and launch."""
-    from outreach.planning.launch import RuleSet, launch
-    from outreach.rules import load_rules
-
     try:
         rules = [r for r in load_rules(settings.rules_dir) if r.spec.enabled]
         if names is None:
@@ -43,19 +48,13 @@ class CronExpression(BaseTrigger):
         self.expression = expression
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        from croniter import croniter
-
-        return croniter(self.expression, previous_fire_time or now).get_next(datetime)
+            return croniter(self.expression, previous_fire_time or now).get_next(datetime)
 
     def __str__(self) -> str:
         return f"cron[{self.expression}] UTC"
 
 
 def build_scheduler(settings: Settings, engine: Engine, *, every_minutes: int, console: Any) -> Any:
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    from outreach.rules import load_rules
-
     scheduler = BlockingScheduler(timezone="UTC")
     for loaded in load_rules(settings.rules_dir):
         spec = loaded.spec
@@ -75,3 +74,31 @@ def run_scheduler(settings: Settings, engine: Engine, *, every_minutes: int, con
     for job in scheduler.get_jobs():
         console.print(f"scheduled {job.id}: {job.trigger}")
     scheduler.start()
+
+
+def due(engine: Engine, rules: list[LoadedRule], *, now: datetime) -> list[LoadedRule]:
+    """Enabled rules whose schedule fired since their last run (no schedule:
+    always due; never run: due)."""
+    with Session(engine) as session:
+        last = dict(
+            session.execute(
+                select(Rule.name, func.max(CampaignRun.as_of))
+                .join(CampaignRun, CampaignRun.rule_id == Rule.id)
+                .group_by(Rule.name)
+            ).all()
+        )
+    chosen = []
+    for loaded in rules:
+        spec = loaded.spec
+        if not spec.enabled:
+            continue
+        previous = last.get(spec.name)
+        if spec.schedule is None or previous is None:
+            chosen.append(loaded)
+            continue
+        # The schedule's latest firing at or before now (a run at exactly
+        # 09:00:00 counts as the 09:00 firing; croniter's get_prev is strict).
+        fired = croniter(spec.schedule, now + timedelta(microseconds=1)).get_prev(datetime)
+        if fired > previous:
+            chosen.append(loaded)
+    return chosen

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from outreach.rules import schema
+from outreach.rules.policy import Policy
+from outreach.rules.spec import RuleSpec, SegmentsFile
 
 SCHEMAS = {
-    "rule": (schema.RuleSpec, "Outreach rule", "One rule file in rules/: who hears what, when."),
-    "policy": (schema.Policy, "Outreach policy", "rules/policy.yaml: frequency cap, send windows, lifecycle."),
-    "segments": (schema.SegmentsFile, "Outreach named segments", "rules/segments.yaml: reusable segments."),
+    "rule": (RuleSpec, "Outreach rule", "One rule file in rules/: who hears what, when."),
+    "policy": (Policy, "Outreach policy", "rules/policy.yaml: frequency cap, send windows, lifecycle."),
+    "segments": (SegmentsFile, "Outreach named segments", "rules/segments.yaml: reusable segments."),
 }
 
 

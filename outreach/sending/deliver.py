@@ -28,7 +28,7 @@ from outreach.store.engine import transaction
 from outreach.errors import ChannelError, PermanentChannelError, TemplateError
 from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
 from outreach.sending.render import Renderer
-from outreach.rules.schema import RuleSpec
+from outreach.rules.spec import RuleSpec
 
 log = logging.getLogger("outreach.sending")
 

@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session
 
 from outreach.clock import zone_or_utc
 from outreach.domain import Channel, MessageStatus
-from outreach.rules import schema
+from outreach.rules.policy import Policy, SendWindow
+from outreach.rules.spec import RuleSpec
 from outreach.store import holdout
 from outreach.store.models import Customer, Message
 from outreach.store.permission import address_column, current_consent, permitted
@@ -46,13 +47,13 @@ def distinct_timezones(session: Session) -> list[str]:
 COUNTED = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT)
 
 
-def _window_for(spec: schema.RuleSpec, policy: schema.Policy | None, channel: Channel) -> schema.SendWindow | None:
+def _window_for(spec: RuleSpec, policy: Policy | None, channel: Channel) -> SendWindow | None:
     if spec.send_window is not None:
         return spec.send_window
     return policy.send_windows.get(channel) if policy else None
 
 
-def next_allowed(now: datetime, tz_name: str, window: schema.SendWindow) -> datetime | None:
+def next_allowed(now: datetime, tz_name: str, window: SendWindow) -> datetime | None:
     """None if ``now`` is inside the local send window, else the next start (naive UTC)."""
     zone = zone_or_utc(tz_name)
     local = now.replace(tzinfo=UTC).astimezone(zone)
@@ -83,12 +84,12 @@ def _messages_since(customer_id: Any, since: datetime, statuses: tuple[MessageSt
 
 
 def eligible_select(
-    spec: schema.RuleSpec,
+    spec: RuleSpec,
     *,
     rule_id: int | None,
     now: datetime,
     timezones: list[str],
-    policy: schema.Policy | None = None,
+    policy: Policy | None = None,
     segments: dict[str, Any] | None = None,
     lateral: bool = False,
 ) -> Select:

@@ -17,8 +17,7 @@ from sqlalchemy import Select, exists, insert, literal, null, select, update
 from sqlalchemy.orm import Session, aliased
 
 from outreach.store.models import CampaignRun, Membership, Rule
-from outreach.rules.schema import RuleSpec
-from outreach.store.triggers import membership_key
+from outreach.rules.spec import RuleSpec
 
 
 def evaluated_before(session: Session, key: str) -> bool:
@@ -33,7 +32,7 @@ def evaluated_before(session: Session, key: str) -> bool:
             spec = RuleSpec.model_validate(definition)
         except ValidationError:  # stored by an older version of the rule language
             continue
-        if membership_key(spec) == key:
+        if spec.membership_key == key:
             return True
     return False
 

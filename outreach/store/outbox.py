@@ -22,7 +22,9 @@ from sqlalchemy import Numeric, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
-from outreach.rules import LoadedRule, schema
+from outreach.rules import LoadedRule
+from outreach.rules.policy import Policy
+from outreach.rules.spec import RuleSpec
 from outreach.store import dialect
 from outreach.store.eligibility import distinct_timezones, eligible_select
 from outreach.store.models import CampaignRun, Message, Rule
@@ -69,11 +71,11 @@ class PlanCounts:
 
 def plan(
     session: Session,
-    spec: schema.RuleSpec,
+    spec: RuleSpec,
     rule: Rule,
     run: CampaignRun,
     *,
-    policy: schema.Policy | None = None,
+    policy: Policy | None = None,
     segments: dict[str, Any] | None = None,
 ) -> PlanCounts:
     """Write this run's messages (planned or held_out); existing occurrences

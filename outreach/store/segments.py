@@ -37,7 +37,7 @@ from outreach.store.models import (
     Order,
     OrderItem,
 )
-from outreach.rules import schema
+from outreach.rules.conditions import AllCondition, AnyCondition, BoughtCondition, FieldCondition, NotCondition, OrdersCondition, ProductMatch, SegmentRef, StatsCondition, TagCondition
 from outreach.store.dialect import json_number, numeric_or_none
 
 _OPS = {
@@ -167,7 +167,7 @@ def compare(column: ColumnElement[Any], ops: dict[str, Any]) -> ColumnElement[bo
     return func.coalesce(and_(*parts), false())
 
 
-def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
+def _field(cond: FieldCondition) -> ColumnElement[bool]:
     if cond.field.startswith("attributes."):
         key = cond.field.split(".", 1)[1]
         column, ops = json_operand(Customer.attributes[key], cond.operators())
@@ -184,7 +184,7 @@ def _field(cond: schema.FieldCondition) -> ColumnElement[bool]:
     return and_(*parts)
 
 
-def _tag(cond: schema.TagCondition) -> ColumnElement[bool]:
+def _tag(cond: TagCondition) -> ColumnElement[bool]:
     tags = [cond.tag] if isinstance(cond.tag, str) else cond.tag
     return exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag.in_(tags))
 
@@ -222,7 +222,7 @@ def _days_since(
     return and_(moment.is_not(None), *parts)
 
 
-def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
+def _orders(cond: OrdersCondition, now: datetime) -> ColumnElement[bool]:
     agg = cond.orders
     where = [Order.customer_id == Customer.id, *_window(now, agg.within_days)]
     ops = {k: _number(f"orders.{agg.metric}", v) for k, v in agg.operators().items()}
@@ -249,7 +249,7 @@ def _orders(cond: schema.OrdersCondition, now: datetime) -> ColumnElement[bool]:
     return _days_since(moment, ops, now)
 
 
-def product_match(match: schema.ProductMatch, item: Any = OrderItem) -> ColumnElement[bool]:
+def product_match(match: ProductMatch, item: Any = OrderItem) -> ColumnElement[bool]:
     """An order line matches any listed SKU or category."""
     parts: list[ColumnElement[bool]] = []
     if match.sku:
@@ -259,7 +259,7 @@ def product_match(match: schema.ProductMatch, item: Any = OrderItem) -> ColumnEl
     return or_(*parts) if parts else false()
 
 
-def ever_bought(match: schema.ProductMatch, now: datetime, customer_id: Any) -> ColumnElement[bool]:
+def ever_bought(match: ProductMatch, now: datetime, customer_id: Any) -> ColumnElement[bool]:
     """The customer bought a matching product at or before ``now`` — from the
     maintained ``customer_products`` (its first purchase is exact as of any
     moment after it)."""
@@ -271,7 +271,7 @@ def ever_bought(match: schema.ProductMatch, now: datetime, customer_id: Any) -> 
 
 
 def bought_exists(
-    match: schema.ProductMatch, now: datetime, within_days: int | None
+    match: ProductMatch, now: datetime, within_days: int | None
 ) -> ColumnElement[bool]:
     """EXISTS an order of this customer, up to ``now``, with a matching item."""
     if within_days is None:
@@ -284,7 +284,7 @@ def bought_exists(
     )
 
 
-def _stats(cond: schema.StatsCondition) -> ColumnElement[bool]:
+def _stats(cond: StatsCondition) -> ColumnElement[bool]:
     """Conditions on maintained aggregates (``outreach.stats``)."""
     f = cond.stats
     parts: list[ColumnElement[bool]] = [CustomerStats.customer_id == Customer.id]
@@ -306,14 +306,14 @@ def uses_stats(cond: Any, segments: dict[str, Any] | None = None, _seen: frozens
     """Whether evaluating ``cond`` needs fresh ``customer_stats``."""
     if cond is None:
         return False
-    if isinstance(cond, schema.StatsCondition):
+    if isinstance(cond, StatsCondition):
         return True
-    if isinstance(cond, (schema.AllCondition, schema.AnyCondition)):
-        children = cond.all if isinstance(cond, schema.AllCondition) else cond.any
+    if isinstance(cond, (AllCondition, AnyCondition)):
+        children = cond.all if isinstance(cond, AllCondition) else cond.any
         return any(uses_stats(c, segments, _seen) for c in children)
-    if isinstance(cond, schema.NotCondition):
+    if isinstance(cond, NotCondition):
         return uses_stats(cond.not_, segments, _seen)
-    if isinstance(cond, schema.SegmentRef) and segments and cond.segment in segments and cond.segment not in _seen:
+    if isinstance(cond, SegmentRef) and segments and cond.segment in segments and cond.segment not in _seen:
         return uses_stats(segments[cond.segment], segments, _seen | {cond.segment})
     return False
 
@@ -326,15 +326,15 @@ def compile_condition(
     ``segments`` are the named segments of rules/segments.yaml."""
     if cond is None:
         return true()
-    if isinstance(cond, schema.AllCondition):
+    if isinstance(cond, AllCondition):
         return and_(*[compile_condition(c, now, segments=segments, _seen=_seen) for c in cond.all])
-    if isinstance(cond, schema.AnyCondition):
+    if isinstance(cond, AnyCondition):
         return or_(*[compile_condition(c, now, segments=segments, _seen=_seen) for c in cond.any])
-    if isinstance(cond, schema.NotCondition):
+    if isinstance(cond, NotCondition):
         return not_(compile_condition(cond.not_, now, segments=segments, _seen=_seen))
-    if isinstance(cond, schema.StatsCondition):
+    if isinstance(cond, StatsCondition):
         return _stats(cond)
-    if isinstance(cond, schema.SegmentRef):
+    if isinstance(cond, SegmentRef):
         if not segments or cond.segment not in segments:
             known = ", ".join(sorted(segments or {})) or "none defined"
             raise RuleError.single(
@@ -349,13 +349,13 @@ def compile_condition(
         return compile_condition(
             segments[cond.segment], now, segments=segments, _seen=(*_seen, cond.segment)
         )
-    if isinstance(cond, schema.FieldCondition):
+    if isinstance(cond, FieldCondition):
         return _field(cond)
-    if isinstance(cond, schema.TagCondition):
+    if isinstance(cond, TagCondition):
         return _tag(cond)
-    if isinstance(cond, schema.OrdersCondition):
+    if isinstance(cond, OrdersCondition):
         return _orders(cond, now)
-    if isinstance(cond, schema.BoughtCondition):
+    if isinstance(cond, BoughtCondition):
         return bought_exists(cond.bought, now, cond.bought.within_days)
     raise TypeError(f"unknown condition {cond!r}")  # pragma: no cover - schema guarantees
 

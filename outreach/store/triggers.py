@@ -44,7 +44,8 @@ from sqlalchemy.orm import aliased
 from outreach.store import totals
 from outreach.clock import known_zone, zone_or_utc
 from outreach.store.models import Customer, CustomEvent, Membership, Order, OrderItem
-from outreach.rules import schema
+from outreach.rules.spec import RuleSpec
+from outreach.rules.triggers import AnniversaryTrigger, BirthdayTrigger, DEFAULT_UPSELL_WINDOW_DAYS, EventTrigger, InactivityTrigger, LifecycleTrigger, SegmentEntryTrigger, UpsellTrigger
 from outreach.store.segments import ever_bought, product_match
 from outreach.store.dialect import local_time
 
@@ -65,7 +66,7 @@ def birthday_matches(birthday: date, day: date) -> bool:
     )
 
 
-def inactivity(trigger: schema.InactivityTrigger, now: datetime) -> Select:
+def inactivity(trigger: InactivityTrigger, now: datetime) -> Select:
     """One SELECT per step; a customer matches only the highest step reached."""
     if trigger.event:
         lasts = (
@@ -95,10 +96,10 @@ def inactivity(trigger: schema.InactivityTrigger, now: datetime) -> Select:
     return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
-def upsell(trigger: schema.UpsellTrigger, now: datetime) -> Select:
+def upsell(trigger: UpsellTrigger, now: datetime) -> Select:
     """Qualifying orders (matching items in the window, optionally with a minimum
     quantity/spend), by customers who never bought the excluded products."""
-    window = trigger.bought.within_days or schema.DEFAULT_UPSELL_WINDOW_DAYS
+    window = trigger.bought.within_days or DEFAULT_UPSELL_WINDOW_DAYS
     qualifying = (
         select(Order.id.label("order_id"), Order.customer_id.label("customer_id"))
         .join(OrderItem, OrderItem.order_id == Order.id)
@@ -154,7 +155,7 @@ def _yearly(
     return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
-def birthday(trigger: schema.BirthdayTrigger, now: datetime, timezones: list[str]) -> Select:
+def birthday(trigger: BirthdayTrigger, now: datetime, timezones: list[str]) -> Select:
     return _yearly(
         month=Customer.birth_month, day=Customer.birth_day, who=Customer.id, tz=Customer.timezone,
         prefix="birthday", now=now, timezones=timezones, days_before=trigger.days_before,
@@ -170,7 +171,7 @@ def _customer_zone(timezones: list[str]) -> Any:
     return case((Customer.timezone.in_(unknown), literal("UTC")), else_=Customer.timezone)
 
 
-def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
+def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
     """Yearly return of signup or first order: the calendar date of that moment
     in the customer's time zone; the first year counts, the day itself does not."""
     if trigger.of == "signup":
@@ -188,7 +189,7 @@ def anniversary(trigger: schema.AnniversaryTrigger, now: datetime, timezones: li
     )
 
 
-def event(trigger: schema.EventTrigger, now: datetime) -> Select:
+def event(trigger: EventTrigger, now: datetime) -> Select:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
     from outreach.store.segments import compare, json_operand
@@ -237,16 +238,6 @@ def event(trigger: schema.EventTrigger, now: datetime) -> Select:
     ).where(ranked.c.rank == 1)
 
 
-def membership_key(spec: schema.RuleSpec) -> str | None:
-    """The memberships key an entry trigger watches (None for other triggers)."""
-    trig = spec.trigger
-    if isinstance(trig, schema.LifecycleTrigger):
-        return f"lifecycle:{trig.stage}"
-    if isinstance(trig, schema.SegmentEntryTrigger):
-        return f"segment:{spec.name}"
-    return None
-
-
 def entries(key: str, max_age_days: int, now: datetime) -> Select:
     """Recent entries into a tracked set (not the first evaluation's baseline)."""
     return select(
@@ -261,18 +252,18 @@ def entries(key: str, max_age_days: int, now: datetime) -> Select:
     )
 
 
-def trigger_select(spec: schema.RuleSpec, now: datetime, *, timezones: list[str]) -> Select:
+def trigger_select(spec: RuleSpec, now: datetime, *, timezones: list[str]) -> Select:
     trig = spec.trigger
-    if isinstance(trig, schema.InactivityTrigger):
+    if isinstance(trig, InactivityTrigger):
         return inactivity(trig, now)
-    if isinstance(trig, schema.UpsellTrigger):
+    if isinstance(trig, UpsellTrigger):
         return upsell(trig, now)
-    if isinstance(trig, schema.BirthdayTrigger):
+    if isinstance(trig, BirthdayTrigger):
         return birthday(trig, now, timezones)
-    if isinstance(trig, schema.AnniversaryTrigger):
+    if isinstance(trig, AnniversaryTrigger):
         return anniversary(trig, now, timezones)
-    if isinstance(trig, schema.EventTrigger):
+    if isinstance(trig, EventTrigger):
         return event(trig, now)
-    if isinstance(trig, (schema.LifecycleTrigger, schema.SegmentEntryTrigger)):
-        return entries(membership_key(spec) or "", trig.max_age_days, now)
+    if isinstance(trig, (LifecycleTrigger, SegmentEntryTrigger)):
+        return entries(spec.membership_key or "", trig.max_age_days, now)
     raise TypeError(f"unknown trigger {trig!r}")  # pragma: no cover

@@ -1,0 +1,98 @@
+"""One rule file (``RuleSpec``) and rules/segments.yaml (``SegmentsFile``).
+
+The JSON Schemas in ``docs/`` are generated from these models
+(``outreach rules schema``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from outreach.domain import Channel
+from outreach.rules.conditions import Condition
+from outreach.rules.policy import SendWindow
+from outreach.rules.model import Strict
+from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
+
+RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+
+
+class ChannelCosts(Strict):
+    """Cost of one message (for SMS: of one segment) in the report currency."""
+
+    email: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+    sms: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+
+
+class RuleSpec(Strict):
+    """One rule: who hears what, when, on which channel."""
+
+    name: str
+    description: str = ""
+    enabled: bool = True
+    trigger: Trigger
+    segment: Condition | None = None
+    template: str
+    channels: list[Channel] = Field(min_length=1)
+    #: No second message from this rule to the same customer within N days.
+    cooldown_days: Annotated[int, Field(ge=0)] = 30
+    #: Orders within N days after a send are attributed to the message.
+    attribution_window_days: Annotated[int, Field(ge=1, le=365)] = 7
+    cost: ChannelCosts = ChannelCosts()
+    #: Percentage of eligible customers kept as a control group (never sent).
+    holdout_percent: Annotated[float, Field(ge=0, le=100)] = 0
+    priority: int = 0
+    #: Cron expression for ``outreach scheduler`` (e.g. "0 9 * * *").
+    schedule: str | None = None
+    #: Allowed local send time; default from policy (SMS 09:00–21:00).
+    send_window: SendWindow | None = None
+
+    @property
+    def membership_key(self) -> str | None:
+        """The memberships key an entry trigger watches (None for other triggers)."""
+        if isinstance(self.trigger, LifecycleTrigger):
+            return f"lifecycle:{self.trigger.stage}"
+        if isinstance(self.trigger, SegmentEntryTrigger):
+            return f"segment:{self.name}"
+        return None
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not RULE_NAME.match(value):
+            raise ValueError(
+                "a rule name uses lower-case letters, digits, '-' and '_' (e.g. winback-90)"
+            )
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError("each channel may be listed once")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"'{value}' is not a cron expression like '0 9 * * *'")
+        return value
+
+
+class SegmentsFile(Strict):
+    """rules/segments.yaml: named segments, referenced as ``segment: name``."""
+
+    segments: dict[str, Condition]
+
+
+for _model in (RuleSpec, SegmentsFile):
+    _model.model_rebuild()
