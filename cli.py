@@ -167,7 +167,7 @@ def import_(ctx: click.Context, kind: str, file: Path, skip_invalid: bool, rejec
       outreach import customers customers.csv
       outreach import orders orders.csv --skip-invalid --rejects bad-orders.csv
     """
-    from outreach.importing.run import import_csv
+    from outreach.importing import import_csv
 
     settings = _settings(ctx)
     moment, _ = _now(now)

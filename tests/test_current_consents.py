@@ -113,7 +113,7 @@ def test_unsubscribe_after_grant_is_current_at_once(engine: Engine) -> None:
 
 
 def test_csv_import_keeps_current_consents(engine: Engine) -> None:
-    from outreach.importing.run import import_csv
+    from outreach.importing import import_csv
 
     fixtures = Path(__file__).parent / "fixtures" / "import"
     import_csv(engine, "customers", fixtures / "customers.csv", now=NOW)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from outreach.errors import ImportRowError
-from outreach.importing.run import ImportResult, import_csv, normalize_email, normalize_phone
+from outreach.importing import ImportResult, import_csv, normalize_email, normalize_phone
 from outreach.store.models import (
     Base,
     Channel,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from factories import add_customer, add_order, old_database
 from outreach.store.engine import make_engine, migrate, transaction
-from outreach.importing.run import import_csv
+from outreach.importing import import_csv
 from outreach.store.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
 from outreach.store.segments import compile_condition
 from outreach.rules import parse_rule

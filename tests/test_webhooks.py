@@ -30,7 +30,9 @@ from outreach.store.models import (
     Suppression,
     TrackingEvent,
 )
-from outreach.webhooks.app import create_app, order_signature, twilio_signature
+from outreach.webhooks.app import create_app
+from outreach.webhooks.orders import order_signature
+from outreach.webhooks.twilio import twilio_signature
 from outreach.webhooks.server import free_port, serve_in_thread
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"

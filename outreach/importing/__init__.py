@@ -1,7 +1,15 @@
-"""The pieces of the CSV importer; the public API is ``outreach.importer``.
+"""Streaming CSV import of customers, orders, consents and custom events.
 
+    run.py        ``import_csv``: batches, one transaction, strict or --skip-invalid
     source.py     reading the file (encoding, rows, row numbers), the reject file
     values.py     one cell -> one clean value (phone, email, time, amount, ...)
     base.py       what every kind shares: located cell problems, bulk upserts
     customers.py  orders.py  consents.py  events.py   one module per kind
 """
+
+from __future__ import annotations
+
+from outreach.importing.run import KINDS, ImportKind, ImportResult, import_csv
+from outreach.importing.values import InvalidValue, normalize_email, normalize_phone
+
+__all__ = ["KINDS", "ImportKind", "ImportResult", "InvalidValue", "import_csv", "normalize_email", "normalize_phone"]

@@ -41,9 +41,9 @@ from outreach.importing.customers import Customers
 from outreach.importing.events import Events
 from outreach.importing.orders import Orders
 from outreach.importing.source import CsvSource, Header, RejectWriter, SourceRow
-from outreach.importing.values import InvalidValue, normalize_email, normalize_phone
 
-__all__ = ["ImportKind", "ImportResult", "InvalidValue", "import_csv", "normalize_email", "normalize_phone"]
+
+
 
 ImportKind = Literal["customers", "orders", "consents", "events"]
 KINDS: dict[str, type[Kind[Any]]] = {k.name: k for k in (Customers, Orders, Consents, Events)}

@@ -5,15 +5,14 @@ transaction to its caller (the webhook pipeline: verify → parse → store → 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from outreach.clock import to_naive_utc
 from outreach.errors import PayloadError
 from outreach.store import dialect, permission
 from outreach.store.models import (
@@ -95,39 +94,34 @@ def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str
     return len(customers)
 
 
-class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sku: str = Field(min_length=1, max_length=64)
-    category: str | None = Field(default=None, max_length=64)
-    quantity: int = Field(default=1, ge=1)
-    amount: Decimal | None = Field(default=None, ge=0)
-
-
-class OrderIn(BaseModel):
-    """An order as the shop's webhook sends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    external_id: str = Field(min_length=1, max_length=128)
-    customer_id: str = Field(min_length=1, max_length=128, description="the customer's external id")
-    ordered_at: datetime
-    amount: Decimal = Field(ge=0)
-    currency: str = Field(default="CNY", pattern=r"^[A-Za-z]{3}$")
-    coupon_code: str | None = Field(default=None, max_length=64)
-    items: list[ItemIn] = Field(default_factory=list)
-
-    @field_validator("ordered_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return to_naive_utc(value)
+@dataclass(frozen=True, kw_only=True)
+class OrderLine:
+    sku: str
+    category: str | None = None
+    quantity: int = 1
+    amount: Decimal | None = None
 
 
-def record_order(session: Session, order: OrderIn, *, source: str, simulated: bool = False) -> Order:
-    """Upsert an order by external id (items replaced) and record an ORDER event once."""
-    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == order.customer_id))
+@dataclass(frozen=True, kw_only=True)
+class IncomingOrder:
+    """An order as a source reported it (checked by that source's parser)."""
+
+    external_id: str
+    customer_external_id: str
+    ordered_at: datetime  # naive UTC
+    amount: Decimal
+    currency: str
+    coupon_code: str | None = None
+    items: tuple[OrderLine, ...] = ()
+
+
+def record_order(session: Session, order: IncomingOrder, *, source: str, payload: dict[str, Any],
+                 simulated: bool = False) -> Order:
+    """Upsert an order by external id (items replaced) and record an ORDER event
+    once, keeping the source's ``payload`` beside it."""
+    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == order.customer_external_id))
     if customer_id is None:
-        raise PayloadError.single(f"unknown customer '{order.customer_id}'", field="customer_id",
+        raise PayloadError.single(f"unknown customer '{order.customer_external_id}'", field="customer_id",
                                   hint="send the customer's external_id, as imported")
     row = session.scalar(select(Order).where(Order.external_id == order.external_id))
     if row is None:
@@ -143,5 +137,5 @@ def record_order(session: Session, order: OrderIn, *, source: str, simulated: bo
                               quantity=item.quantity, amount=item.amount))
     record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
                  customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
-                 payload=order.model_dump(mode="json"), simulated=simulated)
+                 payload=payload, simulated=simulated)
     return row

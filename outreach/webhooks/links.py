@@ -1,0 +1,95 @@
+"""The links in a message: one-click unsubscribe, the open pixel, click redirects.
+
+Every link carries a signed token (``outreach.sending.tokens``): a tampered
+or foreign token is a 400 page and stores nothing. A GET of the
+unsubscribe link only asks (mail scanners follow links); the confirming POST
+— or a mail client's RFC 8058 one-click POST — unsubscribes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from outreach.config import Settings
+from outreach.domain import EventType
+from outreach.sending import tokens
+from outreach.store import responses
+from outreach.store.engine import transaction
+from outreach.store.models import Customer, Message
+from outreach.webhooks import pages
+
+#: A transparent 1×1 GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+#: The open pixel must be fetched each time it is shown.
+NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+
+
+def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) -> list[Route]:
+    def recipient_of(message_id: int) -> tuple[str | None, str, str]:
+        """(locale, channel, address) of a message, for the pages."""
+        with transaction(engine) as session:
+            row = session.execute(
+                select(Customer.locale, Message.channel, Message.to_address)
+                .join(Customer, Customer.id == Message.customer_id)
+                .where(Message.id == message_id)
+            ).first()
+        if row is None:
+            raise tokens.BadToken("unknown message")
+        return row[0], row[1].value, row[2] or ""
+
+    async def unsubscribe(request: Request) -> Response:
+        try:
+            message_id = tokens.read_unsubscribe_token(settings, request.path_params["token"])
+            locale, channel, address = await run_in_threadpool(recipient_of, message_id)
+        except tokens.BadToken:
+            return HTMLResponse(pages.bad_link(), status_code=400)
+        if request.method == "GET":
+            # Mail scanners follow links: GET only asks, it never unsubscribes.
+            return HTMLResponse(pages.confirm(locale=locale, channel=channel, address=address))
+
+        def act() -> None:
+            with transaction(engine) as session:
+                responses.unsubscribe(session, message_id=message_id, occurred_at=clock(),
+                                      source="unsubscribe-link")
+
+        await run_in_threadpool(act)
+        return HTMLResponse(pages.done(locale=locale, channel=channel, address=address))
+
+    def record(message_id: int, kind: EventType, source: str, *, url: str | None = None,
+               payload: dict[str, Any] | None = None) -> None:
+        with transaction(engine) as session:
+            if session.get(Message, message_id) is not None:
+                responses.record_event(session, type=kind, occurred_at=clock(), source=source,
+                                       message_id=message_id, url=url, payload=payload)
+
+    async def open_pixel(request: Request) -> Response:
+        try:
+            message_id = tokens.read_open_token(settings, request.path_params["token"])
+        except tokens.BadToken:
+            return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+        await run_in_threadpool(record, message_id, EventType.OPEN, "pixel",
+                                payload={"user_agent": request.headers.get("user-agent", "")})
+        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+    async def click(request: Request) -> Response:
+        try:
+            message_id, url = tokens.read_click_token(settings, request.path_params["token"])
+        except tokens.BadToken:
+            return HTMLResponse(pages.bad_link(), status_code=400)
+        await run_in_threadpool(record, message_id, EventType.CLICK, "redirect", url=url)
+        return RedirectResponse(url, status_code=302)
+
+    return [
+        Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/o/{token}", open_pixel),
+        Route("/c/{token}", click),
+    ]
