@@ -451,7 +451,9 @@ def worker(ctx: click.Context, processes: int, threads: int) -> None:
     from outreach.errors import ConfigError
 
     settings = _settings(ctx)
-    if settings.in_process_broker:
+    from outreach import brokers
+
+    if brokers.in_process(settings.broker_url):
         raise ConfigError(
             "the embedded broker (memory://) delivers inside `campaign launch`; "
             "set OUTREACH_BROKER_URL=redis://… to run separate workers"

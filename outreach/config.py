@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import (
@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     order_webhook_secret: str | None = None
 
-    #: ``outbox`` writes .eml files; ``smtp`` talks to a real SMTP server.
-    email_transport: Literal["outbox", "smtp"] = "outbox"
+    #: A registered email backend (``outreach.channels``): ``outbox`` writes
+    #: .eml files, ``smtp`` talks to a real SMTP server.
+    email_transport: str = "outbox"
     from_address: str = "Outreach Demo <hello@outreach.example>"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -64,8 +65,9 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_timeout: float = 30.0
 
-    #: ``outbox`` writes JSON lines; ``twilio`` calls the Twilio Messages API.
-    sms_transport: Literal["outbox", "twilio"] = "outbox"
+    #: A registered SMS backend: ``outbox`` writes JSON lines, ``twilio``
+    #: calls the Twilio Messages API.
+    sms_transport: str = "outbox"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -90,10 +92,6 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
-
-    @property
-    def in_process_broker(self) -> bool:
-        return self.broker_url.startswith("memory")
 
     def require_secret(self) -> str:
         if self.secret_key:

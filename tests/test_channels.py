@@ -28,10 +28,10 @@ from outreach.channels import (
     ChannelBackend,
     Envelope,
     backend_for,
-    build_email,
     register_backend,
     registered_backends,
 )
+from outreach.channels.mime import build_email
 from outreach.channels.outbox import OutboxSms
 from outreach.channels.sms import sms_encoding, sms_segments
 from outreach.config import Settings, load_settings
@@ -569,7 +569,7 @@ def test_default_settings_choose_the_file_outbox(make_settings: Callable[..., Se
 
 def test_registry_refuses_a_duplicate_name() -> None:
     with pytest.raises(RegistryError, match="'smtp' is already registered"):
-        register_backend("smtp", lambda settings: backend_for(settings, "email"))
+        register_backend("smtp", lambda settings: backend_for(settings, "email"), channel="email")
 
 
 def test_registry_refuses_unknown_channel_and_transport(make_settings: Callable[..., Settings]) -> None:

@@ -1,36 +1,49 @@
 """Delivery channels: the file outbox (default), SMTP and Twilio.
 
-======================  =======  =========================================
+======================  =======  =======================================
 backend name            channel  chosen by
-======================  =======  =========================================
+======================  =======  =======================================
 ``outbox-email``        email    ``email_transport = "outbox"`` (default)
 ``smtp``                email    ``email_transport = "smtp"``
 ``outbox-sms``          sms      ``sms_transport = "outbox"`` (default)
 ``twilio``              sms      ``sms_transport = "twilio"``
-======================  =======  =========================================
+======================  =======  =======================================
+
+    base.py      the envelope and the backend protocol
+    registry.py  backends by name; what the transport settings may say
+    mime.py      MIME messages for email backends
+    outbox.py    the file outbox (one .eml per email, one JSON line per SMS)
+    smtp.py      SMTP (smtplib)
+    twilio.py    Twilio's Messages API (httpx)
+    sms.py       SMS segments and encodings, as carriers count them
 
 Provider modules are imported only when their backend is first used.
 """
 
 from __future__ import annotations
 
-from outreach.channels.base import (
-    ChannelBackend,
-    Envelope,
+from typing import TYPE_CHECKING
+
+from outreach.channels.base import ChannelBackend, Envelope
+from outreach.channels.registry import (
     backend_for,
-    build_email,
+    check_settings,
     register_backend,
     registered_backends,
+    transports,
 )
-from outreach.config import Settings
+
+if TYPE_CHECKING:
+    from outreach.config import Settings
 
 __all__ = [
     "ChannelBackend",
     "Envelope",
     "backend_for",
-    "build_email",
+    "check_settings",
     "register_backend",
     "registered_backends",
+    "transports",
 ]
 
 
@@ -58,7 +71,7 @@ def _twilio(settings: Settings) -> ChannelBackend:
     return TwilioBackend.from_settings(settings)
 
 
-register_backend("outbox-email", _outbox_email)
-register_backend("smtp", _smtp)
-register_backend("outbox-sms", _outbox_sms)
-register_backend("twilio", _twilio)
+register_backend("outbox-email", _outbox_email, channel="email", transport="outbox")
+register_backend("smtp", _smtp, channel="email")
+register_backend("outbox-sms", _outbox_sms, channel="sms", transport="outbox")
+register_backend("twilio", _twilio, channel="sms")

@@ -19,7 +19,8 @@ from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from outreach.channels.base import Envelope, build_email, message_id_for, sender_domain
+from outreach.channels.base import Envelope
+from outreach.channels.mime import build_email, message_id_for, sender_domain
 from outreach.channels.sms import E164_HINT, is_e164, sms_encoding, sms_segments
 from outreach.config import Settings
 from outreach.errors import ChannelError, PermanentChannelError

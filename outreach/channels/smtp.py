@@ -19,7 +19,8 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 
-from outreach.channels.base import Envelope, build_email, envelope_recipient, envelope_sender
+from outreach.channels.base import Envelope
+from outreach.channels.mime import build_email, envelope_recipient, envelope_sender
 from outreach.config import Settings
 from outreach.errors import ChannelError, ConfigError, PermanentChannelError
 

@@ -1,9 +1,6 @@
-"""Dramatiq wiring: one broker per process, the ``deliver`` actor, and an
-in-process worker for the embedded default.
-
-``memory://`` → Dramatiq's StubBroker with a Worker in this process;
-``redis://…`` → RedisBroker, consumed by ``outreach worker`` processes.
-"""
+"""Dramatiq wiring: one broker per process (``outreach.brokers``, by URL
+scheme), the ``deliver`` actor on it, enqueueing, and — embedded — delivering
+in this process before returning."""
 
 from __future__ import annotations
 
@@ -13,14 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
-from dramatiq import Worker
-from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine
 
+from outreach import brokers
 from outreach.config import Settings
+from outreach.sending.deliver import deliver_message
 from outreach.store.engine import engine_for
 
-log = logging.getLogger("outreach.tasks")
+log = logging.getLogger("outreach.sending")
 
 QUEUE = "outreach-send"
 #: Retry backoff bounds for a retryable channel error (milliseconds).
@@ -42,9 +39,7 @@ _context: _Context | None = None
 
 
 def _deliver(message_id: int, as_of: str | None = None) -> None:
-    from outreach.sending.deliver import deliver_message
-
-    assert _context is not None, "outreach.tasks.setup() was not called"
+    assert _context is not None, "outreach.sending.queue.setup() was not called"
     outcome = deliver_message(
         message_id,
         settings=_context.settings,
@@ -54,25 +49,10 @@ def _deliver(message_id: int, as_of: str | None = None) -> None:
     log.info("message %s: %s %s", outcome.message_id, outcome.status, outcome.detail)
 
 
-def make_broker(settings: Settings) -> dramatiq.Broker:
-    if settings.in_process_broker:
-        return StubBroker()
-    if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
-        from dramatiq.brokers.redis import RedisBroker
-
-        return RedisBroker(url=settings.broker_url, namespace=settings.broker_namespace)
-    from outreach.errors import ConfigError
-
-    raise ConfigError(
-        f"OUTREACH_BROKER_URL '{settings.broker_url}' is not supported: use memory:// "
-        "(embedded) or redis://host:6379/0"
-    )
-
-
 def setup(settings: Settings, engine: Engine | None = None) -> _Context:
     """Create this process's broker and declare the actor on it."""
     global _context
-    broker = make_broker(settings)
+    broker = brokers.make_broker(settings)
     dramatiq.set_broker(broker)
     actor = dramatiq.actor(
         _deliver,
@@ -95,13 +75,5 @@ def enqueue(ctx: _Context, message_ids: list[int], *, as_of: datetime | None) ->
 
 
 def drain(ctx: _Context, *, threads: int | None = None) -> None:
-    """Embedded mode: run an in-process worker until the queue is empty."""
-    if not isinstance(ctx.broker, StubBroker):
-        return
-    worker = Worker(ctx.broker, worker_threads=threads or ctx.settings.worker_threads, worker_timeout=100)
-    worker.start()
-    try:
-        ctx.broker.join(QUEUE, fail_fast=False)
-        worker.join()
-    finally:
-        worker.stop()
+    """Embedded (``memory://``): deliver everything queued before returning."""
+    brokers.drain(ctx.settings, ctx.broker, queue=QUEUE, threads=threads or ctx.settings.worker_threads)
