@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +40,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTREACH_", extra="forbid")
 
+    #: URLs may carry a password: ``repr`` and messages show them masked.
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = DEFAULT_BROKER_URL
     #: Redis key namespace, so several installations (or test runs) share one Redis.
@@ -50,8 +53,8 @@ class Settings(BaseSettings):
 
     #: Where the webhook server is reachable from customers' mail clients.
     public_url: str = "http://127.0.0.1:8000"
-    secret_key: str | None = None
-    order_webhook_secret: str | None = None
+    secret_key: SecretStr | None = None
+    order_webhook_secret: SecretStr | None = None
 
     #: A registered email backend (``outreach.channels``): ``outbox`` writes
     #: .eml files, ``smtp`` talks to a real SMTP server.
@@ -60,7 +63,7 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_timeout: float = 30.0
@@ -69,9 +72,15 @@ class Settings(BaseSettings):
     #: calls the Twilio Messages API.
     sms_transport: str = "outbox"
     twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
+    twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+
+    #: debug | info | warning | error; unset: info for the long-running
+    #: services (worker, serve, scheduler), warning for the other commands.
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
+    #: console (for people) or json (one object per line, for log collectors).
+    log_format: Literal["console", "json"] = "console"
 
     @classmethod
     def settings_customise_sources(
@@ -89,13 +98,22 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (masked_url(value) if name in ("database_url", "broker_url") else value)
+
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return masked_url(self.database_url)
+
     def require_secret(self) -> str:
         if self.secret_key:
-            return self.secret_key
+            return self.secret_key.get_secret_value()
         if self.embedded:
             return DEV_SECRET_KEY
         raise ConfigError(
@@ -105,16 +123,32 @@ class Settings(BaseSettings):
         )
 
     def require_order_secret(self) -> str:
-        return self.order_webhook_secret or self.require_secret()
+        if self.order_webhook_secret:
+            return self.order_webhook_secret.get_secret_value()
+        return self.require_secret()
 
     def require(self, name: str) -> Any:
+        """The setting's value (a secret's plain text); ConfigError naming it when unset."""
         value = getattr(self, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value in (None, ""):
             raise ConfigError(
                 f"setting '{name}' is required here: set OUTREACH_{name.upper()} "
                 f"or {name} in outreach.toml"
             )
         return value
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (unchanged when it has none)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url
+    if parsed.password is None:
+        return url
+    return parsed.render_as_string(hide_password=True)
 
 
 def load_settings(**overrides: Any) -> Settings:

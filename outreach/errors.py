@@ -1,18 +1,21 @@
 """The one error hierarchy of Outreach.
 
-    OutreachError                 anything we raise on purpose
-    ├── ConfigError               a setting is missing or invalid (names the setting)
-    ├── InputError                a user's input is wrong; carries location + hint
+    OutreachError                 anything we raise on purpose               exit
+    ├── ConfigError               a setting is missing or invalid (names it)    3
+    │   ├── ServiceError          a database, broker or server cannot be reached 3
+    │   └── RegistryError         an unknown or duplicate name in a registry    3
+    ├── InputError                a user's input is wrong; location + hint      1
     │   ├── RuleError             a YAML rule (file, line, column)
     │   ├── ImportRowError        a CSV row (file, row, column)
     │   ├── TemplateError         a template (file, line)
     │   └── PayloadError          a webhook payload (field)
-    ├── ChannelError              a provider refused or failed a delivery
-    │   └── PermanentChannelError a provider said "never retry this one"
-    └── RegistryError             an unknown or duplicate name in a registry
+    └── ChannelError              a provider refused or failed a delivery       1
+        └── PermanentChannelError a provider said "never retry this one"
 
-The CLI turns every ``OutreachError`` into a readable message and exit code 1;
-no traceback reaches a marketer.
+The command line prints every ``OutreachError`` as located, readable lines
+(no traceback reaches a marketer) and exits with the error's ``exit_code``:
+1 for data and rule errors, 3 for configuration and service errors; click
+uses 2 for a wrong command line.
 """
 
 from __future__ import annotations
@@ -20,12 +23,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+#: Exit codes of the command line.
+EXIT_INPUT = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+#: Something we did not raise on purpose (a bug): the message says how to report it.
+EXIT_INTERNAL = 4
+
+
 class OutreachError(Exception):
     """Base of every error Outreach raises on purpose."""
+
+    exit_code = EXIT_INPUT
 
 
 class ConfigError(OutreachError):
     """A configuration value is missing or invalid."""
+
+    exit_code = EXIT_CONFIG
+
+
+class ServiceError(ConfigError):
+    """A service Outreach needs (database, broker, mail or SMS server) cannot be reached."""
 
 
 @dataclass
@@ -104,5 +123,5 @@ class PermanentChannelError(ChannelError):
     """A delivery failed in a way that retrying cannot fix."""
 
 
-class RegistryError(OutreachError):
+class RegistryError(ConfigError):
     """An unknown or duplicate name was given to a registry."""

@@ -120,6 +120,6 @@ def test_worker_without_a_secret_fails_at_boot_with_the_setting_to_add(
 def test_worker_refuses_embedded_broker(tmp_path: Path) -> None:
     env = {**os.environ, "OUTREACH_BROKER_URL": "memory://", "OUTREACH_CONFIG": str(tmp_path / "x.toml")}
     result = subprocess.run([str(OUTREACH), "worker"], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 3  # a configuration error
     assert "OUTREACH_BROKER_URL=redis://" in result.stderr
     assert "Traceback" not in result.stderr

@@ -36,7 +36,9 @@ from outreach.webhooks.server import free_port
 LATER_PASSES_H = (8, 16)
 
 
-def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, console: Console) -> None:
+def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, console: Console,
+             rules_dir: Path, templates_dir: Path) -> None:
+    """The demo in ``directory`` (replaced), with the rules and templates given."""
     started = time.perf_counter()
     if directory.exists():
         shutil.rmtree(directory)
@@ -49,6 +51,8 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
         email_transport="outbox",
         sms_transport="outbox",
         twilio_auth_token=DEMO_TWILIO_TOKEN,
+        rules_dir=rules_dir,
+        templates_dir=templates_dir,
     )
     engine = make_engine(settings.database_url)
     migrate(engine)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -82,29 +82,35 @@ def import_csv(
     kind: ImportKind,
     path: Path,
     *,
+    stream: IO[bytes] | None = None,
     skip_invalid: bool = False,
     reject_path: Path | None = None,
     now: datetime,
     progress: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> ImportResult:
-    """Import (upsert) one CSV file of ``kind`` in one transaction."""
+    """Import (upsert) one CSV file of ``kind`` in one transaction.
+
+    With ``stream`` (standard input) the rows are read from it and ``path``
+    only names it in problems; the reject file defaults to
+    ``<kind>.rejects.csv`` in the working folder."""
     if kind not in KINDS:
         raise RegistryError(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
     path = Path(path)
-    if not path.is_file():
+    if stream is None and not path.is_file():
         raise ImportRowError(
             [Problem("there is no such file", file=str(path), hint="check the path and the file name")]
         )
-    rejects_to = (reject_path or default_reject_path(path)) if skip_invalid else None
-    if rejects_to is not None and rejects_to.resolve() == path.resolve():
+    default_rejects = Path(f"{kind}{REJECTS_SUFFIX}") if stream is not None else default_reject_path(path)
+    rejects_to = (reject_path or default_rejects) if skip_invalid else None
+    if stream is None and rejects_to is not None and rejects_to.resolve() == path.resolve():
         raise ImportRowError(
             [Problem("the reject file would overwrite the file being imported", file=str(path),
                      hint="name another file with --rejects")]
         )
-    with CsvSource(path=path) as source:
+    with CsvSource(path=path, stream=stream) as source:
         importer = KINDS[kind](header=source.header, file=source.file, now=to_naive_utc(now))
         check_header(importer, source.header, file=source.file)
         rejects = RejectWriter(path=rejects_to, header=source.header) if rejects_to else None

@@ -80,11 +80,15 @@ class Header:
 class CsvSource:
     """Context manager over a CSV file: ``header``, then ``rows()``."""
 
-    def __init__(self, *, path: Path) -> None:
+    def __init__(self, *, path: Path, stream: IO[bytes] | None = None) -> None:
+        """Read ``path``, or ``stream`` (standard input) named ``path`` in problems."""
         self.path = path
         self.file = str(path)
-        self.size = path.stat().st_size
-        self._binary: IO[bytes] = path.open("rb")
+        self._binary: IO[bytes] = stream if stream is not None else path.open("rb")
+        self._owned = stream is None
+        #: Bytes in all, when known (a file; not a pipe).
+        self.size: int | None = path.stat().st_size if stream is None else None
+        self._read = 0
         self._row = 0
         self._records = csv.reader(self._lines())
         try:
@@ -102,11 +106,12 @@ class CsvSource:
         self.close()
 
     def close(self) -> None:
-        self._binary.close()
+        if self._owned:
+            self._binary.close()
 
     def position(self) -> int:
         """Bytes read so far."""
-        return self._binary.tell()
+        return self._read
 
     def _fail(self, message: str, *, row: int, hint: str) -> ImportRowError:
         return ImportRowError([Problem(message, file=self.file, row=row, hint=hint)])
@@ -114,6 +119,7 @@ class CsvSource:
     def _lines(self) -> Iterator[str]:
         first = True
         for raw in self._binary:
+            self._read += len(raw)
             if first:
                 first = False
                 if raw.startswith(ZIP_MAGIC):

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from outreach.errors import ConfigError
 from outreach.store.dialect import sqlite_local_time
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -71,3 +74,16 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def require_current_schema(engine: Engine) -> None:
+    """ConfigError unless the database is at the newest migration (production
+    databases are migrated on purpose, with ``outreach db upgrade``)."""
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        raise ConfigError(
+            f"the database schema is at {current or 'nothing'}, not {head}: "
+            "run `outreach db upgrade` first"
+        )

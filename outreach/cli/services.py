@@ -1,0 +1,71 @@
+"""``outreach worker`` and ``outreach serve``: the long-running services."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from outreach.cli.common import app_settings, friendly, open_engine
+from outreach.sending.queue import QUEUE
+
+#: The module ``dramatiq`` imports in each worker process.
+WORKER_MODULE = "outreach.sending.worker"
+
+
+@click.command("worker")
+@click.option("--processes", default=2, show_default=True, help="Worker processes.")
+@click.option("--threads", default=8, show_default=True, help="Threads per process.")
+@click.pass_context
+@friendly
+def worker(ctx: click.Context, processes: int, threads: int) -> None:
+    """Run Dramatiq workers that deliver queued messages (needs a Redis broker).
+
+    \b
+    Example:
+      OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach worker --processes 4
+    """
+    from outreach import brokers
+    from outreach.channels import check_settings
+    from outreach.errors import ConfigError
+
+    settings = app_settings(ctx, service=True)
+    if brokers.in_process(settings.broker_url):
+        raise ConfigError(
+            "the embedded broker (memory://) delivers inside `campaign launch`; "
+            "set OUTREACH_BROKER_URL=redis://… to run separate workers"
+        )
+    check_settings(settings)
+    settings.require_secret()  # the worker processes would fail on every message
+    obj = ctx.find_root().obj
+    passed = {**obj["overrides"], "log_level": obj.get("log_level"), "log_format": obj.get("log_format")}
+    for key, value in passed.items():
+        if value:
+            os.environ[f"OUTREACH_{key.upper()}"] = value
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "dramatiq", WORKER_MODULE, "--processes", str(processes),
+         "--threads", str(threads), "--queues", QUEUE],
+    )
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.pass_context
+@friendly
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the webhook server: unsubscribe, open pixel, click redirect, orders, SMS.
+
+    \b
+    Example:
+      OUTREACH_PUBLIC_URL=https://t.example.com outreach serve --host 0.0.0.0 --port 8000
+    """
+    from outreach.webhooks.app import serve as run_server
+
+    settings = app_settings(ctx, service=True)
+    run_server(settings, open_engine(settings), host=host, port=port)
+
+
+COMMANDS = (worker, serve)

@@ -1,0 +1,73 @@
+"""One logging setup for every process (commands, workers, the webhook server).
+
+Records are structured (structlog): every record carries the context bound
+where the work happens — ``rule`` and ``run_id`` while a rule is planned,
+``message_id`` (with its ``rule`` and ``run_id``) while a message is
+delivered — and the libraries' own records (Dramatiq, uvicorn, APScheduler,
+SQLAlchemy) go through the same renderer. ``console`` is for people,
+``json`` (one object per line) for log collectors.
+
+Level and format: ``--log-level`` / ``--log-format`` on the command line,
+``OUTREACH_LOG_LEVEL`` / ``OUTREACH_LOG_FORMAT`` (or ``log_level`` /
+``log_format`` in outreach.toml).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import structlog
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("console", "json")
+#: Where a record is written unless configure() is told otherwise.
+DEFAULT_STREAM = sys.stderr
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure(*, level: str = "warning", fmt: str = "console", stream: IO[str] | None = None) -> None:
+    """Route structlog and the standard library's logging to one handler."""
+    out = stream or DEFAULT_STREAM
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=bool(getattr(out, "isatty", lambda: False)()))
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_SHARED, structlog.processors.format_exc_info],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+
+
+def get_logger(name: str) -> Any:
+    """A structured logger; keyword arguments become fields of the record."""
+    return structlog.stdlib.get_logger(name)
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every record logged inside the block (this thread or task)."""
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield
