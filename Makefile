@@ -1,18 +1,19 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   install and run the demo
-#   make test   install test dependencies and run the whole suite
+#   make test   install test dependencies, check the code (ruff, mypy,
+#               import-linter) and run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test check install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[demo]"
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
@@ -20,11 +21,17 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/outreach demo
 
-test: install-test
+# Lint and import order, types, layering and import cycles.
+check: install-test
+	$(BIN)/ruff check outreach tests bench cli.py
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/pytest -q
 
 bench: install-test
 	$(BIN)/python bench/mjml_compilers.py
 
 clean:
-	rm -rf $(VENV) demo outbox outreach.db* .pytest_cache
+	rm -rf $(VENV) demo outbox outreach.db* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist

@@ -32,7 +32,8 @@ COMPONENTS = {
     "mj-table": '<mj-table><tr><td>MARK</td><td>¥68</td></tr></mj-table>',
     "mj-social": '<mj-social><mj-social-element name="facebook" href="https://x.test/MARK">MARK</mj-social-element></mj-social>',
     "mj-navbar": '<mj-navbar><mj-navbar-link href="https://x.test/MARK">MARK</mj-navbar-link></mj-navbar>',
-    "mj-accordion": '<mj-accordion><mj-accordion-element><mj-accordion-title>MARK</mj-accordion-title><mj-accordion-text>t</mj-accordion-text></mj-accordion-element></mj-accordion>',
+    "mj-accordion": '<mj-accordion><mj-accordion-element><mj-accordion-title>MARK</mj-accordion-title>'
+                    '<mj-accordion-text>t</mj-accordion-text></mj-accordion-element></mj-accordion>',
     "mj-carousel": '<mj-carousel><mj-carousel-image src="https://x.test/MARK.png" /></mj-carousel>',
     "mj-raw": '<mj-raw><p>MARK</p></mj-raw>',
 }
@@ -73,8 +74,9 @@ def shipped_templates() -> dict[str, str]:
     """The shipped email templates, rendered through Jinja for a sample customer."""
     sys.path.insert(0, str(ROOT))
     from outreach.config import load_settings
-    from outreach.store.models import Customer, CustomerType
+    from outreach.domain import CustomerType
     from outreach.sending.render import Renderer, customer_context
+    from outreach.store.models import Customer
 
     renderer = Renderer(settings=load_settings(templates_dir=ROOT / "templates"))
     sources = {}

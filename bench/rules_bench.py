@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,18 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, delete, func, select, text
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from synth import generate, outbox_history  # noqa: E402
-
-from outreach.store import stats  # noqa: E402
-from outreach.store.engine import make_engine, migrate, transaction  # noqa: E402
-from outreach.planning.preview import preview  # noqa: E402
-from outreach.store.models import CampaignRun, Customer, Membership, Message, Order, Rule  # noqa: E402
 from outreach.planning.launch import plan_rule
-from outreach.rules import RuleSet  # noqa: E402
-from outreach.rules import load_rules  # noqa: E402
+from outreach.planning.preview import preview
+from outreach.rules import RuleSet, load_rules
+from outreach.store import stats
+from outreach.store.engine import make_engine, migrate, transaction
+from outreach.store.models import CampaignRun, Customer, Membership, Message, Order, Rule
+from synth import generate, outbox_history  # bench/synth.py, beside this script
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NOW = datetime(2026, 11, 20, 2, 0)  # 10:00 in Shanghai: inside the send windows there
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -54,7 +54,8 @@ def _analyze(engine: Engine, table: str = "") -> None:
 def generate(engine: Engine, *, customers: int, orders: int, now: datetime) -> None:
     d = engine.dialect.name
     r = _rand(d)
-    zones = "ARRAY['Asia/Shanghai','Asia/Shanghai','Asia/Shanghai','Europe/London','America/New_York','America/Los_Angeles','Australia/Sydney']"
+    zones = ("ARRAY['Asia/Shanghai','Asia/Shanghai','Asia/Shanghai','Europe/London','America/New_York',"
+             "'America/Los_Angeles','Australia/Sydney']")
     if d == "postgresql":
         tz = f"({zones})[1 + (g % 7)]"
         lpad = "lpad(g::text, 9, '0')"
@@ -76,7 +77,7 @@ def generate(engine: Engine, *, customers: int, orders: int, now: datetime) -> N
                    {bday}, {month}, {day}, {tz},
                    CASE WHEN g % 7 < 3 THEN 'zh_CN' ELSE 'en' END,
                    CASE WHEN g % 20 = 0 THEN 'distributor' WHEN g % 10 = 0 THEN 'business' ELSE 'retail' END,
-                   {attrs}, {_ts(d, now, f"(g % 900) + 30")}, {_ts(d, now, "0")}
+                   {attrs}, {_ts(d, now, "(g % 900) + 30")}, {_ts(d, now, "0")}
             FROM {_series(d, customers)}"""))
         # Orders: customer = N·u² skews most orders onto few customers (80/20).
         conn.execute(text(f"""

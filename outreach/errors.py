@@ -21,7 +21,7 @@ uses 2 for a wrong command line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
+from typing import Any, Self
 
 #: Exit codes of the command line.
 EXIT_INPUT = 1
@@ -95,8 +95,9 @@ class InputError(OutreachError):
         return "\n".join(str(p) for p in self.problems)
 
     @classmethod
-    def single(cls, message: str, **where: object) -> "InputError":
-        return cls([Problem(message, **where)])  # type: ignore[arg-type]
+    def single(cls, message: str, **where: Any) -> Self:
+        """One problem: ``where`` names its file, line, column, row, field and hint."""
+        return cls([Problem(message, **where)])
 
 
 class RuleError(InputError):

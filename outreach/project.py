@@ -102,7 +102,9 @@ def init_project(target: Path, *, force: bool = False) -> list[Path]:
     plan[target / CONFIG_FILE] = STARTER_CONFIG.encode()
     existing = [path for path in plan if path.exists()]
     if existing and not force:
-        shown = ", ".join(str(p) for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        shown = ", ".join(str(p) for p in existing[:3])
+        if len(existing) > 3:
+            shown += f" and {len(existing) - 3} more"
         raise InputError.single(
             f"{target} already has {shown}", field="DIR",
             hint="choose a new or empty folder, or pass --force to overwrite the starter files",

@@ -22,23 +22,20 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
+from outreach.planning.launch import LaunchResult, plan_rule
+from outreach.rules import LoadedRule, parse_rule
 from outreach.store.engine import transaction
 from outreach.store.models import (
-    Channel,
     ConsentRecord,
-    ConsentStatus,
     Customer,
     CustomerTag,
-    CustomerType,
     CustomEvent,
     Message,
-    MessageStatus,
     Order,
     OrderItem,
     Suppression,
 )
-from outreach.planning.launch import LaunchResult, plan_rule
-from outreach.rules import LoadedRule, parse_rule
 
 #: The moment most tests plan at (naive UTC).
 NOW = datetime(2026, 6, 1, 9, 0)

@@ -8,7 +8,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from outreach.rules.conditions import AllCondition, AnyCondition, BoughtCondition, FieldCondition, NotCondition, OrdersAggregate, OrdersCondition, TagCondition, WindowedProducts
+from outreach.rules.conditions import (
+    AllCondition,
+    AnyCondition,
+    BoughtCondition,
+    FieldCondition,
+    NotCondition,
+    OrdersAggregate,
+    OrdersCondition,
+    TagCondition,
+    WindowedProducts,
+)
 from outreach.store.dialect import numeric_or_none
 
 

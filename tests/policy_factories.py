@@ -18,26 +18,15 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach.store import outbox
+from factories import loaded_rule
 from outreach.config import Settings, load_settings
-from outreach.store.models import (
-    CampaignRun,
-    Channel,
-    Customer,
-    CustomerStats,
-    Membership,
-    Message,
-    MessageStatus,
-    Order,
-    OrderItem,
-    Rule,
-)
+from outreach.domain import Channel, MessageStatus
 from outreach.planning.launch import LaunchResult, plan_rule
-from outreach.rules import RuleSet
-from outreach.rules import LoadedRule
+from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.policy import Policy
 from outreach.rules.spec import SegmentsFile
-from factories import loaded_rule
+from outreach.store import outbox
+from outreach.store.models import CampaignRun, Customer, CustomerStats, Membership, Message, Order, OrderItem, Rule
 
 REPO = Path(__file__).resolve().parents[1]
 

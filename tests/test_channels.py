@@ -382,14 +382,14 @@ def test_smtp_recipient_refused_with_550_is_permanent(
     make_settings: Callable[..., Settings], smtp: SmtpServer
 ) -> None:
     backend = backend_for(smtp_settings(make_settings, smtp), "email")
-    with pytest.raises(PermanentChannelError, match="refused recipient nobody@example.cn: 550 5.1.1"):
+    with pytest.raises(PermanentChannelError, match=r"refused recipient nobody@example.cn: 550 5.1.1"):
         backend.deliver(email_envelope(to="nobody@example.cn"))
     assert smtp.received == []
 
 
 def test_smtp_greylisting_450_is_retryable(make_settings: Callable[..., Settings], smtp: SmtpServer) -> None:
     backend = backend_for(smtp_settings(make_settings, smtp), "email")
-    with pytest.raises(ChannelError, match="450 4.2.0") as caught:
+    with pytest.raises(ChannelError, match=r"450 4.2.0") as caught:
         backend.deliver(email_envelope(to="greylisted@example.cn"))
     assert not isinstance(caught.value, PermanentChannelError)
 
@@ -424,7 +424,7 @@ def test_smtp_login(make_settings: Callable[..., Settings]) -> None:
         bad = backend_for(smtp_settings(make_settings, server, smtp_username="shop", smtp_password="nope"), "email")
         anonymous = backend_for(smtp_settings(make_settings, server), "email")
         good.deliver(email_envelope())
-        with pytest.raises(PermanentChannelError, match="535.*check smtp_username and smtp_password"):
+        with pytest.raises(PermanentChannelError, match=r"535.*check smtp_username and smtp_password"):
             bad.deliver(email_envelope())
         with pytest.raises(PermanentChannelError, match="530"):
             anonymous.deliver(email_envelope())
@@ -447,7 +447,7 @@ def test_smtp_starttls_against_a_server_without_it_fails_clearly(
 
 
 def test_smtp_ssl_and_starttls_together_is_a_config_error(make_settings: Callable[..., Settings]) -> None:
-    with pytest.raises(ConfigError, match="smtp_ssl.*smtp_starttls"):
+    with pytest.raises(ConfigError, match=r"smtp_ssl.*smtp_starttls"):
         backend_for(make_settings(email_transport="smtp", smtp_ssl=True, smtp_starttls=True), "email")
 
 
@@ -520,7 +520,7 @@ def test_twilio_wrong_auth_token_is_permanent_with_a_hint(
     make_settings: Callable[..., Settings], twilio: TwilioServer
 ) -> None:
     backend = backend_for(twilio_settings(make_settings, twilio, twilio_auth_token="wrong"), "sms")
-    with pytest.raises(PermanentChannelError, match="20003.*twilio_auth_token"):
+    with pytest.raises(PermanentChannelError, match=r"20003.*twilio_auth_token"):
         backend.deliver(sms_envelope())
     assert twilio.state.created == []
 
@@ -576,5 +576,5 @@ def test_registry_refuses_unknown_channel_and_transport(make_settings: Callable[
     with pytest.raises(RegistryError, match="unknown channel 'fax'; known channels: email, sms"):
         backend_for(make_settings(), "fax")
     settings = make_settings().model_copy(update={"email_transport": "carrier-pigeon"})
-    with pytest.raises(RegistryError, match="'carrier-pigeon'.*choose one of: outbox, smtp"):
+    with pytest.raises(RegistryError, match=r"'carrier-pigeon'.*choose one of: outbox, smtp"):
         backend_for(settings, "email")

@@ -15,9 +15,10 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from factories import add_consent, add_customer, add_order, loaded_rule, old_database
-from outreach.store.engine import migrate, transaction
-from outreach.store.models import Channel, ConsentRecord, ConsentStatus, CurrentConsent, Customer
+from outreach.domain import Channel, ConsentStatus
 from outreach.planning.launch import plan_rule
+from outreach.store.engine import migrate, transaction
+from outreach.store.models import ConsentRecord, CurrentConsent, Customer
 
 NOW = datetime(2026, 6, 1, 12, 0)
 

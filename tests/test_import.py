@@ -14,18 +14,10 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
+from outreach.domain import Channel, ConsentStatus, CustomerType
 from outreach.errors import ImportRowError
 from outreach.importing import ImportResult, import_csv, normalize_email, normalize_phone
-from outreach.store.models import (
-    Base,
-    Channel,
-    ConsentRecord,
-    ConsentStatus,
-    Customer,
-    CustomerType,
-    CustomEvent,
-    Order,
-)
+from outreach.store.models import Base, ConsentRecord, Customer, CustomEvent, Order
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 NOW = datetime(2026, 3, 1, 12, 0)

@@ -12,12 +12,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from outreach.store.engine import make_engine, migrate, transaction
+from factories import NOW, add_consent, add_customer, add_order, add_suppression
+from outreach.domain import Channel, MessageStatus
 from outreach.planning.explain import explain
 from outreach.planning.preview import preview
-from outreach.store.models import Channel, Customer, MessageStatus
+from outreach.store.engine import make_engine, migrate, transaction
 from outreach.store.holdout import is_held_out
-from factories import NOW, add_consent, add_customer, add_order, add_suppression
+from outreach.store.models import Customer
 from policy_factories import (
     REPO,
     add_message,

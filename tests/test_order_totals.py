@@ -18,11 +18,11 @@ from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from factories import add_customer, add_order, old_database
-from outreach.store.engine import make_engine, migrate, transaction
 from outreach.importing import import_csv
+from outreach.rules import parse_rule
+from outreach.store.engine import make_engine, migrate, transaction
 from outreach.store.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals
 from outreach.store.segments import compile_condition
-from outreach.rules import parse_rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
 PRODUCTS = [("LJ-100", "tea"), ("YX-POT", "teaware"), ("MOON-CK", None), ("LJ-100", "gift")]

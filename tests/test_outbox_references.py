@@ -15,9 +15,9 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from factories import add_customer, old_database
-from outreach.store.outbox import start_run
 from outreach.store.engine import migrate, transaction
 from outreach.store.models import CampaignRun, Message, Rule, TrackingEvent
+from outreach.store.outbox import start_run
 from policy_factories import add_message, rule
 
 NOW = datetime(2026, 6, 1, 12, 0)
@@ -40,7 +40,7 @@ def outbox(engine: Engine) -> dict[str, int]:
 
 
 def _rejected(engine: Engine, statement, params: dict) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(DatabaseError, match="(?i)foreign key|does not exist|still has messages"):
+    with pytest.raises(DatabaseError, match=r"(?i)foreign key|does not exist|still has messages"):
         with transaction(engine) as s:
             s.execute(statement, params)
 

@@ -11,12 +11,6 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach.store import holdout
-from outreach.store.engine import make_engine, transaction
-from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
-from outreach.planning.launch import plan_rule
-from outreach.rules import RuleSet
-from outreach.rules import load_rule, load_rules
 from factories import (
     NOW,
     add_consent,
@@ -27,6 +21,12 @@ from factories import (
     loaded_rule,
     plan,
 )
+from outreach.domain import Channel, MessageStatus
+from outreach.planning.launch import plan_rule
+from outreach.rules import RuleSet, load_rule, load_rules
+from outreach.store import holdout
+from outreach.store.engine import make_engine, transaction
+from outreach.store.models import Customer, Message, Rule
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = timedelta(days=1)
@@ -219,6 +219,7 @@ def test_every_shipped_rule_plans_with_the_shipped_policy_and_segments(engine: E
             select(Customer.external_id).join(Message, Message.customer_id == Customer.id)
             .join(Rule, Rule.id == Message.rule_id).where(Rule.name == "winback")
         ).all()
+    assert repeats == []
     assert sorted(winback) == ["c0", "c1", "c2"]
 
 

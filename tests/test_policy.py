@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from outreach.store.engine import transaction
-from outreach.store.models import Channel, Customer, MessageStatus
-from outreach.planning.launch import launch
-from outreach.store.holdout import is_held_out
 from factories import NOW, add_customer, add_order
+from outreach.domain import Channel, MessageStatus
+from outreach.planning.launch import launch
+from outreach.store.engine import transaction
+from outreach.store.holdout import is_held_out
+from outreach.store.models import Customer
 from policy_factories import (
     add_message,
     customer_id,

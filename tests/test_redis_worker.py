@@ -15,10 +15,10 @@ import redis
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from outreach.sending import queue
-from outreach.store.models import Message, MessageStatus
+from outreach.domain import MessageStatus
 from outreach.planning.launch import launch
-
+from outreach.sending import queue
+from outreach.store.models import Message
 from test_sending import NOW, REPO, make_settings, rule, shop
 
 OUTREACH = Path(sys.executable).parent / "outreach"

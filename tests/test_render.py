@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from outreach.config import load_settings
+from outreach.domain import Channel, CustomerType
 from outreach.errors import TemplateError
-from outreach.store.models import Channel, Customer, CustomerTag, CustomerType
 from outreach.sending.render import Renderer, first_name, html_to_text
+from outreach.store.models import Customer, CustomerTag
 
 REPO = Path(__file__).resolve().parents[1]
 

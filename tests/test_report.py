@@ -8,9 +8,10 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from factories import NOW, add_customer, add_order
-from outreach.store.engine import transaction
-from outreach.store.models import Channel, EventType, Message, MessageStatus, Rule, TrackingEvent
+from outreach.domain import Channel, EventType, MessageStatus
 from outreach.reporting.roi import build_report
+from outreach.store.engine import transaction
+from outreach.store.models import Message, Rule, TrackingEvent
 
 
 def _rule(session, name: str) -> Rule:  # type: ignore[no-untyped-def]

@@ -9,14 +9,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from factories import add_consent, add_customer, add_order, loaded_rule
-from outreach.store.engine import transaction
+from outreach.domain import Channel, ConsentStatus, MessageStatus
 from outreach.planning.explain import explain
-from outreach.planning.preview import preview
-from outreach.store.models import Channel, ConsentStatus, CustomerStats, Membership, Message, MessageStatus
 from outreach.planning.launch import launch, plan_rule
+from outreach.planning.preview import preview
 from outreach.planning.schedule import due
 from outreach.rules import RuleSet
 from outreach.rules.policy import LifecyclePolicy, Policy
+from outreach.store.engine import transaction
+from outreach.store.models import CustomerStats, Membership, Message
 
 REPO = Path(__file__).resolve().parents[1]
 # 02:00 UTC = 10:00 in Shanghai, 21:00 (previous day) in New York.
@@ -226,7 +227,9 @@ def test_changed_lifecycle_thresholds_recompute_stats_for_the_same_moment(engine
         c = add_customer(s, "lapsing")
         add_order(s, c, NOW - timedelta(days=400))
         add_order(s, c, NOW - timedelta(days=100))
-    rule = loaded_rule("name: at-risk\ntrigger: {type: lifecycle, stage: at_risk}\ntemplate: winback\nchannels: [email]\n")
+    rule = loaded_rule(
+        "name: at-risk\ntrigger: {type: lifecycle, stage: at_risk}\ntemplate: winback\nchannels: [email]\n"
+    )
 
     def stage(at_risk_days: int) -> str:
         ruleset = RuleSet(policy=Policy(lifecycle=LifecyclePolicy(at_risk_days=at_risk_days)))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from outreach.domain import Channel
 from outreach.errors import Problem, RuleError
-from outreach.store.models import Channel
 from outreach.rules import load_rules, parse_rule
 from outreach.rules.conditions import AllCondition, NotCondition
-from outreach.rules.triggers import DEFAULT_UPSELL_WINDOW_DAYS, InactivityTrigger
 from outreach.rules.loader import load_policy, load_segments
+from outreach.rules.triggers import DEFAULT_UPSELL_WINDOW_DAYS, InactivityTrigger
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,8 @@ from croniter import croniter
 from rich.console import Console
 from sqlalchemy import Engine
 
-from outreach.planning.schedule import due
+from outreach.planning.schedule import build_scheduler, due
 from outreach.rules import LoadedRule
-from outreach.planning.schedule import build_scheduler
 from policy_factories import make_settings, plan_run, rule
 
 DAILY = rule("""

@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from outreach.store.engine import transaction
-from outreach.errors import RuleError
-from outreach.store.models import Customer
-from outreach.rules import parse_rule
-from outreach.store.segments import compile_condition
 from factories import NOW, add_customer, add_order
+from outreach.errors import RuleError
+from outreach.rules import parse_rule
+from outreach.store.engine import transaction
+from outreach.store.models import Customer
+from outreach.store.segments import compile_condition
 
 RULE_HEAD = "name: seg\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\nsegment: "
 

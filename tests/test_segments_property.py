@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach.store.models import Customer, CustomerTag, Order, OrderItem
-from outreach.rules.spec import RuleSpec
-from outreach.store.segments import compile_condition
 from oracle import PyCustomer, PyOrder, evaluate
+from outreach.rules.spec import RuleSpec
+from outreach.store.models import Customer, CustomerTag, Order, OrderItem
+from outreach.store.segments import compile_condition
 
 NOW = datetime(2026, 5, 20, 12, 0)
 TYPES = ["retail", "business", "distributor"]
@@ -58,7 +58,10 @@ field_cond = st.one_of(
     st.builds(lambda op, v: {"field": "attributes.city", op: v},
               st.sampled_from(["gt", "gte", "lt", "lte"]), st.integers(min_value=-5, max_value=15)),
 )
-tag_cond = st.builds(lambda v: {"tag": v}, st.one_of(st.sampled_from(TAGS), st.lists(st.sampled_from(TAGS), min_size=1, max_size=2)))
+tag_cond = st.builds(
+    lambda v: {"tag": v},
+    st.one_of(st.sampled_from(TAGS), st.lists(st.sampled_from(TAGS), min_size=1, max_size=2)),
+)
 orders_cond = st.builds(
     lambda metric, op, n, within: {"orders": {"metric": metric, op: n, **({"within_days": within} if within else {})}},
     st.sampled_from(["count", "total", "average", "days_since_last", "days_since_first"]),

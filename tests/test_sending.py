@@ -13,25 +13,16 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach.store import outbox
-from outreach.sending import queue
-from outreach.store.engine import transaction
+from factories import loaded_rule
+from outreach.domain import Channel, ConsentStatus, MessageStatus
 from outreach.errors import ChannelError
-from outreach.store.models import (
-    Channel,
-    ConsentRecord,
-    ConsentStatus,
-    Customer,
-    Message,
-    MessageStatus,
-    Order,
-    OrderItem,
-    Suppression,
-)
 from outreach.planning.launch import launch, plan_rule
 from outreach.rules import LoadedRule
+from outreach.sending import queue
 from outreach.sending.deliver import deliver_message
-from factories import loaded_rule
+from outreach.store import outbox
+from outreach.store.engine import transaction
+from outreach.store.models import ConsentRecord, Customer, Message, Order, OrderItem, Suppression
 from policy_factories import make_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.sending import tokens
 from outreach.config import load_settings
+from outreach.sending import tokens
 
 SETTINGS = load_settings(secret_key="s3cret", public_url="https://t.example/")
 

@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from outreach.store.engine import transaction
 from factories import NOW, add_customer, add_event, add_order, plan
+from outreach.store.engine import transaction
 
 DAY = timedelta(days=1)
 

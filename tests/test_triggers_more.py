@@ -11,11 +11,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, delete, select
 
-from outreach.store.engine import transaction
-from outreach.errors import RuleError
-from outreach.store.models import Customer, CustomerTag, MessageStatus
-from outreach.rules import RuleSet
 from factories import NOW, add_consent, add_customer, add_event, add_order
+from outreach.domain import MessageStatus
+from outreach.errors import RuleError
+from outreach.rules import RuleSet
+from outreach.store.engine import transaction
+from outreach.store.models import Customer, CustomerTag
 from policy_factories import (
     add_order_lines,
     customer_id,
@@ -405,7 +406,8 @@ def test_rfm_scores_and_groups(engine: Engine) -> None:
         "prospect": (None, None, None, None),
     }
     assert stats["champ"].clv == Decimal("1500.00")  # 500 in 12 months × 3 years
-    assert recipients(engine, EVERY_BUYER.format(name="scores", segment="{stats: {r_score: {lte: 2}, m_score: {gte: 4}}}"), NOW) == {"slipping"}
+    slipping = EVERY_BUYER.format(name="scores", segment="{stats: {r_score: {lte: 2}, m_score: {gte: 4}}}")
+    assert recipients(engine, slipping, NOW) == {"slipping"}
 
 
 def test_vip_is_the_top_20_percent_by_revenue(engine: Engine) -> None:

@@ -15,25 +15,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from factories import NOW, add_customer
-from outreach.sending import tokens
 from outreach.config import Settings, load_settings
+from outreach.domain import Channel, ConsentStatus, EventType, MessageStatus
+from outreach.sending import tokens
 from outreach.store.engine import transaction
-from outreach.store.models import (
-    Channel,
-    ConsentRecord,
-    ConsentStatus,
-    EventType,
-    Message,
-    MessageStatus,
-    Order,
-    Rule,
-    Suppression,
-    TrackingEvent,
-)
+from outreach.store.models import ConsentRecord, Message, Order, Rule, Suppression, TrackingEvent
 from outreach.webhooks.app import create_app
 from outreach.webhooks.orders import order_signature
-from outreach.webhooks.twilio import twilio_signature
 from outreach.webhooks.server import free_port, serve_in_thread
+from outreach.webhooks.twilio import twilio_signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
 ARRIVAL = NOW + timedelta(hours=2)

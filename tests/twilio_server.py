@@ -88,7 +88,7 @@ def _segments(body: str) -> int:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
@@ -120,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         ok = secrets.compare_digest(f"{user}:{password}", f"{state.account_sid}:{state.auth_token}")
         return user if ok else None
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server hook name
+    def do_POST(self) -> None:
         state = self.server.state
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length).decode()

@@ -80,7 +80,7 @@ def _load_plugins() -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 hook = point.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin is a configuration problem
+            except Exception as exc:
                 raise ConfigError(
                     f"the channel plugin '{point.name}' ({point.value}) cannot be loaded: {exc} "
                     "(fix or uninstall the package that provides it)"

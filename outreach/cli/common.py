@@ -62,7 +62,8 @@ def _service_error(exc: BaseException) -> OutreachError | None:
             hint = ("check that the folder in OUTREACH_DATABASE_URL exists and is writable, and that no other "
                     "program holds the file")
         else:
-            hint = "is the database server running and reachable? check OUTREACH_DATABASE_URL (host, port, user, database)"
+            hint = ("is the database server running and reachable? check OUTREACH_DATABASE_URL "
+                    "(host, port, user, database)")
         return ServiceError(f"cannot use the database {masked_url(url)}: {reason} (hint: {hint})")
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         url = settings.broker_url if settings else "the broker"

@@ -86,9 +86,11 @@ def generate(directory: Path, *, customers: int, now: datetime, seed: int) -> De
             ])
             # Consent evidence: most agreed to email at checkout, fewer to SMS.
             if rng.random() < 0.85:
-                kw.writerow([ext, "email", "granted", "checkout", "ticked 'email me offers' at checkout", signup.isoformat()])
+                kw.writerow([ext, "email", "granted", "checkout", "ticked 'email me offers' at checkout",
+                             signup.isoformat()])
             if rng.random() < 0.45:
-                kw.writerow([ext, "sms", "granted", "checkout", "ticked 'text me offers' at checkout", signup.isoformat()])
+                kw.writerow([ext, "sms", "granted", "checkout", "ticked 'text me offers' at checkout",
+                             signup.isoformat()])
             if rng.random() < 0.03:
                 kw.writerow([ext, "email", "revoked", "preference-centre", "unticked email offers",
                              (signup + timedelta(days=10)).isoformat()])

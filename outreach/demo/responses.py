@@ -59,8 +59,8 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
     with serve_in_thread(app, port=port) as base, httpx.Client(base_url=base, timeout=30) as client:
         for msg, customer_ext in messages:
             clicked = False
-            base = msg.sent_at or msg.planned_at
-            clock["now"] = base + timedelta(minutes=rng.randint(5, 600))
+            sent = msg.sent_at or msg.planned_at
+            clock["now"] = sent + timedelta(minutes=rng.randint(5, 600))
             if msg.status is MessageStatus.SENT and msg.channel is Channel.EMAIL:
                 eml = email.message_from_bytes(
                     (Path(settings.outbox_dir) / "email" / f"{msg.id}.eml").read_bytes(),
@@ -90,7 +90,7 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
                 P_ORDER_CLICKED if clicked else P_ORDER_TREATED)
             if rng.random() < p:
                 window = windows.get(msg.rule_id, 7)
-                order = _order(rng, msg.id, customer_ext, base + timedelta(hours=rng.randint(2, window * 24 - 2)))
+                order = _order(rng, msg.id, customer_ext, sent + timedelta(hours=rng.randint(2, window * 24 - 2)))
                 body = json.dumps(order).encode()
                 response = client.post(f"{settings.public_url}/webhooks/orders", content=body,
                                        headers={"X-Outreach-Signature": order_signature(secret, body),

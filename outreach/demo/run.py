@@ -81,8 +81,8 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
                   f" — outbox: {settings.outbox_dir}/")
 
     console.rule("[bold yellow]3. SIMULATED responses (synthetic, for demonstration only)")
-    counts = replay_responses(settings, engine, now=now, seed=seed)
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    replayed = replay_responses(settings, engine, now=now, seed=seed)
+    console.print(", ".join(f"{v} {k}" for k, v in replayed.items()))
 
     console.rule("[bold]4. ROI report")
     console.print(render_table(build_report(engine)))

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
 
+from outreach.domain import Channel, ConsentStatus
 from outreach.importing.base import Cells, CustomerRef, Kind, Parsed, Rejected, Written, resolve_customers
 from outreach.importing.values import check_length, parse_choice, parse_instant
-from outreach.store.models import Channel, ConsentRecord, ConsentStatus
+from outreach.store.models import ConsentRecord
 
 CHANNELS = tuple(c.value for c in Channel)
 STATUSES = tuple(s.value for s in ConsentStatus)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
+from outreach.domain import CustomerType
 from outreach.importing.base import Cells, Kind, Parsed, Written, keep_last, upsert
 from outreach.importing.values import (
     check_length,
@@ -27,7 +28,7 @@ from outreach.importing.values import (
     parse_locale,
     parse_timezone,
 )
-from outreach.store.models import Customer, CustomerTag, CustomerType
+from outreach.store.models import Customer, CustomerTag
 
 CUSTOMER_TYPES = tuple(t.value for t in CustomerType)
 DEFAULT_TIMEZONE = "UTC"

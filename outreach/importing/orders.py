@@ -108,7 +108,7 @@ class Orders(Kind[OrderRecord]):
         amount = cells.required("amount", parse_amount, hint="write the order total, e.g. 128.00")
         currency = cells.get("currency", parse_currency, DEFAULT_CURRENCY)
         coupon = cells.get("coupon_code", lambda s: check_length(s, CODE_MAX), None)
-        items = cells.get("items", parse_items, [])
+        items: list[Item] = cells.get("items", parse_items, [])
         if cells.problems or external_id is None or customer is None or ordered_at is None or amount is None:
             return None
         return OrderRecord(external_id, CustomerRef(customer), ordered_at, amount, currency, coupon, items)

@@ -42,9 +42,6 @@ from outreach.importing.events import Events
 from outreach.importing.orders import Orders
 from outreach.importing.source import CsvSource, Header, RejectWriter, SourceRow
 
-
-
-
 ImportKind = Literal["customers", "orders", "consents", "events"]
 KINDS: dict[str, type[Kind[Any]]] = {k.name: k for k in (Customers, Orders, Consents, Events)}
 #: Problems listed in one ImportRowError; the rest are counted in a last line.

@@ -26,6 +26,7 @@ from outreach.rules.conditions import (
     SegmentRef,
     StatsCondition,
     TagCondition,
+    children,
 )
 from outreach.store import eligibility, holdout
 from outreach.store.models import ConsentRecord, Customer, CustomerStats, Message, Order, Suppression
@@ -77,7 +78,7 @@ def _leaf_value(session: Session, cid: int, cond: Any, now: datetime) -> Any:
         where = [Order.customer_id == cid, Order.ordered_at <= now]
         if agg.within_days:
             where.append(Order.ordered_at > now - timedelta(days=agg.within_days))
-        fn = {"count": func.count(Order.id), "total": func.coalesce(func.sum(Order.amount), 0),
+        fn: Any = {"count": func.count(Order.id), "total": func.coalesce(func.sum(Order.amount), 0),
               "average": func.avg(Order.amount), "days_since_last": func.max(Order.ordered_at),
               "days_since_first": func.min(Order.ordered_at)}[agg.metric]
         value = session.scalar(select(fn).where(*where))
@@ -96,14 +97,14 @@ def _leaf_value(session: Session, cid: int, cond: Any, now: datetime) -> Any:
 def _explain_condition(session: Session, cid: int, cond: Any, now: datetime, ruleset: RuleSet) -> Check:
     passed = _truth(session, cid, compile_condition(cond, now, segments=ruleset.segments))
     if isinstance(cond, (AllCondition, AnyCondition)):
-        kids = cond.all if isinstance(cond, AllCondition) else cond.any
         label = "all of" if isinstance(cond, AllCondition) else "any of"
-        return Check(label, passed, children=[_explain_condition(session, cid, c, now, ruleset) for c in kids])
+        return Check(label, passed, children=[_explain_condition(session, cid, c, now, ruleset)
+                                              for c in children(cond)])
     if isinstance(cond, NotCondition):
         return Check("not", passed, children=[_explain_condition(session, cid, cond.not_, now, ruleset)])
     if isinstance(cond, SegmentRef):
         inner = ruleset.segments.get(cond.segment)
-        kids = [_explain_condition(session, cid, inner, now, ruleset)] if inner is not None else []
+        kids: list[Check] = [_explain_condition(session, cid, inner, now, ruleset)] if inner is not None else []
         return Check(f"segment {cond.segment}", passed, children=kids)
     return Check(_describe(cond), passed, value=_leaf_value(session, cid, cond, now))
 
@@ -137,12 +138,11 @@ def explain(
                         Message.occurrence_key == keys[0])).first()
             last = None if rule_id is None else session.scalar(
                 select(func.max(Message.planned_at)).where(Message.rule_id == rule_id, Message.customer_id == cid))
+            held = holdout.is_held_out(spec.name, cid, spec.holdout_percent)
             policy = [
                 Check(f"cooldown {spec.cooldown_days} days", decision_row is None or bool(decision_row.cooldown_clear),
                       value=f"last message from this rule: {last or 'never'}"),
-                Check(f"holdout {spec.holdout_percent}%",
-                      not holdout.is_held_out(spec.name, cid, spec.holdout_percent),
-                      value="control group" if holdout.is_held_out(spec.name, cid, spec.holdout_percent) else "treated"),
+                Check(f"holdout {spec.holdout_percent}%", not held, value="control group" if held else "treated"),
             ]
             session.rollback()
     decision, send, channel = _decide(trigger, segment, decision_row, existing, policy)
@@ -161,7 +161,9 @@ def _channel_check(session: Session, customer: Customer, channel: Channel, now: 
         select(Suppression.reason).where(Suppression.channel == channel, Suppression.address == address))
     ok = bool(address) and latest is not None and latest.status is ConsentStatus.GRANTED and not suppressed
     consent = f"{latest.status.value} on {latest.recorded_at:%Y-%m-%d} via {latest.source}" if latest else "none"
-    detail = f"address {address or 'missing'}; consent {consent}" + (f"; suppressed ({suppressed})" if suppressed else "")
+    detail = f"address {address or 'missing'}; consent {consent}"
+    if suppressed:
+        detail += f"; suppressed ({suppressed})"
     return Check(f"channel {channel.value}", ok, value=detail)
 
 

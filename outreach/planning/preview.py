@@ -21,7 +21,6 @@ from outreach.rules.spec import RuleSpec
 from outreach.store import dialect, eligibility
 from outreach.store.models import Customer, Message, Rule
 
-
 #: Recipients shown by ``rules preview``.
 SAMPLE_SIZE = 10
 
@@ -91,7 +90,8 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
                     func.count(),
                     func.sum(case((~consented, 1), else_=0)),
                     func.sum(case((and_(consented, ~e.c.cooldown_clear), 1), else_=0)),
-                    func.sum(case((and_(consented, e.c.cooldown_clear, existing), 1), else_=0)) if rule_id else func.sum(0),
+                    (func.sum(case((and_(consented, e.c.cooldown_clear, existing), 1), else_=0))
+                     if rule_id else func.sum(0)),
                     func.sum(case((and_(fresh, e.c.channel.is_(None)), 1), else_=0)),
                     func.sum(case((and_(sendable, e.c.held_out), 1), else_=0)),
                     func.sum(case((and_(sendable, ~e.c.held_out, e.c.not_before.is_not(None)), 1), else_=0)),
@@ -105,8 +105,8 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
                     select(e.c.channel, func.count()).where(sendable, ~e.c.held_out).group_by(e.c.channel)
                 ).all()
             }
-            for cid, ext, name, channel, address, not_before in session.execute(
-                select(e.c.customer_id, Customer.external_id, Customer.name, e.c.channel,
+            for ext, name, channel, address, not_before in session.execute(
+                select(Customer.external_id, Customer.name, e.c.channel,
                        e.c.to_address, e.c.not_before)
                 .join(Customer, Customer.id == e.c.customer_id)
                 .where(sendable, ~e.c.held_out)

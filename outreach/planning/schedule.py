@@ -35,11 +35,11 @@ def _launch(settings: Settings, engine: Engine, names: list[str] | None, console
                              ruleset=RuleSet.from_folder(settings.rules_dir)):
             console.print(f"{result.rule}: planned {result.planned}, held out {result.held_out}, "
                           f"queued {result.queued}")
-    except Exception:  # noqa: BLE001 - a bad edit must not stop the scheduler
+    except Exception:
         log.exception("scheduled launch failed")
 
 
-class CronExpression(BaseTrigger):
+class CronExpression(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 has no type hints
     """A rule's ``schedule:`` (standard cron, UTC) read by croniter, exactly as
     ``planner.due`` reads it. APScheduler's ``CronTrigger.from_crontab`` counts
     weekdays from Monday = 0, so ``0 9 * * 1`` would fire on Tuesdays."""

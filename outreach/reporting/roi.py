@@ -14,7 +14,8 @@ from decimal import Decimal
 from sqlalchemy import Engine, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from outreach.store.models import EventType, Message, MessageStatus, Order, Rule, TrackingEvent
+from outreach.domain import EventType, MessageStatus
+from outreach.store.models import Message, Order, Rule, TrackingEvent
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def build_report(engine: Engine) -> list[RuleReport]:
         return reports
 
 
-def render_table(reports: list[RuleReport], *, currency: str = "CNY") -> "object":
+def render_table(reports: list[RuleReport], *, currency: str = "CNY") -> object:
     from rich.table import Table
 
     table = Table(title="Campaign ROI (last-touch attribution within each rule's window)")

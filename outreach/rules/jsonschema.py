@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from outreach.rules.policy import Policy
 from outreach.rules.spec import RuleSpec, SegmentsFile
 
-SCHEMAS = {
+SCHEMAS: dict[str, tuple[type[BaseModel], str, str]] = {
     "rule": (RuleSpec, "Outreach rule", "One rule file in rules/: who hears what, when."),
     "policy": (Policy, "Outreach policy", "rules/policy.yaml: frequency cap, send windows, lifecycle."),
     "segments": (SegmentsFile, "Outreach named segments", "rules/segments.yaml: reusable segments."),

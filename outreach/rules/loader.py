@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -14,6 +14,8 @@ from outreach.rules.policy import Policy
 from outreach.rules.problems import problems_from
 from outreach.rules.spec import RuleSpec, SegmentsFile
 from outreach.rules.yamlpos import DuplicateKey, load_with_positions
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ def parse_rule(text: str, *, file: str) -> RuleSpec:
                   "(name:, trigger:, template:, channels: …)")
 
 
-def _parse(text: str, *, file: str, model: type[BaseModel], what: str) -> Any:
+def _parse(text: str, *, file: str, model: type[M], what: str) -> M:
     try:
         data, positions = load_with_positions(text)
     except DuplicateKey as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -60,7 +61,7 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
             model = OrdersAggregate
         elif key == "cost":
             model = ChannelCosts
-        elif isinstance(value, dict) and key in ("segment", "not", "enters") or isinstance(key, int) or (
+        elif (isinstance(value, dict) and key in ("segment", "not", "enters")) or isinstance(key, int) or (
             index == 1 and path[0] == "segments"
         ):
             kind = condition_kind(value)
@@ -103,7 +104,7 @@ def _hint_for(error: dict[str, Any], data: Any) -> str | None:
     if kind == "missing":
         return f"add '{loc[-1]}:'"
     if kind == "plain_type":
-        return error["hint"]
+        return str(error["hint"])
     return None
 
 
@@ -163,11 +164,11 @@ def _merge_type_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged = []
     for loc, group in by_loc.items():
         typed = [e for e in group if e["type"] in _TYPE_HINTS or e["type"] in ("date_type", "datetime_type")]
-        if len(group) > 1 and len(typed) == len(group) or (len(group) == 1 and typed):
+        if (len(group) > 1 and len(typed) == len(group)) or (len(group) == 1 and typed):
             value = group[0].get("input")
             wanted = sorted({_TYPE_HINTS.get(e["type"], "text") for e in group})
             hint = "expected " + " or ".join(wanted)
-            if hasattr(value, "isoformat"):
+            if isinstance(value, (date, datetime)):
                 hint = f"put dates in quotes, e.g. '{value.isoformat()}'"
             merged.append({**group[0], "loc": loc, "type": "plain_type",
                            "msg": f"{value!r} is not valid here", "hint": hint})
@@ -179,7 +180,7 @@ def _merge_type_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def problems_from(exc: ValidationError, file: str, data: Any, positions: Positions) -> list[Problem]:
     """Every validation error of ``data`` (read from ``file``) as a located problem."""
     problems = []
-    for error in _merge_type_errors(exc.errors()):
+    for error in _merge_type_errors([dict(e) for e in exc.errors()]):
         loc = tuple(error["loc"])
         if error["type"] == "union_tag_invalid" and loc == ("trigger",):
             loc = ("trigger", "type")

@@ -14,8 +14,8 @@ from pydantic import Field, field_validator
 
 from outreach.domain import Channel
 from outreach.rules.conditions import Condition
-from outreach.rules.policy import SendWindow
 from outreach.rules.model import Strict
+from outreach.rules.policy import SendWindow
 from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
 
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")

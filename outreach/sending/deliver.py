@@ -19,16 +19,17 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach.store import outbox, permission
 from outreach.channels import Envelope, backend_for
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
 from outreach.config import Settings
-from outreach.store.engine import transaction
+from outreach.domain import Channel, MessageStatus
 from outreach.errors import ChannelError, PermanentChannelError, TemplateError
-from outreach.store.models import Channel, Customer, Message, MessageStatus, Rule
-from outreach.sending.render import Renderer
 from outreach.rules.spec import RuleSpec
+from outreach.sending.render import Renderer
+from outreach.store import outbox, permission
+from outreach.store.engine import transaction
+from outreach.store.models import Customer, Message, Rule
 
 log = logging.getLogger("outreach.sending")
 

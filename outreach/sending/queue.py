@@ -55,7 +55,6 @@ def setup(settings: Settings, engine: Engine | None = None) -> _Context:
     broker = brokers.make_broker(settings)
     dramatiq.set_broker(broker)
     actor = dramatiq.actor(
-        _deliver,
         actor_name="outreach_deliver",
         queue_name=QUEUE,
         broker=broker,
@@ -63,7 +62,7 @@ def setup(settings: Settings, engine: Engine | None = None) -> _Context:
         min_backoff=MIN_BACKOFF_MS,
         max_backoff=MAX_BACKOFF_MS,
         time_limit=TIME_LIMIT_MS,
-    )
+    )(_deliver)
     _context = _Context(settings, engine or engine_for(settings.database_url), broker, actor)
     return _context
 

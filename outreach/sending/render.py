@@ -21,15 +21,16 @@ import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from outreach.sending import tokens
 from outreach.config import Settings
+from outreach.domain import Channel
 from outreach.errors import Problem, TemplateError
-from outreach.store.models import Channel, Customer
+from outreach.sending import tokens
+from outreach.store.models import Customer
 
 #: Files a channel needs, relative to the template folder.
 REQUIRED_FILES = {Channel.EMAIL: ("subject.txt", "email.mjml"), Channel.SMS: ("sms.txt",)}
@@ -71,7 +72,7 @@ def customer_context(customer: Customer) -> dict[str, Any]:
 
 
 class _TextExtractor(HTMLParser):
-    BLOCK = {"p", "div", "br", "tr", "h1", "h2", "h3", "li", "table", "td"}
+    BLOCK: ClassVar[frozenset[str]] = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "li", "table", "td"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,7 +110,7 @@ def compile_mjml(source: str, *, file: str) -> str:
 
     try:
         return str(mrml.to_html(source).content)
-    except Exception as exc:  # mrml raises its own parser error types
+    except Exception as exc:  # noqa: BLE001 - mrml raises its own parser error types
         raise TemplateError.single(
             f"MJML does not compile: {exc}",
             file=file,

@@ -88,7 +88,7 @@ def has_lateral(session: Session) -> bool:
     return is_postgresql(session)
 
 
-def materialize(session: Session, query: Select[Any], name: str, *, key: str | None = None) -> Table:
+def materialize(session: Session, query: Select[*tuple[Any, ...]], name: str, *, key: str | None = None) -> Table:
     """Evaluate ``query`` once into a temporary table (dropped at the end of the
     transaction on PostgreSQL, replaced on SQLite) and return the Table.
 
@@ -102,7 +102,7 @@ def materialize(session: Session, query: Select[Any], name: str, *, key: str | N
         for c in query.selected_columns
     ]
     postgresql = is_postgresql(session)
-    options = {"postgresql_on_commit": "DROP"} if postgresql else {}
+    options: dict[str, Any] = {"postgresql_on_commit": "DROP"} if postgresql else {}
     table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"], **options)
     if not postgresql:
         table.drop(bind, checkfirst=True)
@@ -111,7 +111,7 @@ def materialize(session: Session, query: Select[Any], name: str, *, key: str | N
     return table
 
 
-def load_temporary(session: Session, query: Select[Any], name: str, *, key: str) -> Table:
+def load_temporary(session: Session, query: Select[*tuple[Any, ...]], name: str, *, key: str) -> Table:
     """Like :func:`materialize`, for a large aggregate read in index order.
 
     PostgreSQL: ``CREATE TEMPORARY TABLE AS``, which may read with parallel
@@ -188,7 +188,7 @@ class numeric_text(FunctionElement[float]):
 
 @compiles(numeric_text, "postgresql")
 def _pg(element: numeric_text, compiler: Any, **kw: Any) -> str:
-    expr = compiler.process(list(element.clauses)[0], **kw)
+    expr = compiler.process(next(iter(element.clauses)), **kw)
     return (
         f"(CASE WHEN ({expr}) ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' "
         f"THEN CAST(({expr}) AS DOUBLE PRECISION) END)"
@@ -197,7 +197,7 @@ def _pg(element: numeric_text, compiler: Any, **kw: Any) -> str:
 
 @compiles(numeric_text, "sqlite")
 def _sqlite(element: numeric_text, compiler: Any, **kw: Any) -> str:
-    expr = compiler.process(list(element.clauses)[0], **kw)
+    expr = compiler.process(next(iter(element.clauses)), **kw)
     body = f"(CASE WHEN substr(trim({expr}), 1, 1) = '-' THEN substr(trim({expr}), 2) ELSE trim({expr}) END)"
     return (
         f"(CASE WHEN typeof({expr}) IN ('integer', 'real') THEN ({expr}) "
@@ -220,13 +220,13 @@ class json_number(FunctionElement[float]):
 @compiles(json_number, "postgresql")
 def _pg_json(element: json_number, compiler: Any, **kw: Any) -> str:
     # ->> gives 'true'/'false' for booleans, which numeric_text rejects.
-    return compiler.process(numeric_text(list(element.clauses)[0].as_string()), **kw)
+    return str(compiler.process(numeric_text(next(iter(element.clauses)).as_string()), **kw))
 
 
 @compiles(json_number, "sqlite")
 def _sqlite_json(element: json_number, compiler: Any, **kw: Any) -> str:
     # JSON_EXTRACT reads true as the integer 1: ask json_type() what it is.
-    member = list(element.clauses)[0]
+    member = next(iter(element.clauses))
     key = member.right.value
     path = f'$[{int(key)}]' if isinstance(key, int) else '$."' + str(key).replace('"', '\\"') + '"'
     kind = compiler.process(func.json_type(member.left, literal(path)), **kw)

@@ -92,7 +92,7 @@ def eligible_select(
     policy: Policy | None = None,
     segments: dict[str, Any] | None = None,
     lateral: bool = False,
-) -> Select:
+) -> Select[*tuple[Any, ...]]:
     """Who is eligible now: one row per customer of trigger ∩ segment with
 
     * ``channel`` — the first channel in the rule's order that is permitted
@@ -107,7 +107,7 @@ def eligible_select(
     counted: dict[str, tuple[datetime, tuple[MessageStatus, ...], list[ColumnElement[bool]]]] = {}
     if rule_id is not None and spec.cooldown_days > 0:
         counted["cooldown_hits"] = (now - timedelta(days=spec.cooldown_days),
-                                    COUNTED + (MessageStatus.HELD_OUT,), [Message.rule_id == rule_id])
+                                    (*COUNTED, MessageStatus.HELD_OUT), [Message.rule_id == rule_id])
     cap = policy.frequency_cap if policy else None
     if cap and cap.max_messages:
         counted["recent_total"] = (now - timedelta(days=cap.days), COUNTED, [])

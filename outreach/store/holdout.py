@@ -23,7 +23,7 @@ def holdout_salt(rule_name: str) -> int:
 
 
 def holdout_threshold(percent: float) -> int:
-    return int(round(percent / 100 * HOLDOUT_MODULUS))
+    return round(percent / 100 * HOLDOUT_MODULUS)
 
 
 def is_held_out(rule_name: str, customer_id: int, percent: float) -> bool:

@@ -11,13 +11,14 @@ watches the key also means "evaluated before".
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Select, exists, insert, literal, null, select, update
 from sqlalchemy.orm import Session, aliased
 
-from outreach.store.models import CampaignRun, Membership, Rule
 from outreach.rules.spec import RuleSpec
+from outreach.store.models import CampaignRun, Membership, Rule
 
 
 def evaluated_before(session: Session, key: str) -> bool:
@@ -37,10 +38,10 @@ def evaluated_before(session: Session, key: str) -> bool:
     return False
 
 
-def sync(session: Session, *, key: str, members: Select, now: datetime) -> None:
+def sync(session: Session, *, key: str, members: Select[*tuple[Any, ...]], now: datetime) -> None:
     first = not evaluated_before(session, key)
     current = members.subquery("members")
-    member_id = list(current.c)[0]
+    member_id = next(iter(current.c))
     open_ = aliased(Membership)
     session.execute(
         insert(Membership).from_select(

@@ -1,15 +1,13 @@
 """The data model (SQLAlchemy 2.x, typed); the domain's words come from ``outreach.domain``.
-
 All timestamps are stored as *naive UTC* so SQLite and PostgreSQL compare them
-the same way; ``outreach.clock`` converts at the edges.
-"""
+the same way; ``outreach.clock`` converts at the edges."""
 
 from __future__ import annotations
 
 import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -47,7 +45,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, Decimal: Numeric(14, 2)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, Decimal: Numeric(14, 2)}
 
 
 def _enum(cls: type[enum.Enum], name: str) -> SAEnum:

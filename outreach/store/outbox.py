@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Numeric, and_, case, func, literal, or_, select, update
+from sqlalchemy import CursorResult, Numeric, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
@@ -213,6 +213,11 @@ def stranded(session: Session, *, now: datetime) -> list[int]:
 
 
 # ------------------------------------------------------------------ sending
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (the compare-and-set succeeded when it is 1)."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
 def claim(session: Session, message_id: int, *, now: datetime) -> bool:
     """queued → sending, atomically; False when another delivery got it first."""
     result = session.execute(
@@ -220,7 +225,7 @@ def claim(session: Session, message_id: int, *, now: datetime) -> bool:
         .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
         .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def finish(
@@ -253,7 +258,7 @@ def finish(
         .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
         .values(**values)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def release(session: Session, message_id: int, *, error: str) -> None:

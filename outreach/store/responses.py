@@ -13,19 +13,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from outreach.domain import Channel, ConsentStatus, EventType
 from outreach.errors import PayloadError
 from outreach.store import dialect, permission
-from outreach.store.models import (
-    Channel,
-    ConsentRecord,
-    ConsentStatus,
-    Customer,
-    EventType,
-    Message,
-    Order,
-    OrderItem,
-    TrackingEvent,
-)
+from outreach.store.models import ConsentRecord, Customer, Message, Order, OrderItem, TrackingEvent
 
 
 def record_event(

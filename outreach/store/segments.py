@@ -25,20 +25,24 @@ from sqlalchemy import (
     true,
 )
 
-from outreach.store import totals
 from outreach.clock import parse_instant
+from outreach.domain import CustomerType
 from outreach.errors import RuleError
-from outreach.store.models import (
-    Customer,
-    CustomerProduct,
-    CustomerStats,
-    CustomerTag,
-    CustomerType,
-    Order,
-    OrderItem,
+from outreach.rules.conditions import (
+    AllCondition,
+    AnyCondition,
+    BoughtCondition,
+    FieldCondition,
+    NotCondition,
+    OrdersCondition,
+    ProductMatch,
+    SegmentRef,
+    StatsCondition,
+    TagCondition,
 )
-from outreach.rules.conditions import AllCondition, AnyCondition, BoughtCondition, FieldCondition, NotCondition, OrdersCondition, ProductMatch, SegmentRef, StatsCondition, TagCondition
+from outreach.store import totals
 from outreach.store.dialect import json_number, numeric_or_none
+from outreach.store.models import Customer, CustomerProduct, CustomerStats, CustomerTag, Order, OrderItem
 
 _OPS = {
     "eq": lambda col, v: col == v,
@@ -147,7 +151,8 @@ def json_value(element: Any, sample: Any) -> ColumnElement[Any]:
         return case((text.in_(JSON_TRUE), true()), (text.in_(JSON_FALSE), false()), else_=null())
     if isinstance(sample, (int, float)):
         return json_number(element)
-    return element.as_string()
+    text_value: ColumnElement[Any] = element.as_string()
+    return text_value
 
 
 def json_operand(element: Any, ops: dict[str, Any]) -> tuple[ColumnElement[Any], dict[str, Any]]:

@@ -27,11 +27,25 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement, Integer, Numeric, Select, Table, and_, case, exists, func, insert, literal, null, or_,
-    select, type_coerce,
+    ColumnElement,
+    CursorResult,
+    Integer,
+    Numeric,
+    Select,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
 )
 from sqlalchemy.orm import Session
 
@@ -95,7 +109,7 @@ def _win_back_window(now: datetime, t: LifecycleThresholds) -> tuple[datetime, d
     return back_from, back_from - timedelta(days=t.inactive_days)
 
 
-def aggregates(now: datetime, t: LifecycleThresholds) -> Select:
+def aggregates(now: datetime, t: LifecycleThresholds) -> Select[*tuple[Any, ...]]:
     """Every buyer's order figures as of ``now``, in one pass over the orders
     in customer order (the covering (customer, time, amount) index): all-time
     count, revenue, first and last order, and the windowed counts (last 12
@@ -165,7 +179,7 @@ def _at_or_after(buyers: Table, name: str, cuts: Table, start: int) -> ColumnEle
 
 
 def scored(buyers: Table, cuts: dict[str, Table], starts: list[int], now: datetime,
-           t: LifecycleThresholds) -> Select:
+           t: LifecycleThresholds) -> Select[*tuple[Any, ...]]:
     """The buyers' ``customer_stats`` rows (in the table's column order): their figures,
     quintile scores against the cut points, RFM group, tier and stage."""
 
@@ -203,7 +217,7 @@ def scored(buyers: Table, cuts: dict[str, Table], starts: list[int], now: dateti
     )
 
 
-def prospects(buyers: Table, now: datetime, t: LifecycleThresholds) -> Select:
+def prospects(buyers: Table, now: datetime, t: LifecycleThresholds) -> Select[*tuple[Any, ...]]:
     """The ``customer_stats`` rows of customers without an order up to ``now``."""
     none = null()
     return select(
@@ -218,7 +232,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     # Several sorts and hashes of a million rows are alive at once here: a
     # smaller budget each keeps the backend's memory bounded (bench/).
     dialect.tune_session(session, work_mem=STATS_WORK_MEM)
-    table = CustomerStats.__table__
+    table = cast(Table, CustomerStats.__table__)
     # The key and indexes are built once after the load (a sort each).
     dialect.empty_for_reload(session, table)
     # The buyers' figures once into a temporary table (streamed in customer
@@ -233,7 +247,7 @@ def refresh(session: Session, *, now: datetime, thresholds: LifecycleThresholds 
     for rows in (scored(buyers, cuts, starts, now, t), prospects(buyers, now, t)):
         result = session.execute(insert(CustomerStats).from_select(columns, rows),
                                  execution_options={"preserve_rowcount": True})
-        written += result.rowcount
+        written += cast(CursorResult[Any], result).rowcount
     dialect.restore_after_reload(session, table)
     dialect.drop_temporary(session, buyers)
     return written

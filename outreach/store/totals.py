@@ -21,7 +21,7 @@ from outreach.store.models import Order, OrderTotals
 T = OrderTotals
 
 
-def as_of(now: datetime) -> Select:
+def as_of(now: datetime) -> Select[*tuple[Any, ...]]:
     """(customer_id, order_count, revenue, first_order_at, last_order_at) of
     every customer with an order up to ``now``."""
     exact = select(T.customer_id, T.order_count, T.revenue, T.first_order_at, T.last_order_at).where(
@@ -42,7 +42,7 @@ def as_of(now: datetime) -> Select:
     return select(union_all(exact, later).subquery("order_totals_as_of"))
 
 
-def first_orders(now: datetime) -> Select:
+def first_orders(now: datetime) -> Select[*tuple[Any, ...]]:
     """(customer_id, first_order_at) as of ``now``: the all-time first order
     is the first as of any moment after it, so no recomputation is needed."""
     return select(T.customer_id, T.first_order_at).where(T.first_order_at <= now)

@@ -21,19 +21,18 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import (
     Select,
-    extract,
-    join,
     String,
     and_,
     case,
     cast,
     exists,
+    extract,
     func,
+    join,
     literal,
     or_,
     select,
@@ -41,13 +40,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from outreach.store import totals
 from outreach.clock import known_zone, zone_or_utc
-from outreach.store.models import Customer, CustomEvent, Membership, Order, OrderItem
 from outreach.rules.spec import RuleSpec
-from outreach.rules.triggers import AnniversaryTrigger, BirthdayTrigger, DEFAULT_UPSELL_WINDOW_DAYS, EventTrigger, InactivityTrigger, LifecycleTrigger, SegmentEntryTrigger, UpsellTrigger
-from outreach.store.segments import ever_bought, product_match
+from outreach.rules.triggers import (
+    DEFAULT_UPSELL_WINDOW_DAYS,
+    AnniversaryTrigger,
+    BirthdayTrigger,
+    EventTrigger,
+    InactivityTrigger,
+    LifecycleTrigger,
+    SegmentEntryTrigger,
+    UpsellTrigger,
+)
+from outreach.store import totals
 from outreach.store.dialect import local_time
+from outreach.store.models import Customer, CustomEvent, Membership, Order, OrderItem
+from outreach.store.segments import ever_bought, product_match
 
 
 def local_date(now: datetime, tz_name: str) -> date:
@@ -66,7 +74,7 @@ def birthday_matches(birthday: date, day: date) -> bool:
     )
 
 
-def inactivity(trigger: InactivityTrigger, now: datetime) -> Select:
+def inactivity(trigger: InactivityTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     """One SELECT per step; a customer matches only the highest step reached."""
     if trigger.event:
         lasts = (
@@ -96,7 +104,7 @@ def inactivity(trigger: InactivityTrigger, now: datetime) -> Select:
     return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
-def upsell(trigger: UpsellTrigger, now: datetime) -> Select:
+def upsell(trigger: UpsellTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     """Qualifying orders (matching items in the window, optionally with a minimum
     quantity/spend), by customers who never bought the excluded products."""
     window = trigger.bought.within_days or DEFAULT_UPSELL_WINDOW_DAYS
@@ -137,7 +145,7 @@ def _days_by_local_date(now: datetime, timezones: list[str], days_before: int) -
 def _yearly(
     *, month: Any, day: Any, who: Any, tz: Any, prefix: str, now: datetime, timezones: list[str],
     days_before: int, source: Any = None, extra: Any = None,
-) -> Select:
+) -> Select[*tuple[Any, ...]]:
     selects = []
     for target, tzs in sorted(_days_by_local_date(now, timezones, days_before).items()):
         same_day = and_(month == target.month, day == target.day)
@@ -155,7 +163,7 @@ def _yearly(
     return selects[0] if len(selects) == 1 else select(union_all(*selects).subquery())
 
 
-def birthday(trigger: BirthdayTrigger, now: datetime, timezones: list[str]) -> Select:
+def birthday(trigger: BirthdayTrigger, now: datetime, timezones: list[str]) -> Select[*tuple[Any, ...]]:
     return _yearly(
         month=Customer.birth_month, day=Customer.birth_day, who=Customer.id, tz=Customer.timezone,
         prefix="birthday", now=now, timezones=timezones, days_before=trigger.days_before,
@@ -171,9 +179,10 @@ def _customer_zone(timezones: list[str]) -> Any:
     return case((Customer.timezone.in_(unknown), literal("UTC")), else_=Customer.timezone)
 
 
-def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select:
+def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]) -> Select[*tuple[Any, ...]]:
     """Yearly return of signup or first order: the calendar date of that moment
     in the customer's time zone; the first year counts, the day itself does not."""
+    moment: Any
     if trigger.of == "signup":
         moment, source = Customer.created_at, None
     else:
@@ -189,7 +198,7 @@ def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]
     )
 
 
-def event(trigger: EventTrigger, now: datetime) -> Select:
+def event(trigger: EventTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
     from outreach.store.segments import compare, json_operand
@@ -238,7 +247,7 @@ def event(trigger: EventTrigger, now: datetime) -> Select:
     ).where(ranked.c.rank == 1)
 
 
-def entries(key: str, max_age_days: int, now: datetime) -> Select:
+def entries(key: str, max_age_days: int, now: datetime) -> Select[*tuple[Any, ...]]:
     """Recent entries into a tracked set (not the first evaluation's baseline)."""
     return select(
         Membership.customer_id.label("customer_id"),
@@ -252,7 +261,7 @@ def entries(key: str, max_age_days: int, now: datetime) -> Select:
     )
 
 
-def trigger_select(spec: RuleSpec, now: datetime, *, timezones: list[str]) -> Select:
+def trigger_select(spec: RuleSpec, now: datetime, *, timezones: list[str]) -> Select[*tuple[Any, ...]]:
     trig = spec.trigger
     if isinstance(trig, InactivityTrigger):
         return inactivity(trig, now)
