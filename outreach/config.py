@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_serializer
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
+
+    @field_serializer("database_url", "broker_url")
+    def _masked(self, url: str) -> str:
+        """Dumped settings (JSON, logs) never carry a URL's password."""
+        return masked_url(url)
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

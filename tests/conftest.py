@@ -112,7 +112,7 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-# ---------------------------------------------------------------- redis
+# ---------------------------------------------------------------- redis and brokers
 @pytest.fixture
 def redis_url() -> str:
     if not _port_open("127.0.0.1", 6379):
@@ -121,9 +121,28 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def redis_namespace() -> str:
-    """A key namespace of this test's own."""
-    return f"outreach-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+def redis_namespace() -> Iterator[str]:
+    """A key namespace of this test's own, emptied afterwards."""
+    namespace = f"outreach-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+    yield namespace
+    if _port_open("127.0.0.1", 6379):
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{namespace}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Every broker Outreach ships, as the settings that select it: the
+    embedded in-process broker and Redis (its own key namespace)."""
+    if request.param == "memory":
+        return {"broker_url": "memory://"}
+    return {"broker_url": request.getfixturevalue("redis_url"),
+            "broker_namespace": request.getfixturevalue("redis_namespace")}
 
 
 @pytest.fixture

@@ -12,15 +12,18 @@ import email
 import email.policy
 import json
 import multiprocessing
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,8 +31,10 @@ from outreach.channels import (
     ChannelBackend,
     Envelope,
     backend_for,
+    check_settings,
     register_backend,
     registered_backends,
+    transports,
 )
 from outreach.channels.mime import build_email
 from outreach.channels.outbox import OutboxSms
@@ -578,3 +583,59 @@ def test_registry_refuses_unknown_channel_and_transport(make_settings: Callable[
     settings = make_settings().model_copy(update={"email_transport": "carrier-pigeon"})
     with pytest.raises(RegistryError, match=r"'carrier-pigeon'.*choose one of: outbox, smtp"):
         backend_for(settings, "email")
+
+
+class Pigeon:
+    """A third party's SMS backend: it keeps what it is handed."""
+
+    name = "pigeon-sms"
+    channel = "sms"
+    carried: ClassVar[list[Envelope]] = []
+
+    def deliver(self, envelope: Envelope) -> str:
+        self.carried.append(envelope)
+        return f"pigeon-{envelope.message_id}"
+
+
+def test_a_registered_backend_is_what_the_setting_selects(make_settings: Callable[..., Settings]) -> None:
+    # Given a backend registered under a transport name of its own
+    register_backend("pigeon-sms", lambda settings: Pigeon(), channel="sms", transport="pigeon")
+    # Then the setting accepts it, and the registry hands it out and lists it
+    settings = make_settings(sms_transport="pigeon")
+    check_settings(settings)
+    backend = backend_for(settings, "sms")
+    assert backend.deliver(sms_envelope(message_id=42)) == "pigeon-42"
+    assert Pigeon.carried[-1].to == sms_envelope().to
+    assert "pigeon" in transports("sms") and "pigeon" not in transports("email")
+
+
+def test_a_transport_nobody_registered_fails_at_start_naming_the_setting(
+    make_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ConfigError, match=r"OUTREACH_SMS_TRANSPORT 'fax' is not one of the sms transports; "
+                                          r"choose one of: outbox, .*twilio"):
+        check_settings(make_settings(sms_transport="fax"))
+
+
+def test_a_plugin_registers_its_backend_through_an_entry_point(tmp_path: Path) -> None:
+    # Given an installed package (a dist-info on the path) naming a register hook
+    (tmp_path / "outreach_owl.py").write_text(
+        "from outreach.channels import register_backend\n"
+        "class Owl:\n    name = 'owl'\n    channel = 'email'\n"
+        "    def deliver(self, envelope):\n        return 'owl-1'\n"
+        "def register():\n    register_backend('owl', lambda settings: Owl(), channel='email')\n"
+    )
+    info = tmp_path / "outreach_owl-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outreach-owl\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[outreach.channels]\nowl = outreach_owl:register\n")
+    # When a process of Outreach asks which email transports there are
+    script = ("from outreach.channels import transports, backend_for\n"
+              "from outreach.config import load_settings\n"
+              "print(transports('email'))\n"
+              "print(backend_for(load_settings(email_transport='owl'), 'email').deliver(None))\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OUTREACH_CONFIG": str(tmp_path / "none.toml")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # Then the plugin's backend is one of them, selected by the setting
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['outbox', 'owl', 'smtp']", "owl-1"]

@@ -292,3 +292,15 @@ def test_the_shipped_rules_all_load() -> None:
     assert len(names) == len(loaded)
     for rule in loaded:
         assert rule.text == rule.path.read_text(encoding="utf-8")
+
+
+def test_every_trigger_type_and_condition_of_the_language_has_its_sql() -> None:
+    # The language (outreach.rules) and its compilers (outreach.store) list the same kinds
+    from outreach.rules.conditions import CONDITION_MODELS, AllCondition, AnyCondition, NotCondition, SegmentRef
+    from outreach.rules.triggers import TRIGGER_MODELS
+    from outreach.store.segments import LEAVES
+    from outreach.store.triggers import COMPILERS
+
+    assert set(TRIGGER_MODELS.values()) == set(COMPILERS)
+    combining = {AllCondition, AnyCondition, NotCondition, SegmentRef}
+    assert set(CONDITION_MODELS.values()) - combining == set(LEAVES)

@@ -6,8 +6,9 @@
                ``unix://``                       ``outreach worker`` processes
 
 A broker module has ``IN_PROCESS`` (does the command itself deliver?),
-``make(settings)`` and ``drain(broker, queue=…, threads=…)`` (deliver what is
-queued before returning; a no-op where workers are separate processes).
+``make(settings)``, ``check(broker, settings)`` (ServiceError when it cannot
+be reached) and ``drain(broker, queue=…, threads=…)`` (deliver what is queued
+before returning; a no-op where workers are separate processes).
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ def in_process(url: str) -> bool:
 
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
-    broker: dramatiq.Broker = module_for(settings.broker_url).make(settings)
+    """The broker the settings choose, checked to be reachable (ServiceError otherwise)."""
+    module = module_for(settings.broker_url)
+    broker: dramatiq.Broker = module.make(settings)
+    module.check(broker, settings)
     return broker
 
 

@@ -20,6 +20,10 @@ def make(settings: Settings) -> StubBroker:
     return StubBroker()
 
 
+def check(broker: StubBroker, settings: Settings) -> None:
+    """Nothing to reach: the broker lives in this process."""
+
+
 def drain(broker: StubBroker, *, queue: str, threads: int) -> None:
     """Run a worker in this process until the queue is empty."""
     worker = Worker(broker, worker_threads=threads, worker_timeout=WORKER_TIMEOUT_MS)

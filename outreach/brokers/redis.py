@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dramatiq.brokers.redis import RedisBroker
+from redis.exceptions import RedisError
+
+from outreach.config import masked_url
+from outreach.errors import ServiceError
 
 if TYPE_CHECKING:
     from outreach.config import Settings
@@ -22,6 +26,18 @@ def make(settings: Settings) -> RedisBroker:
         url=settings.broker_url, namespace=settings.broker_namespace
     )
     return broker
+
+
+def check(broker: RedisBroker, settings: Settings) -> None:
+    """Fail now, with the setting to look at, when Redis cannot be reached
+    (rather than after a campaign was planned)."""
+    try:
+        broker.client.ping()
+    except RedisError as exc:
+        raise ServiceError(
+            f"cannot reach the broker {masked_url(settings.broker_url)}: {exc} "
+            "(hint: is Redis running and reachable? check OUTREACH_BROKER_URL)"
+        ) from None
 
 
 def drain(broker: RedisBroker, *, queue: str, threads: int) -> None:

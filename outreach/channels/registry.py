@@ -117,7 +117,7 @@ def check_settings(settings: Settings) -> None:
         transport = str(getattr(settings, setting))
         if _lookup(channel, transport) is None:
             raise ConfigError(
-                f"OUTREACH_{setting.upper()} '{transport}' is not a {channel} transport; "
+                f"OUTREACH_{setting.upper()} '{transport}' is not one of the {channel} transports; "
                 f"choose one of: {', '.join(transports(channel))}"
             )
 

@@ -15,7 +15,7 @@ How a failure is classified:
 
 Twilio's Messages API has no idempotency key: a request that timed out after
 Twilio accepted it may be sent again by a retry. The send-once state machine
-in :mod:`outreach.sending` keeps that window to a crash or a timeout.
+in :mod:`outreach.sending.deliver` keeps that window to a crash or a timeout.
 """
 
 from __future__ import annotations

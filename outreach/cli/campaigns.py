@@ -113,11 +113,13 @@ def scheduler(ctx: click.Context, every: int) -> None:
     Example:
       OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach scheduler
     """
+    from outreach import brokers
     from outreach.channels import check_settings
     from outreach.planning.schedule import run_scheduler
 
     settings = app_settings(ctx, service=True)
     check_settings(settings)
+    brokers.make_broker(settings)  # the broker answers (ServiceError, exit 3, otherwise)
     run_scheduler(settings, open_engine(settings), every_minutes=every, console=console)
 
 

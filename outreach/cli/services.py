@@ -38,6 +38,8 @@ def worker(ctx: click.Context, processes: int, threads: int) -> None:
         )
     check_settings(settings)
     settings.require_secret()  # the worker processes would fail on every message
+    brokers.make_broker(settings)  # Redis answers (ServiceError, exit 3, otherwise)
+    open_engine(settings).dispose()  # and so does the database, at the newest schema
     obj = ctx.find_root().obj
     passed = {**obj["overrides"], "log_level": obj.get("log_level"), "log_format": obj.get("log_format")}
     for key, value in passed.items():

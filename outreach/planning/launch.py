@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from outreach import logs
 from outreach.config import Settings
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
@@ -14,6 +15,8 @@ from outreach.rules.checks import require_known_segments
 from outreach.sending import queue
 from outreach.store import outbox
 from outreach.store.engine import transaction
+
+log = logs.get_logger("outreach.planning")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ def plan_rule(
         ids = outbox.mark_queued(session, run_id=run.id, now=now)
         run.finished_at = now
         result = LaunchResult(loaded.spec.name, run.id, counts.planned, counts.held_out, len(ids))
+    log.info("rule planned", rule=result.rule, run_id=result.run_id, planned=result.planned,
+             held_out=result.held_out, queued=result.queued, as_of=now.isoformat())
     return result, ids
 
 

@@ -4,7 +4,6 @@ Both read a rule's ``schedule:`` with croniter, the same way."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,13 +13,14 @@ from croniter import croniter
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from outreach import logs
 from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.planning.launch import launch
 from outreach.rules import LoadedRule, RuleSet, load_rules
 from outreach.store.models import CampaignRun, Rule
 
-log = logging.getLogger("outreach.scheduler")
+log = logs.get_logger("outreach.scheduler")
 
 
 def _launch(settings: Settings, engine: Engine, names: list[str] | None, console: Any) -> None:
@@ -41,7 +41,7 @@ def _launch(settings: Settings, engine: Engine, names: list[str] | None, console
 
 class CronExpression(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 has no type hints
     """A rule's ``schedule:`` (standard cron, UTC) read by croniter, exactly as
-    ``planner.due`` reads it. APScheduler's ``CronTrigger.from_crontab`` counts
+    ``due`` reads it. APScheduler's ``CronTrigger.from_crontab`` counts
     weekdays from Monday = 0, so ``0 9 * * 1`` would fire on Tuesdays."""
 
     def __init__(self, expression: str) -> None:

@@ -9,7 +9,6 @@ before delivery, so a revocation that arrived after planning stops the send.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from outreach import logs
 from outreach.channels import Envelope, backend_for
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
@@ -31,7 +31,7 @@ from outreach.store import outbox, permission
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message, Rule
 
-log = logging.getLogger("outreach.sending")
+log = logs.get_logger("outreach.sending")
 
 #: After this many failed attempts a retryable error becomes final.
 MAX_ATTEMPTS = 5
@@ -59,11 +59,32 @@ def deliver_message(
     ``as_of`` is the simulated send time of a run launched with ``--now``;
     otherwise the wall clock records when the message went out.
     """
-    now = clock()
     with Session(engine) as session:
-        channel_name = session.scalar(select(Message.channel).where(Message.id == message_id))
-    if channel_name is None:
+        found = session.execute(
+            select(Message.channel, Message.run_id, Rule.name)
+            .join(Rule, Rule.id == Message.rule_id)
+            .where(Message.id == message_id)
+        ).first()
+    if found is None:
+        log.warning("message not found", message_id=message_id)
         return Outcome(message_id, "not-claimed", "no such message")
+    channel, run_id, rule_name = found
+    with logs.bound(message_id=message_id, rule=rule_name, run_id=run_id):
+        try:
+            outcome = _deliver(message_id, channel, settings=settings, engine=engine, as_of=as_of, clock=clock)
+        except ChannelError as exc:
+            log.warning("delivery failed, will retry", channel=channel.value, error=str(exc))
+            raise
+        level = log.info if outcome.status in ("sent", "not-claimed") else log.warning
+        level(f"message {outcome.status}", channel=channel.value, detail=outcome.detail)
+        return outcome
+
+
+def _deliver(
+    message_id: int, channel_name: Channel, *, settings: Settings, engine: Engine, as_of: datetime | None,
+    clock: Callable[[], datetime],
+) -> Outcome:
+    now = clock()
     # Resolve the backend before claiming: a configuration error must leave the
     # message queued (and loud), not stranded in ``sending``.
     backend = backend_for(settings, channel_name.value)

@@ -4,7 +4,6 @@ in this process before returning."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +15,6 @@ from outreach import brokers
 from outreach.config import Settings
 from outreach.sending.deliver import deliver_message
 from outreach.store.engine import engine_for
-
-log = logging.getLogger("outreach.sending")
 
 QUEUE = "outreach-send"
 #: Retry backoff bounds for a retryable channel error (milliseconds).
@@ -40,13 +37,12 @@ _context: _Context | None = None
 
 def _deliver(message_id: int, as_of: str | None = None) -> None:
     assert _context is not None, "outreach.sending.queue.setup() was not called"
-    outcome = deliver_message(
+    deliver_message(
         message_id,
         settings=_context.settings,
         engine=_context.engine,
         as_of=datetime.fromisoformat(as_of) if as_of else None,
     )
-    log.info("message %s: %s %s", outcome.message_id, outcome.status, outcome.detail)
 
 
 def setup(settings: Settings, engine: Engine | None = None) -> _Context:

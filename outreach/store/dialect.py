@@ -242,7 +242,7 @@ class local_time(FunctionElement[Any]):
     """A naive-UTC timestamp as wall-clock time in a time zone (an IANA name
     expression): ``local_time(Customer.created_at, zone)``. PostgreSQL uses
     its own time zone database; SQLite calls :func:`sqlite_local_time`,
-    registered on every connection by ``db.make_engine``. Both follow the
+    registered on every connection by ``engine.make_engine``. Both follow the
     zone's offset history (daylight saving included)."""
 
     type = DateTime()

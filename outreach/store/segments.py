@@ -8,9 +8,11 @@ evaluating "as of" another moment ignores orders after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     ColumnElement,
     and_,
@@ -290,7 +292,7 @@ def bought_exists(
 
 
 def _stats(cond: StatsCondition) -> ColumnElement[bool]:
-    """Conditions on maintained aggregates (``outreach.stats``)."""
+    """Conditions on maintained aggregates (``outreach.store.stats``)."""
     f = cond.stats
     parts: list[ColumnElement[bool]] = [CustomerStats.customer_id == Customer.id]
     for name in ("r_score", "f_score", "m_score", "clv", "order_count", "revenue"):
@@ -337,8 +339,6 @@ def compile_condition(
         return or_(*[compile_condition(c, now, segments=segments, _seen=_seen) for c in cond.any])
     if isinstance(cond, NotCondition):
         return not_(compile_condition(cond.not_, now, segments=segments, _seen=_seen))
-    if isinstance(cond, StatsCondition):
-        return _stats(cond)
     if isinstance(cond, SegmentRef):
         if not segments or cond.segment not in segments:
             known = ", ".join(sorted(segments or {})) or "none defined"
@@ -354,15 +354,22 @@ def compile_condition(
         return compile_condition(
             segments[cond.segment], now, segments=segments, _seen=(*_seen, cond.segment)
         )
-    if isinstance(cond, FieldCondition):
-        return _field(cond)
-    if isinstance(cond, TagCondition):
-        return _tag(cond)
-    if isinstance(cond, OrdersCondition):
-        return _orders(cond, now)
-    if isinstance(cond, BoughtCondition):
-        return bought_exists(cond.bought, now, cond.bought.within_days)
-    raise TypeError(f"unknown condition {cond!r}")  # pragma: no cover - schema guarantees
+    compiler = LEAVES.get(type(cond))
+    if compiler is None:
+        raise TypeError(f"no SQL for condition {type(cond).__name__}: add it to LEAVES in {__name__}")
+    return compiler(cond, now)
+
+
+LeafCompiler = Callable[[Any, datetime], ColumnElement[bool]]
+#: Each leaf condition of ``outreach.rules.conditions`` → its SQL as of ``now``
+#: (``all``, ``any``, ``not`` and named segments combine them, above).
+LEAVES: dict[type[BaseModel], LeafCompiler] = {
+    FieldCondition: lambda cond, now: _field(cond),
+    TagCondition: lambda cond, now: _tag(cond),
+    OrdersCondition: _orders,
+    BoughtCondition: lambda cond, now: bought_exists(cond.bought, now, cond.bought.within_days),
+    StatsCondition: lambda cond, now: _stats(cond),
+}
 
 
 __all__ = [

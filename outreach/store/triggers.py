@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     Select,
     String,
@@ -55,7 +57,7 @@ from outreach.rules.triggers import (
 from outreach.store import totals
 from outreach.store.dialect import local_time
 from outreach.store.models import Customer, CustomEvent, Membership, Order, OrderItem
-from outreach.store.segments import ever_bought, product_match
+from outreach.store.segments import compare, ever_bought, json_operand, product_match
 
 
 def local_date(now: datetime, tz_name: str) -> date:
@@ -201,8 +203,6 @@ def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]
 def event(trigger: EventTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
-    from outreach.store.segments import compare, json_operand
-
     later = aliased(CustomEvent)
     conditions = [
         CustomEvent.name == trigger.name,
@@ -261,18 +261,23 @@ def entries(key: str, max_age_days: int, now: datetime) -> Select[*tuple[Any, ..
     )
 
 
+TriggerCompiler = Callable[[Any, RuleSpec, datetime, list[str]], Select[*tuple[Any, ...]]]
+#: Each trigger model of ``outreach.rules.triggers`` → its SQL, given
+#: (trigger, rule, now, the customers' time zones).
+COMPILERS: dict[type[BaseModel], TriggerCompiler] = {
+    InactivityTrigger: lambda trig, spec, now, zones: inactivity(trig, now),
+    UpsellTrigger: lambda trig, spec, now, zones: upsell(trig, now),
+    BirthdayTrigger: lambda trig, spec, now, zones: birthday(trig, now, zones),
+    AnniversaryTrigger: lambda trig, spec, now, zones: anniversary(trig, now, zones),
+    EventTrigger: lambda trig, spec, now, zones: event(trig, now),
+    LifecycleTrigger: lambda trig, spec, now, zones: entries(spec.membership_key or "", trig.max_age_days, now),
+    SegmentEntryTrigger: lambda trig, spec, now, zones: entries(spec.membership_key or "", trig.max_age_days, now),
+}
+
+
 def trigger_select(spec: RuleSpec, now: datetime, *, timezones: list[str]) -> Select[*tuple[Any, ...]]:
-    trig = spec.trigger
-    if isinstance(trig, InactivityTrigger):
-        return inactivity(trig, now)
-    if isinstance(trig, UpsellTrigger):
-        return upsell(trig, now)
-    if isinstance(trig, BirthdayTrigger):
-        return birthday(trig, now, timezones)
-    if isinstance(trig, AnniversaryTrigger):
-        return anniversary(trig, now, timezones)
-    if isinstance(trig, EventTrigger):
-        return event(trig, now)
-    if isinstance(trig, (LifecycleTrigger, SegmentEntryTrigger)):
-        return entries(spec.membership_key or "", trig.max_age_days, now)
-    raise TypeError(f"unknown trigger {trig!r}")  # pragma: no cover
+    """(customer_id, occurrence_key) of everyone the rule's trigger selects as of ``now``."""
+    compiler = COMPILERS.get(type(spec.trigger))
+    if compiler is None:
+        raise TypeError(f"no SQL for trigger {type(spec.trigger).__name__}: add it to COMPILERS in {__name__}")
+    return compiler(spec.trigger, spec, now, timezones)
