@@ -10,15 +10,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
-from factories import NOW, add_consent, add_customer, add_order, add_suppression
-from outreach.domain import Channel, MessageStatus
+from factories import NOW, add_consent, add_customer, add_order, add_suppression, loaded_rule
+from outreach.domain import Channel, ConsentStatus, MessageStatus
 from outreach.planning.explain import explain
+from outreach.planning.launch import plan_rule
 from outreach.planning.preview import preview
 from outreach.store.engine import make_engine, migrate, transaction
 from outreach.store.holdout import is_held_out
-from outreach.store.models import Customer
+from outreach.store.models import Customer, Membership, Message
 from policy_factories import (
     REPO,
     add_message,
@@ -28,6 +30,7 @@ from policy_factories import (
     ruleset,
     table_counts,
 )
+from trigger_helpers import MORNING, RULESET, lapsed_by_morning, messages, rule_text
 
 DAY = timedelta(days=1)
 BOTH = {"email": "granted", "sms": "granted"}
@@ -167,6 +170,49 @@ def test_preview_counts_equal_what_planning_writes(engine: Engine) -> None:
     assert [r["customer"] for r in shown.sample] == sorted(
         sent, key=lambda ext: customer_id(engine, ext)
     )[: len(shown.sample)]
+
+
+def test_explain_and_preview_agree_with_what_planning_writes(engine: Engine) -> None:
+    # Given customers in every situation a rule meets
+    with transaction(engine) as s:
+        lapsed_by_morning(s, "ok", consent={"email": "granted"})
+        lapsed_by_morning(s, "no-consent", consent={})
+        revoked = lapsed_by_morning(s, "revoked", consent={"email": "granted"})
+        add_consent(s, revoked, Channel.EMAIL, ConsentStatus.REVOKED, at=MORNING - timedelta(days=1))
+        lapsed_by_morning(s, "sms-fallback", email=None, tz="Asia/Shanghai", consent={"sms": "granted"})
+        lapsed_by_morning(s, "deferred", email=None, tz="America/New_York", consent={"sms": "granted"})
+        add_customer(s, "recent-buyer", consent={"email": "granted"})
+        for n in range(30):
+            lapsed_by_morning(s, f"bulk{n:02d}", consent={"email": "granted"})
+    rule = loaded_rule(rule_text("r", priority=1, channels="[email, sms]", holdout=20))
+    # When explain and preview look first (changing nothing) …
+    ext_ids = ["ok", "no-consent", "revoked", "sms-fallback", "deferred", "recent-buyer",
+               *[f"bulk{n:02d}" for n in range(30)]]
+    said = {ext: explain(engine, rule, customer=ext, now=MORNING, ruleset=RULESET) for ext in ext_ids}
+    before = preview(engine, rule, now=MORNING, ruleset=RULESET)
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+        assert s.scalar(select(func.count()).select_from(Membership)) == 0
+    # … and then the rule is planned
+    plan_rule(engine, rule, now=MORNING, ruleset=RULESET)
+    written = {c: (ch, st) for _, c, ch, st in messages(engine)}
+    # Then every explanation matches the row planning wrote (or its absence)
+    for ext, e in said.items():
+        if ext not in written:
+            assert not e.would_send and "held out" not in e.decision, (ext, e.decision)
+        elif written[ext][1] == "held_out":
+            assert "held out" in e.decision, (ext, e.decision)
+        else:
+            assert e.would_send and e.channel == written[ext][0], (ext, e.decision, written[ext])
+            assert ("deferred" in e.decision) == (written[ext][1] == "planned"), (ext, e.decision)
+    assert "no permitted channel" in said["no-consent"].decision
+    assert "not triggered" in said["recent-buyer"].decision
+    # And the preview's numbers are the rows planning wrote
+    statuses = [st for _, st in written.values()]
+    assert before.held_out == statuses.count("held_out")
+    assert before.would_send == len(statuses) - before.held_out
+    assert before.deferred == statuses.count("planned")
+    assert before.no_consent == 2 and before.matched == 35
 
 
 def test_preview_and_explain_change_nothing(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""Policy across rules: frequency cap, quiet hours (send windows), holdout —
+"""Policy across rules: frequency cap and rule priority, quiet hours (send windows), holdout —
 through real planning and in-process sending on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from factories import NOW, add_customer, add_order
+from factories import NOW, add_customer, add_order, loaded_rule
 from outreach.domain import Channel, MessageStatus
 from outreach.planning.launch import launch
 from outreach.store.engine import transaction
 from outreach.store.holdout import is_held_out
-from outreach.store.models import Customer
+from outreach.store.models import Customer, Message
 from policy_factories import (
     add_message,
     customer_id,
@@ -27,6 +27,7 @@ from policy_factories import (
     rule,
     ruleset,
 )
+from trigger_helpers import MORNING, RULESET, lapsed_by_morning, messages, rule_text
 
 DAY = timedelta(days=1)
 BOTH = {"email": "granted", "sms": "granted"}
@@ -223,6 +224,27 @@ def test_deferred_sms_is_sent_by_the_first_run_after_the_window_opens(
     # And a later tick sends nothing twice
     launch(settings, engine, [], now=datetime(2026, 6, 2, 2, 0), simulated=True)
     assert outbox_recipients(tmp_path) == ([], ["+8613800000001"])
+
+
+def test_sms_outside_the_local_window_is_deferred_then_sent(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given a New York customer (21:00 local) and a Shanghai one (10:00 local), SMS only
+    with transaction(engine) as s:
+        lapsed_by_morning(s, "ny", tz="America/New_York", email=None, consent={"sms": "granted"})
+        lapsed_by_morning(s, "sh", tz="Asia/Shanghai", email=None, consent={"sms": "granted"})
+    settings = make_settings(tmp_path, db_url)
+    rule = loaded_rule(rule_text("sms-only", priority=1, channels="[sms]"))
+    launch(settings, engine, [rule], now=MORNING, simulated=True, ruleset=RULESET)
+    # Then Shanghai gets it now; New York waits for 09:00 local (13:00 UTC), not dropped
+    assert messages(engine) == [("sms-only", "ny", "sms", "planned"), ("sms-only", "sh", "sms", "sent")]
+    with Session(engine) as s:
+        assert s.scalar(select(Message.not_before).where(Message.status == MessageStatus.PLANNED)) == \
+            datetime(2026, 6, 1, 13, 0)
+    # When a run happens before the window opens, nothing changes; after it, it is sent
+    launch(settings, engine, [], now=datetime(2026, 6, 1, 12, 59), simulated=True, ruleset=RULESET)
+    assert messages(engine)[0][3] == "planned"
+    launch(settings, engine, [], now=datetime(2026, 6, 1, 13, 0), simulated=True, ruleset=RULESET)
+    assert [m[3] for m in messages(engine)] == ["sent", "sent"]
+    assert len((tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()) == 2
 
 
 def test_rule_send_window_overrides_the_policy(engine: Engine) -> None:

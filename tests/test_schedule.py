@@ -1,4 +1,4 @@
-"""When rules run: ``planner.due`` (for ``outreach run``) and the APScheduler
+"""When rules run: ``schedule.due`` (for ``outreach run``) and the APScheduler
 jobs of ``outreach scheduler`` — and that both read a cron expression the same way."""
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from croniter import croniter
 from rich.console import Console
 from sqlalchemy import Engine
 
+from factories import loaded_rule
+from outreach.planning.launch import plan_rule
 from outreach.planning.schedule import build_scheduler, due
 from outreach.rules import LoadedRule
 from policy_factories import make_settings, plan_run, rule
+from trigger_helpers import rule_text
 
 DAILY = rule("""
 name: daily-nine
@@ -71,6 +74,17 @@ def test_scheduled_rule_is_due_once_its_cron_time_passed_since_the_last_run(engi
     assert names(due(engine, [DAILY], now=datetime(2026, 6, 1, 23, 0))) == set()
     assert names(due(engine, [DAILY], now=datetime(2026, 6, 2, 9, 1))) == {"daily-nine"}
     assert names(due(engine, [DAILY], now=datetime(2026, 6, 2, 9, 0))) == {"daily-nine"}
+
+
+def test_a_scheduled_rule_is_due_once_per_cron_time(engine: Engine) -> None:
+    text = rule_text("daily", priority=1) + 'schedule: "0 9 * * *"\n'
+    rule = loaded_rule(text)
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 8, 0)) == [rule]  # never run: due
+    plan_rule(engine, rule, now=datetime(2026, 6, 1, 8, 0))
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 8, 59)) == []
+    assert due(engine, [rule], now=datetime(2026, 6, 1, 9, 1)) == [rule]
+    disabled = loaded_rule(text.replace("name: daily", "name: paused") + "enabled: false\n")
+    assert due(engine, [disabled], now=datetime(2026, 6, 1, 9, 1)) == []
 
 
 # ------------------------------------------------------------------ scheduler

@@ -1,5 +1,6 @@
 """Segments: who a condition selects, evaluated by the database (SQLite and
-PostgreSQL must agree)."""
+PostgreSQL must agree) — named segments (``rules/segments.yaml``) too, through
+planning."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from outreach.rules import parse_rule
 from outreach.store.engine import transaction
 from outreach.store.models import Customer
 from outreach.store.segments import compile_condition
+from policy_factories import plan_run, rule, ruleset, table_counts
+from trigger_helpers import DAY, EVERY_BUYER, recipients
 
 RULE_HEAD = "name: seg\ntrigger: {type: birthday}\ntemplate: t\nchannels: [email]\nsegment: "
 
@@ -235,3 +238,44 @@ def test_values_that_cannot_fit_the_field_are_rule_errors(condition: str) -> Non
         compile_condition(spec.segment, NOW)
     (problem,) = caught.value.problems
     assert problem.hint
+
+
+# ------------------------------------------------------------------ named segments
+def test_named_segments_nest(engine: Engine) -> None:
+    rs = ruleset(segments={
+        "tea-lovers": {"bought": {"category": "tea", "within_days": 365}},
+        "newsletter-tea-lovers": {"all": [{"segment": "tea-lovers"}, {"tag": "newsletter"}]},
+    })
+    with transaction(engine) as s:
+        add_order(s, add_customer(s, "both", tags=["newsletter"]), NOW - 40 * DAY, items=[("LJ-1", "tea")])
+        add_order(s, add_customer(s, "tea-only"), NOW - 40 * DAY, items=[("LJ-1", "tea")])
+        add_order(s, add_customer(s, "news-only", tags=["newsletter"]), NOW - 40 * DAY)
+
+    text = EVERY_BUYER.format(name="nested", segment="{segment: newsletter-tea-lovers}")
+    assert recipients(engine, text, NOW, rs) == {"both"}
+
+
+@pytest.mark.parametrize(
+    ("segments", "message"),
+    [
+        ({"vip": {"stats": {"value_tier": "vip"}}}, "unknown segment 'nope'"),
+        ({"nope": {"all": [{"tag": "x"}, {"segment": "nope"}]}}, "segment 'nope' refers to itself"),
+        ({"nope": {"segment": "other"}, "other": {"any": [{"segment": "nope"}]}}, "refers to itself"),
+    ],
+    ids=["unknown", "self", "loop"],
+)
+def test_bad_named_segment_is_a_rule_error_and_plans_nothing(
+    engine: Engine, segments: dict, message: str
+) -> None:
+    with transaction(engine) as s:
+        add_order(s, add_customer(s, "ada"), NOW - 40 * DAY)
+    before = table_counts(engine)
+
+    with pytest.raises(RuleError) as caught:
+        plan_run(engine, rule(EVERY_BUYER.format(name="bad", segment="{segment: nope}")), NOW,
+                 ruleset(segments=segments))
+
+    problem = caught.value.problems[0]
+    assert message in str(problem)
+    assert problem.hint and "segments.yaml" in problem.hint
+    assert table_counts(engine) == before
