@@ -61,6 +61,22 @@ def configure(*, level: str = "warning", fmt: str = "console", stream: IO[str] |
     root.setLevel(level.upper())
 
 
+def route_through_logging() -> None:
+    """Until :func:`configure` is called (Outreach used as a library, a
+    benchmark), records are plain standard-library records with the fields
+    as ``extra``: the host application's logging decides what is shown, and
+    by default only warnings reach standard error."""
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+route_through_logging()
+
+
 def get_logger(name: str) -> Any:
     """A structured logger; keyword arguments become fields of the record."""
     return structlog.stdlib.get_logger(name)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -32,7 +31,7 @@ def json_log() -> Iterator[io.StringIO]:
     logs.configure(level="info", fmt="json", stream=stream)
     yield stream
     root.handlers, root.level = handlers, level
-    structlog.reset_defaults()
+    logs.route_through_logging()
 
 
 def records(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -83,3 +82,15 @@ def test_secrets_never_appear_in_settings_shown_or_dumped() -> None:
     assert "postgresql+psycopg://app:***@db.internal/outreach" in repr(settings)
     assert (settings.require_secret(), settings.require_order_secret(), settings.require("smtp_password")) == (
         "sk-live-123", "shop-456", "mail-789")
+
+
+def test_without_configure_outreach_logs_as_a_library_through_standard_logging(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outreach used from another program: nothing printed, records go to that program's logging
+    logs.route_through_logging()
+    with caplog.at_level(logging.INFO, logger="outreach.library"), logs.bound(rule="winback"):
+        logs.get_logger("outreach.library").info("rule planned", run_id=3)
+    assert capsys.readouterr().out == ""
+    [record] = [r for r in caplog.records if r.name == "outreach.library"]
+    assert (record.getMessage(), record.__dict__["rule"], record.__dict__["run_id"]) == ("rule planned", "winback", 3)
