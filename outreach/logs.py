@@ -24,6 +24,9 @@ import structlog
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("console", "json")
+#: Libraries whose info records say nothing an operator acts on (Alembic
+#: announces its plugins and dialect on every schema check).
+QUIET_BELOW_DEBUG = ("alembic",)
 #: Where a record is written unless configure() is told otherwise.
 DEFAULT_STREAM = sys.stderr
 
@@ -59,6 +62,8 @@ def configure(*, level: str = "warning", fmt: str = "console", stream: IO[str] |
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    for chatty in QUIET_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
 def route_through_logging() -> None:

@@ -49,4 +49,5 @@ def serve(settings: Settings, engine: Engine, *, host: str, port: int) -> None:
     import uvicorn
 
     settings.require_secret()
-    uvicorn.run(create_app(settings, engine), host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's records go through Outreach's logging (outreach.logs).
+    uvicorn.run(create_app(settings, engine), host=host, port=port, log_config=None)
