@@ -290,3 +290,13 @@ def test_json_logs_of_a_launch_name_rule_run_and_message(workdir: Path) -> None:
     [sent] = [r for r in logged if r["event"] == "message sent"]
     assert planned["rule"] == sent["rule"] == "hello" and planned["run_id"] == sent["run_id"]
     assert isinstance(sent["message_id"], int)
+
+
+def test_the_demo_without_faker_says_how_to_install_it(tmp_path: Path) -> None:
+    # Faker is the `demo` extra, not a core dependency: without it only the demo stops, with the fix
+    script = "import sys; sys.modules['faker'] = None; from outreach.cli import main; main(['demo'])"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 3
+    assert "pip install 'outreach[demo]'" in result.stderr and "Traceback" not in result.stderr

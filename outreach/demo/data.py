@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from faker import Faker
+from outreach.errors import ConfigError
 
 #: (sku, category, unit price CNY)
 PRODUCTS = [
@@ -44,6 +44,13 @@ class DemoFiles:
 def generate(directory: Path, *, customers: int, now: datetime, seed: int) -> DemoFiles:
     """Write customers.csv, orders.csv and consents.csv under ``directory``."""
     rng = random.Random(seed)
+    try:
+        from faker import Faker  # the `demo` extra, imported only when the demo runs
+    except ImportError:
+        raise ConfigError(
+            "the demo makes up its shop with Faker, which is not installed: "
+            "pip install 'outreach[demo]' (or pip install faker)"
+        ) from None
     fake_cn, fake_en = Faker("zh_CN"), Faker("en_US")
     fake_cn.seed_instance(seed)
     fake_en.seed_instance(seed + 1)
