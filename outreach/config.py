@@ -11,11 +11,12 @@ in-process Dramatiq broker and worker, and a file outbox.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_serializer
+from pydantic import Field, SecretStr, ValidationError, field_serializer, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,7 +46,38 @@ class Settings(BaseSettings):
     broker_url: str = DEFAULT_BROKER_URL
     #: Redis key namespace, so several installations (or test runs) share one Redis.
     broker_namespace: str = "outreach"
-    worker_threads: int = Field(default=4, ge=1)
+    #: Threads of the in-process worker (embedded) and of each worker process.
+    #: Python runs one thread at a time per process: two cover waiting on the
+    #: network; more processes (``outreach worker --processes``) use more cores.
+    worker_threads: int = Field(default=2, ge=1)
+    #: Outbox ids per broker message: one claim, one permission re-check and
+    #: one bulk update of outcomes per batch.
+    batch_size: int = Field(default=200, ge=1, le=1000)
+    #: A worker process beats this often; one silent for ``worker_dead_after``
+    #: seconds is presumed dead and its messages go back to the queue.
+    worker_heartbeat: float = Field(default=5.0, gt=0)
+    worker_dead_after: float = Field(default=30.0, gt=0)
+    #: Seconds between a worker's queue maintenance: dead workers' messages,
+    #: deferred and retried messages now due, a queue the broker lost.
+    maintenance_interval: float = Field(default=15.0, gt=0)
+
+    #: Transient errors (a server down, 4xx, 429/5xx) are retried with capped
+    #: exponential backoff — retry_base, doubling, at most retry_max seconds
+    #: apart — for retry_for_hours, then the message fails (``campaign retry``
+    #: sends failed messages again).
+    retry_base: float = Field(default=60.0, gt=0)
+    retry_max: float = Field(default=3600.0, gt=0)
+    retry_for_hours: float = Field(default=48.0, gt=0)
+    #: Per-provider rate limits, honoured across all workers (in Redis when the
+    #: broker is Redis): backend name → "N/s" or "N/min", e.g. {"smtp": "200/s"}.
+    rate_limits: dict[str, str] = Field(default_factory=dict)
+    #: A campaign pauses itself when at least this share of its last
+    #: ``auto_pause_after`` outcomes (seen by one worker) are failures.
+    auto_pause_error_rate: float = Field(default=0.5, gt=0, le=1)
+    auto_pause_after: int = Field(default=50, ge=1)
+    #: Prometheus metrics: ``outreach worker`` serves them on this port
+    #: (all its processes together); ``outreach serve`` at /metrics.
+    metrics_port: int | None = None
 
     rules_dir: Path = Path("rules")
     templates_dir: Path = Path("templates")
@@ -98,6 +130,13 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, rate in value.items():
+            parse_rate(rate, setting=f"rate_limits.{name}")
+        return value
+
     @field_serializer("database_url", "broker_url")
     def _masked(self, url: str) -> str:
         """Dumped settings (JSON, logs) never carry a URL's password."""
@@ -143,6 +182,17 @@ class Settings(BaseSettings):
                 f"or {name} in outreach.toml"
             )
         return value
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute)\s*$")
+
+
+def parse_rate(text: str, *, setting: str = "rate_limits") -> tuple[int, int]:
+    """("120/min") → (120 messages, 60_000 ms window)."""
+    match = _RATE.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"{setting}: '{text}' is not a rate like '200/s' or '6000/min'")
+    return int(match.group(1)), 1000 if match.group(2).startswith("s") else 60_000
 
 
 def masked_url(url: str) -> str:

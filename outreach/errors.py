@@ -10,6 +10,7 @@
     │   ├── TemplateError         a template (file, line)
     │   └── PayloadError          a webhook payload (field)
     └── ChannelError              a provider refused or failed a delivery       1
+        ├── ProviderUnavailable   the provider cannot be reached right now
         └── PermanentChannelError a provider said "never retry this one"
 
 The command line prints every ``OutreachError`` as located, readable lines
@@ -117,7 +118,17 @@ class PayloadError(InputError):
 
 
 class ChannelError(OutreachError):
-    """A delivery failed; the worker may retry it."""
+    """A delivery failed; the worker retries it later (``retry_after``
+    seconds at the earliest, when the provider said so)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ChannelError):
+    """The provider cannot be reached at all (refused, timed out, dropped):
+    the rest of the batch waits too, instead of each message trying alone."""
 
 
 class PermanentChannelError(ChannelError):

@@ -9,18 +9,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from factories import loaded_rule
+from outreach.clock import utcnow
 from outreach.domain import Channel, ConsentStatus, MessageStatus
-from outreach.errors import ChannelError
 from outreach.planning.launch import launch, plan_rule
 from outreach.rules import LoadedRule
-from outreach.sending import queue
-from outreach.sending.deliver import deliver_message
-from outreach.store import outbox
+from outreach.sending import janitor, queue
+from outreach.sending.deliver import Sender
+from outreach.sending.retry import RetryPolicy
+from outreach.store import workers
 from outreach.store.engine import transaction
 from outreach.store.models import ConsentRecord, Customer, Message, Order, OrderItem, Suppression
 from policy_factories import make_settings
@@ -104,6 +104,10 @@ def test_launch_delivers_valid_mime_with_one_click_unsubscribe(engine: Engine, d
         assert sms_row.sent_at == NOW and sms_row.attribute_until == NOW + timedelta(days=7)
 
 
+def ids_of(queued: list[tuple[int, int]]) -> list[int]:
+    return [message_id for message_id, _ in queued]
+
+
 def test_consent_revoked_after_planning_stops_the_send(engine: Engine, db_url: str, tmp_path: Path) -> None:
     # Given a message planned and queued while the customer had consent
     settings = make_settings(tmp_path, db_url)
@@ -130,7 +134,8 @@ def test_suppressed_after_planning_stops_the_send(engine: Engine, db_url: str, t
     _, queued = plan_rule(engine, rule(), now=NOW)
     with transaction(engine) as s:
         s.add(Suppression(channel=Channel.EMAIL, address="a@example.com", reason="bounce", created_at=NOW))
-    assert deliver_message(queued[0], settings=settings, engine=engine).status == "skipped"
+    tally = Sender(settings, engine, worker_id="w1").deliver(ids_of(queued))
+    assert (tally.claimed, tally.skipped, tally.sent) == (1, 1, 0)
     assert statuses(engine) == {ids["a"]: MessageStatus.SKIPPED}
 
 
@@ -142,7 +147,7 @@ def test_duplicate_broker_delivery_sends_once(engine: Engine, db_url: str, tmp_p
         {"ext": "b", "phone": "+447700900123", "consent": {"sms": "granted"}},
     ])
     _, queued = plan_rule(engine, rule(), now=NOW)
-    # When the broker delivers every message three times, to concurrent threads
+    # When the broker delivers every batch three times, to concurrent threads
     ctx = queue.setup(settings, engine)
     for _ in range(3):
         queue.enqueue(ctx, queued, as_of=NOW)
@@ -165,45 +170,71 @@ def test_second_launch_plans_nothing(engine: Engine, db_url: str, tmp_path: Path
     assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
 
 
-def test_worker_that_died_mid_send_is_recovered_without_a_second_copy(
+def test_a_dead_workers_message_is_taken_back_sent_once_and_reported(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    # Given a message a worker claimed and delivered, then crashed before recording it
+    # Given a worker that claimed a message, delivered it, and died before recording that
     settings = make_settings(tmp_path, db_url)
     shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
     _, queued = plan_rule(engine, rule(), now=NOW)
-    crashed_at = NOW - outbox.CLAIM_LEASE - timedelta(minutes=1)
-    deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: crashed_at)
-    with transaction(engine) as s:  # undo the bookkeeping as if the process died
-        m = s.get(Message, queued[0])
-        m.status, m.sent_at, m.claimed_at = MessageStatus.SENDING, None, crashed_at
-    # When the next run finds the stranded message and a worker retries it
-    with transaction(engine) as s:
-        stranded = outbox.stranded(s, now=NOW)
-    assert stranded == queued
-    outcome = deliver_message(queued[0], settings=settings, engine=engine, clock=lambda: NOW)
-    # Then it is recorded as sent and the outbox still holds a single copy
-    assert outcome.status == "sent"
+    Sender(settings, engine, worker_id="dead").deliver(ids_of(queued))
+    long_ago = utcnow() - timedelta(minutes=5)
+    with transaction(engine) as s:  # its last heartbeat five minutes ago; its bookkeeping undone
+        workers.beat(s, "dead", now=long_ago)
+        m = s.get(Message, ids_of(queued)[0])
+        m.status, m.sent_at, m.claimed_by, m.claimed_at = MessageStatus.SENDING, None, "dead", long_ago
+    # When the janitor of a live worker makes its round
+    ctx = queue.setup(settings, engine)
+    assert janitor.maintain(ctx).recovered == 1
+    queue.drain(ctx)
+    # Then the message is sent, recorded once, marked as possibly delivered twice —
+    # and the file outbox, which never writes a message twice, holds one copy
+    with Session(engine) as s:
+        m = s.get(Message, ids_of(queued)[0])
+        assert (m.status, m.redelivered) == (MessageStatus.SENT, True)
     assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
 
 
-def test_retryable_channel_error_requeues_then_gives_up(engine: Engine, db_url: str, tmp_path: Path) -> None:
-    # Given SMTP pointed at a port where nothing listens
-    settings = make_settings(tmp_path, db_url, email_transport="smtp", smtp_host="127.0.0.1",
-                             smtp_port=1, smtp_timeout=2)
+def test_a_live_workers_messages_are_never_taken_back(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given a message in the hands of a worker that keeps beating, claimed long ago
+    settings = make_settings(tmp_path, db_url)
     shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
     _, queued = plan_rule(engine, rule(), now=NOW)
-    # When delivery fails, the message goes back to the queue for the broker's retry
-    with pytest.raises(ChannelError):
-        deliver_message(queued[0], settings=settings, engine=engine)
-    assert list(statuses(engine).values()) == [MessageStatus.QUEUED]
-    # And after the last allowed attempt it is marked failed instead of retried forever
-    from outreach.sending.deliver import MAX_ATTEMPTS
-
     with transaction(engine) as s:
-        s.get(Message, queued[0]).attempts = MAX_ATTEMPTS - 1
-    assert deliver_message(queued[0], settings=settings, engine=engine).status == "failed"
-    assert list(statuses(engine).values()) == [MessageStatus.FAILED]
+        workers.beat(s, "busy", now=utcnow())
+        m = s.get(Message, ids_of(queued)[0])
+        m.status, m.claimed_by, m.claimed_at = MessageStatus.SENDING, "busy", utcnow() - timedelta(hours=1)
+    # When the janitor makes its round — also as `run --now` a month later does
+    ctx = queue.setup(settings, engine)
+    assert janitor.maintain(ctx, due_by=NOW + timedelta(days=30)).recovered == 0
+    # Then the message stays with its worker
+    assert statuses(engine) == {m.customer_id: MessageStatus.SENDING}
+
+
+def test_a_provider_outage_is_retried_later_then_given_up(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given SMTP pointed at a port where nothing listens
+    settings = make_settings(tmp_path, db_url, email_transport="smtp", smtp_host="127.0.0.1",
+                             smtp_port=1, smtp_timeout=2, retry_base=60, retry_max=600, retry_for_hours=1)
+    shop(engine, customers=[{"ext": "a", "email": "a@example.com", "consent": {"email": "granted"}}])
+    _, queued = plan_rule(engine, rule(), now=NOW)
+    sender = Sender(settings, engine, worker_id="w1")
+    # When delivery fails, the message waits (planned) for a later attempt, not failed
+    before = utcnow()
+    assert sender.deliver(ids_of(queued)).retried == 1
+    with Session(engine) as s:
+        m = s.get(Message, ids_of(queued)[0])
+        assert (m.status, m.attempts) == (MessageStatus.PLANNED, 1)
+        assert before + timedelta(seconds=60) <= m.not_before <= utcnow() + timedelta(seconds=67)
+        assert "cannot be reached" in m.last_error
+    # And once the retry window is spent, it fails for good (`campaign retry` can send it again)
+    with transaction(engine) as s:
+        m = s.get(Message, ids_of(queued)[0])
+        last_chance = RetryPolicy.from_settings(settings).max_attempts - 1
+        m.status, m.attempts, m.not_before = MessageStatus.QUEUED, last_chance, None
+    assert sender.deliver(ids_of(queued)).failed == 1
+    with Session(engine) as s:
+        m = s.get(Message, ids_of(queued)[0])
+        assert m.status is MessageStatus.FAILED and m.last_error.startswith("gave up after")
 
 
 def test_launch_delivers_through_a_real_smtp_server(engine: Engine, db_url: str, tmp_path: Path) -> None:

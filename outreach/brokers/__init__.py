@@ -7,13 +7,15 @@
 
 A broker module has ``IN_PROCESS`` (does the command itself deliver?),
 ``make(settings)``, ``check(broker, settings)`` (ServiceError when it cannot
-be reached) and ``drain(broker, queue=…, threads=…)`` (deliver what is queued
-before returning; a no-op where workers are separate processes).
+be reached), ``pending(broker, queues=…)`` (messages it still holds) and
+``drain(broker, queues=…, threads=…)`` (deliver what is queued before
+returning; a no-op where workers are separate processes).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -69,6 +71,11 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     return broker
 
 
-def drain(settings: Settings, broker: dramatiq.Broker, *, queue: str, threads: int) -> None:
+def drain(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str], threads: int) -> None:
     """Deliver what is queued before returning, where this process is the worker."""
-    module_for(settings.broker_url).drain(broker, queue=queue, threads=threads)
+    module_for(settings.broker_url).drain(broker, queues=queues, threads=threads)
+
+
+def pending(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str]) -> int:
+    """Messages the broker still holds for ``queues`` (waiting, delayed or unacknowledged)."""
+    return int(module_for(settings.broker_url).pending(broker, queues=queues))

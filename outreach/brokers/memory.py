@@ -3,10 +3,12 @@ command that enqueued (``campaign launch`` and ``run`` deliver before they retur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 
 if TYPE_CHECKING:
     from outreach.config import Settings
@@ -24,12 +26,18 @@ def check(broker: StubBroker, settings: Settings) -> None:
     """Nothing to reach: the broker lives in this process."""
 
 
-def drain(broker: StubBroker, *, queue: str, threads: int) -> None:
-    """Run a worker in this process until the queue is empty."""
+def pending(broker: StubBroker, *, queues: Sequence[str]) -> int:
+    return sum(broker.queues[q].qsize() + broker.queues[dq_name(q)].qsize() for q in queues if q in broker.queues)
+
+
+def drain(broker: StubBroker, *, queues: Sequence[str], threads: int) -> None:
+    """Run a worker in this process until the queues are empty."""
     worker = Worker(broker, worker_threads=threads, worker_timeout=WORKER_TIMEOUT_MS)
     worker.start()
     try:
-        broker.join(queue, fail_fast=False)
+        for queue in queues:
+            if queue in broker.queues:
+                broker.join(queue, fail_fast=False)
         worker.join()
     finally:
         worker.stop()

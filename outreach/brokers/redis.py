@@ -7,6 +7,7 @@ machines, take them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dramatiq.brokers.redis import RedisBroker
@@ -22,10 +23,7 @@ IN_PROCESS = False
 
 
 def make(settings: Settings) -> RedisBroker:
-    broker: RedisBroker = RedisBroker(  # type: ignore[no-untyped-call]  # its __init__ has no annotations
-        url=settings.broker_url, namespace=settings.broker_namespace
-    )
-    return broker
+    return RedisBroker(url=settings.broker_url, namespace=settings.broker_namespace)
 
 
 def check(broker: RedisBroker, settings: Settings) -> None:
@@ -40,5 +38,10 @@ def check(broker: RedisBroker, settings: Settings) -> None:
         ) from None
 
 
-def drain(broker: RedisBroker, *, queue: str, threads: int) -> None:
+def pending(broker: RedisBroker, *, queues: Sequence[str]) -> int:
+    """Waiting, delayed and unacknowledged messages of ``queues`` in Redis."""
+    return sum(int(broker.do_qsize(queue)) for queue in queues)
+
+
+def drain(broker: RedisBroker, *, queues: Sequence[str], threads: int) -> None:
     """Nothing to do here: separate worker processes deliver."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -28,6 +29,7 @@ class Envelope:
     from_address: str | None = None  # default: settings.from_address / twilio_from
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
     idempotency_key: str  # stable per message; the Message-ID local part
+    sent_at: datetime | None = None  # a simulated send time (--now), naive UTC; None: the wall clock
 
 
 class ChannelBackend(Protocol):

@@ -1,15 +1,27 @@
 """MIME messages for email backends: headers folded so every client reads
-them, a Message-ID stable per message, nothing a template could inject."""
+them, a Message-ID stable per message, nothing a template could inject.
+
+:func:`build` writes the message bytes directly (a few string joins and the
+C codecs for quoted-printable and base64): the standard library's
+``EmailMessage`` took 1.9 ms a message, most of the worker's CPU. What it
+writes is ordinary MIME — :func:`build_email` parses it back with the
+standard library, as every mail client would.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import email
+import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address, UnstructuredHeader
+from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from functools import lru_cache
 
 from outreach.channels.base import Envelope
 from outreach.errors import ConfigError, PermanentChannelError
@@ -88,24 +100,57 @@ _EW_BYTES = 39
 MAIL_POLICY = MailPolicy(cte_type="7bit")
 
 
-def _sender_domain(sender: str) -> str:
-    """The domain of ``sender`` ("Shop <hello@shop.example>" → "shop.example")."""
-    message = EmailMessage()
+@dataclass(frozen=True)
+class Mailbox:
+    """An address as it goes into a header, and as SMTP's envelope needs it."""
+
+    header: str  # the header value: "Shop <hello@shop.example>", encoded if need be
+    address: str  # the bare addr-spec (MAIL FROM / RCPT TO)
+    domain: str  # its domain, IDNA-encoded (the Message-ID's right side)
+
+
+@lru_cache(maxsize=4096)
+def mailbox(text: str) -> Mailbox | None:
+    """``text`` as one mailbox, read by the standard library's header
+    parser (cached: a sender is parsed once, not per message); None unless
+    it is exactly one address with a domain."""
+    message = EmailMessage(policy=MAIL_POLICY)
     try:
-        message["From"] = sender
-        addresses = message["From"].addresses
+        message["To"] = text
+        header = message["To"]
+        addresses = header.addresses
     except (ValueError, TypeError, IndexError):
-        addresses = ()
-    domain = addresses[0].domain if len(addresses) == 1 else ""
-    if not domain:
+        return None
+    if len(addresses) != 1 or not addresses[0].domain or header.defects:
+        return None
+    folded = MAIL_POLICY.fold_binary("To", header).decode("ascii")
+    value = folded.split(":", 1)[1].strip().replace("\r\n", "").replace("\n", "")
+    try:
+        domain = addresses[0].domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = addresses[0].domain
+    return Mailbox(value, addresses[0].addr_spec, domain)
+
+
+#: A plain ASCII address needs no parsing beyond this (the common case, fast).
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+
+
+def recipient(text: str) -> Mailbox | None:
+    if _PLAIN_ADDRESS.match(text) and ".." not in text:
+        return Mailbox(text, text, text.rsplit("@", 1)[1].lower())
+    return mailbox(text)
+
+
+def _sender(sender: str) -> Mailbox:
+    found = mailbox(sender)
+    if found is None:
         raise ConfigError(
             f"from address '{sender}' is not an email address: set OUTREACH_FROM_ADDRESS "
             "(or from_address in outreach.toml) to something like 'Shop <hello@shop.example>'"
         )
-    try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+    return found
 
 
 def message_id_for(envelope: Envelope, *, domain: str) -> str:
@@ -115,55 +160,125 @@ def message_id_for(envelope: Envelope, *, domain: str) -> str:
 
 def sender_domain(envelope: Envelope, *, from_address: str) -> str:
     """The domain the Message-ID of ``envelope`` uses."""
-    return _sender_domain(envelope.from_address or from_address)
+    return _sender(envelope.from_address or from_address).domain
 
 
-def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
-    """A MIME message for ``envelope``: text (+ HTML alternative), UTF-8 headers.
+@dataclass(frozen=True)
+class Built:
+    """A message ready for the wire or the outbox."""
+
+    data: bytes  # the whole message, lines ending in LF (as files keep it)
+    message_id: str
+    sender: str  # MAIL FROM
+    recipient: str  # RCPT TO
+
+    @property
+    def wire(self) -> bytes:
+        """The message as SMTP carries it: lines ending in CRLF."""
+        return self.data.replace(b"\n", b"\r\n")
+
+
+#: Header names: printable ASCII without colon or space (RFC 5322 field-name).
+_FIELD_NAME = re.compile(r"^[!-9;-~]+$")
+#: The longest header line we fold plain text to (RFC 5322's recommendation).
+FOLD_AT = 78
+
+
+def _header(name: str, value: str) -> str:
+    """One header, folded: ASCII at spaces (a long word — a URL — stays whole,
+    up to 998 characters), anything else as base64 encoded-words."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} contains a line break")
+    if not value.isascii():
+        return f"{name}: " + "\n ".join(_encoded_words(value)) + "\n"
+    line = f"{name}: {value}"
+    if len(line) <= FOLD_AT:
+        return line + "\n"
+    lines, current = [], f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > FOLD_AT and current.strip() and current != f"{name}:":
+            lines.append(current)
+            current = ""
+        current += " " + word
+    lines.append(current)
+    if any(len(part) > MAX_HEADER_LINE for part in lines):
+        raise ValueError(f"header {name} has a word longer than {MAX_HEADER_LINE} characters")
+    return "\n".join(lines) + "\n"
+
+
+def _part(content: str, subtype: str) -> tuple[str, bytes]:
+    """(the part's headers, its encoded body): 7bit when the text is short-lined
+    ASCII, else the shorter of quoted-printable and base64 (never raw 8-bit,
+    so any SMTP server takes it)."""
+    text = content.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    if text.isascii() and max(map(len, text.split("\n"))) <= MAX_HEADER_LINE:
+        cte, body = "7bit", text.encode("ascii")
+    else:
+        raw = text.encode("utf-8")
+        qp = binascii.b2a_qp(raw, istext=True)
+        b64 = base64.encodebytes(raw)
+        cte, body = ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+    headers = f'Content-Type: text/{subtype}; charset="utf-8"\nContent-Transfer-Encoding: {cte}\n'
+    return headers, body
+
+
+def build(envelope: Envelope, *, from_address: str) -> Built:
+    """The MIME message of ``envelope``: text (+ HTML alternative), UTF-8 headers.
 
     The Message-ID is ``<{idempotency_key}@{sender domain}>``, so a message
-    delivered twice carries the same id. A message that cannot be built (an
-    invalid recipient, a header with a line break) raises
+    delivered twice carries the same id; ``Date:`` is ``envelope.sent_at``
+    (a simulated ``--now``) or the wall clock. A message that cannot be
+    built (an invalid recipient, a header with a line break) raises
     PermanentChannelError: retrying cannot fix it.
     """
-    sender = envelope.from_address or from_address
-    domain = _sender_domain(sender)
+    sender = _sender(envelope.from_address or from_address)
     where = f"message {envelope.message_id}"
     if not _MSGID_LOCAL.match(envelope.idempotency_key):
         raise PermanentChannelError(
             f"{where}: idempotency key '{envelope.idempotency_key}' cannot be a Message-ID "
             "(use letters, digits, '-', '.', '_')"
         )
-    message = EmailMessage(policy=MAIL_POLICY)
+    to = recipient(envelope.to)
     try:
-        message["From"] = sender
-        message["To"] = envelope.to
-        recipients = message["To"].addresses
-        if len(recipients) != 1 or not recipients[0].domain or message["To"].defects:
+        if to is None:
             raise ValueError(f"'{envelope.to}' is not one email address")
+        message_id = message_id_for(envelope, domain=sender.domain)
+        when = envelope.sent_at.replace(tzinfo=UTC) if envelope.sent_at else datetime.now(UTC)
+        head = [f"From: {sender.header}\n", f"To: {to.header}\n"]
         if envelope.subject is not None:
-            message["Subject"] = envelope.subject
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = message_id_for(envelope, domain=domain)
+            head.append(_header("Subject", envelope.subject))
+        head += [f"Date: {format_datetime(when)}\n", f"Message-ID: {message_id}\n"]
         for name, value in envelope.headers.items():
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"header '{name}' is set by Outreach and cannot be overridden")
-            message[name] = value
-        message.set_content(envelope.text, charset="utf-8")
-        if envelope.html is not None:
-            message.add_alternative(envelope.html, subtype="html", charset="utf-8")
-    except (ValueError, TypeError, IndexError) as exc:
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"'{name}' is not a header name")
+            head.append(_header(name, value))
+        head.append("MIME-Version: 1.0\n")
+        text_headers, text_body = _part(envelope.text, "plain")
+        if envelope.html is None:
+            data = ("".join(head) + text_headers + "\n").encode("ascii") + text_body
+        else:
+            html_headers, html_body = _part(envelope.html, "html")
+            boundary = "==outreach-" + hashlib.sha1(message_id.encode()).hexdigest()[:24] + "=="
+            if boundary.encode() in text_body or boundary.encode() in html_body:
+                raise ValueError("the message contains its own MIME boundary")
+            data = b"".join([
+                ("".join(head) + f'Content-Type: multipart/alternative; boundary="{boundary}"\n\n'
+                 f"--{boundary}\n{text_headers}\n").encode("ascii"), text_body,
+                f"--{boundary}\n{html_headers}\n".encode("ascii"), html_body,
+                f"--{boundary}--\n".encode("ascii"),
+            ])
+    except (ValueError, UnicodeError) as exc:
         raise PermanentChannelError(f"{where} to {envelope.to!r} cannot be built: {exc}") from None
-    return message
+    return Built(data, message_id, sender.address, to.address)
 
 
-def envelope_sender(message: EmailMessage) -> str:
-    """The bare address of the From header (SMTP's MAIL FROM)."""
-    address: Address = message["From"].addresses[0]
-    return address.addr_spec
-
-
-def envelope_recipient(message: EmailMessage) -> str:
-    """The bare address of the To header (SMTP's RCPT TO)."""
-    address: Address = message["To"].addresses[0]
-    return address.addr_spec
+def build_email(envelope: Envelope, *, from_address: str) -> EmailMessage:
+    """:func:`build`'s message read back by the standard library (for
+    inspection and tests)."""
+    parsed = email.message_from_bytes(build(envelope, from_address=from_address).data, policy=MAIL_POLICY)
+    assert isinstance(parsed, EmailMessage)
+    return parsed

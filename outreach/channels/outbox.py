@@ -20,7 +20,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from outreach.channels.base import Envelope
-from outreach.channels.mime import build_email, message_id_for, sender_domain
+from outreach.channels.mime import build, message_id_for, sender_domain
 from outreach.channels.sms import E164_HINT, is_e164, sms_encoding, sms_segments
 from outreach.config import Settings
 from outreach.errors import ChannelError, PermanentChannelError
@@ -42,6 +42,7 @@ class OutboxEmail:
     def __init__(self, *, directory: Path, from_address: str) -> None:
         self.directory = Path(directory)
         self.from_address = from_address
+        self._made = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxEmail:
@@ -56,14 +57,15 @@ class OutboxEmail:
             return _message_id_of(path) or message_id_for(
                 envelope, domain=sender_domain(envelope, from_address=self.from_address)
             )
-        message = build_email(envelope, from_address=self.from_address)
-        data = message.as_bytes()
+        built = build(envelope, from_address=self.from_address)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, data)
+            if not self._made:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._made = True
+            _write_atomically(path, built.data)
         except OSError as exc:
             raise ChannelError(f"cannot write email outbox file {path}: {exc}") from None
-        return str(message["Message-ID"])
+        return built.message_id
 
 
 def _message_id_of(path: Path) -> str | None:
@@ -186,7 +188,8 @@ class OutboxSms:
             "encoding": sms_encoding(envelope.text),
             "idempotency_key": envelope.idempotency_key,
             "provider_id": provider_id,
-            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sent_at": (envelope.sent_at.replace(tzinfo=UTC) if envelope.sent_at else datetime.now(UTC))
+            .isoformat(timespec="seconds"),
         }
         line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         ledger = _ledger(self.path)

@@ -1,4 +1,5 @@
-"""Email through an SMTP server (smtplib): one connection per message.
+"""Email through an SMTP server (smtplib): one open connection per worker
+thread and server, reused for every message it sends.
 
 Settings: ``smtp_host``, ``smtp_port``, ``smtp_username`` / ``smtp_password``
 (login only when a username is set), ``smtp_starttls`` (upgrade a plain
@@ -17,15 +18,20 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 
 from outreach.channels.base import Envelope
-from outreach.channels.mime import build_email, envelope_recipient, envelope_sender
+from outreach.channels.mime import build
 from outreach.config import Settings
-from outreach.errors import ChannelError, ConfigError, PermanentChannelError
+from outreach.errors import ChannelError, ConfigError, PermanentChannelError, ProviderUnavailable
 
 #: SMTP reply codes from this value up are permanent failures (RFC 5321 §4.2.1).
 PERMANENT_REPLY = 500
+#: A connection idle longer than this is opened anew (servers drop idle ones).
+IDLE_REUSE_S = 30.0
+_local = threading.local()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,24 +80,60 @@ class SmtpBackend:
         return f"SMTP server {self.options.host}:{self.options.port}"
 
     def deliver(self, envelope: Envelope) -> str:
-        message = build_email(envelope, from_address=self.from_address)
+        built = build(envelope, from_address=self.from_address)
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if not (built.sender + built.recipient).isascii() else []
+        for attempt in range(2):
+            client, reused = self._connection()
+            try:
+                client.sendmail(built.sender, [built.recipient], built.wire, mail_options=options)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if reused and attempt == 0:
+                    continue  # the server closed an idle connection before taking it: once more, anew
+                raise self._classify(exc, envelope) from None
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+                # The server answered (and smtplib reset the transaction): the connection stays.
+                raise self._classify(exc, envelope) from None
+            except (smtplib.SMTPException, OSError) as exc:
+                self._drop()
+                raise self._classify(exc, envelope) from None
+            self._touch(client)
+            return built.message_id
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -------------------------------------------------------------- the pool
+    def _key(self) -> tuple[object, ...]:
+        o = self.options
+        return (o.host, o.port, o.username, o.password, o.starttls, o.ssl)
+
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's open connection to the server (opened and logged in
+        when there is none, or when it sat idle too long); whether it was reused."""
+        pool: dict[tuple[object, ...], tuple[smtplib.SMTP, float]] = _pool()
+        found = pool.get(self._key())
+        if found is not None:
+            client, last_used = found
+            if time.monotonic() - last_used < IDLE_REUSE_S:
+                return client, True
+            self._drop()
         try:
             client = self._connect()
-        except (smtplib.SMTPException, OSError) as exc:
-            raise self._classify(exc, envelope) from None
-        try:
             if self.options.starttls:
                 client.starttls(context=ssl.create_default_context())
             if self.options.username:
                 client.login(self.options.username, self.options.password or "")
-            client.send_message(
-                message, from_addr=envelope_sender(message), to_addrs=[envelope_recipient(message)]
-            )
         except (smtplib.SMTPException, OSError) as exc:
-            client.close()
-            raise self._classify(exc, envelope) from None
-        _quit_quietly(client)
-        return str(message["Message-ID"])
+            raise self._classify(exc, None) from None
+        pool[self._key()] = (client, time.monotonic())
+        return client, False
+
+    def _touch(self, client: smtplib.SMTP) -> None:
+        _pool()[self._key()] = (client, time.monotonic())
+
+    def _drop(self) -> None:
+        found = _pool().pop(self._key(), None)
+        if found is not None:
+            _quit_quietly(found[0])
 
     def _connect(self) -> smtplib.SMTP:
         o = self.options
@@ -101,9 +143,10 @@ class SmtpBackend:
             )
         return smtplib.SMTP(o.host, o.port, timeout=o.timeout)
 
-    def _classify(self, exc: BaseException, envelope: Envelope) -> ChannelError:
+    def _classify(self, exc: BaseException, envelope: Envelope | None) -> ChannelError:
         """Turn what smtplib raised into a retryable or permanent error."""
-        to = envelope.to
+        to = envelope.to if envelope else "?"
+        which = envelope.message_id if envelope else "?"
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, reply = next(iter(exc.recipients.values()), (0, b""))
             return _by_code(code, f"{self.server} refused recipient {to}: {code} {_text(reply)}")
@@ -116,7 +159,7 @@ class SmtpBackend:
         if isinstance(exc, smtplib.SMTPResponseException):
             return _by_code(
                 exc.smtp_code,
-                f"{self.server} refused message {envelope.message_id} to {to}: "
+                f"{self.server} refused message {which} to {to}: "
                 f"{exc.smtp_code} {_text(exc.smtp_error)}",
             )
         if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -126,8 +169,10 @@ class SmtpBackend:
                 "address has non-ASCII characters the server cannot take)"
             )
         if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-            return ChannelError(f"{self.server} did not answer within {self.options.timeout:g} s")
-        return ChannelError(f"{self.server} could not take message {envelope.message_id}: {exc!r}")
+            return ProviderUnavailable(f"{self.server} did not answer within {self.options.timeout:g} s")
+        if isinstance(exc, (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+            return ProviderUnavailable(f"{self.server} cannot be reached: {exc!r}")
+        return ChannelError(f"{self.server} could not take message {which}: {exc!r}")
 
 
 def _by_code(code: int, text: str) -> ChannelError:
@@ -142,9 +187,24 @@ def _text(reply: bytes | str) -> str:
     return str(reply)
 
 
+def _pool() -> dict[tuple[object, ...], tuple[smtplib.SMTP, float]]:
+    """This thread's connections, by server and login (smtplib is not thread-safe)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    return pool
+
+
+def close_connections() -> None:
+    """Say goodbye to this thread's servers (a worker thread that stops)."""
+    for client, _ in _pool().values():
+        _quit_quietly(client)
+    _pool().clear()
+
+
 def _quit_quietly(client: smtplib.SMTP) -> None:
-    """Say goodbye; the message is already accepted, so a failed QUIT must not
-    turn into a retry (and a second copy)."""
+    """Say goodbye; the messages are already accepted, so a failed QUIT must
+    not turn into a retry (and a second copy)."""
     try:
         client.quit()
     except (smtplib.SMTPException, OSError):

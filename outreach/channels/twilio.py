@@ -21,13 +21,15 @@ in :mod:`outreach.sending.deliver` keeps that window to a crash or a timeout.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from outreach.channels.base import Envelope
 from outreach.config import Settings
-from outreach.errors import ChannelError, PermanentChannelError
+from outreach.errors import ChannelError, PermanentChannelError, ProviderUnavailable
 
 #: Seconds to wait for Twilio to connect and answer one request.
 REQUEST_TIMEOUT = 15.0
@@ -37,6 +39,9 @@ MESSAGES_PATH = "/2010-04-01/Accounts/{sid}/Messages.json"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 #: HTTP statuses worth retrying besides 5xx: rate limited, request timeout.
 RETRYABLE_STATUS = frozenset({408, 429})
+#: Statuses that say the whole service is down or throttling every request:
+#: the rest of the batch waits too.
+UNAVAILABLE_STATUS = frozenset({429, 502, 503, 504})
 #: A "From" of this shape is a Messaging Service, not a phone number.
 MESSAGING_SERVICE_PREFIX = "MG"
 #: What a marketer can do about the Twilio error codes seen most often.
@@ -109,9 +114,9 @@ class TwilioBackend:
         try:
             response = self.client.post(self.url, data=self.form(envelope))
         except httpx.TimeoutException:
-            raise ChannelError(f"{where}: no answer within {REQUEST_TIMEOUT:g} s") from None
+            raise ProviderUnavailable(f"{where}: no answer within {REQUEST_TIMEOUT:g} s") from None
         except httpx.HTTPError as exc:
-            raise ChannelError(f"{where}: {type(exc).__name__}: {exc}") from None
+            raise ProviderUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
         if response.is_success:
             return _sid_of(response, where)
         raise _error_of(response, where)
@@ -157,6 +162,25 @@ def _error_of(response: httpx.Response, where: str) -> ChannelError:
     hint = ERROR_HINTS.get(code) if isinstance(code, int) else None
     if hint:
         text += f" (hint: {hint})"
+    retry_after = _retry_after(response)
+    if status in UNAVAILABLE_STATUS:
+        return ProviderUnavailable(text, retry_after=retry_after)
     if status >= 500 or status in RETRYABLE_STATUS:
-        return ChannelError(text)
+        return ChannelError(text, retry_after=retry_after)
     return PermanentChannelError(text)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the ``Retry-After`` header asks to wait (a number or an HTTP date)."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None

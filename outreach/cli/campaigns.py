@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 
+from outreach.cli import control
 from outreach.cli.common import (
     FORMAT_OPTION,
     NOW_OPTION,
     app_settings,
     console,
     emit_json,
+    err_console,
     friendly,
     now_option,
     open_engine,
@@ -26,18 +31,39 @@ def _print_launch(results: list[Any], fmt: str) -> None:
         emit_json(results)
         return
     for r in results:
+        if r.run_id is None:
+            console.print(f"{escape(r.rule)}: {escape(r.note)}")
+            continue
         console.print(
             f"{escape(r.rule)}: planned {r.planned}, held out {r.held_out}, queued {r.queued} (run {r.run_id})"
         )
 
 
+@contextmanager
+def _progress(settings: Any, fmt: str) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar on standard error while the embedded broker delivers."""
+    from outreach import brokers
+
+    if fmt == "json" or not sys.stderr.isatty() or not brokers.in_process(settings.broker_url):
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("delivering"), BarColumn(), TextColumn("{task.completed:,} done"),
+                   TimeRemainingColumn(), console=err_console, transient=True)
+    task = bar.add_task("delivering", total=None)
+    with bar:
+        yield lambda tally: bar.update(task, completed=tally.sent + tally.skipped + tally.failed + tally.retried)
+
+
 @click.group()
 def campaign() -> None:
-    """Launch campaigns.
+    """Launch campaigns, see where they are, pause, resume, cancel and retry them.
 
     \b
     Example:
       outreach campaign launch rules/winback.yaml --now 2026-03-01T09:00:00+08:00
+      outreach campaign status --watch
     """
 
 
@@ -66,8 +92,10 @@ def campaign_launch(ctx: click.Context, rule_files: tuple[Path, ...], now: str |
     check_settings(settings)
     moment, simulated = now_option(now)
     loaded = [load_rule(p) for p in rule_files]
-    _print_launch(launch(settings, open_engine(settings), loaded, now=moment, simulated=simulated,
-                         ruleset=ruleset_for(rule_files[0])), fmt)
+    with _progress(settings, fmt) as progress:
+        results = launch(settings, open_engine(settings), loaded, now=moment, simulated=simulated,
+                         ruleset=ruleset_for(rule_files[0]), progress=progress)
+    _print_launch(results, fmt)
 
 
 @click.command("run")
@@ -88,7 +116,7 @@ def run(ctx: click.Context, now: str | None, fmt: str) -> None:
       */5 * * * *  cd /srv/outreach && outreach run
     """
     from outreach.channels import check_settings
-    from outreach.planning.launch import launch
+    from outreach.planning.launch import launch, sync_rules
     from outreach.planning.schedule import due
     from outreach.rules import load_rules
 
@@ -96,9 +124,12 @@ def run(ctx: click.Context, now: str | None, fmt: str) -> None:
     check_settings(settings)
     moment, simulated = now_option(now)
     engine = open_engine(settings)
-    loaded = due(engine, load_rules(settings.rules_dir), now=moment)
-    _print_launch(launch(settings, engine, loaded, now=moment, simulated=simulated,
-                         ruleset=ruleset_for(settings.rules_dir)), fmt)
+    every = load_rules(settings.rules_dir)
+    sync_rules(engine, every, now=moment)  # `enabled: false` in a file stops its messages too
+    with _progress(settings, fmt) as progress:
+        results = launch(settings, engine, due(engine, every, now=moment), now=moment, simulated=simulated,
+                         ruleset=ruleset_for(settings.rules_dir), progress=progress)
+    _print_launch(results, fmt)
 
 
 @click.command("scheduler")
@@ -122,5 +153,8 @@ def scheduler(ctx: click.Context, every: int) -> None:
     brokers.make_broker(settings)  # the broker answers (ServiceError, exit 3, otherwise)
     run_scheduler(settings, open_engine(settings), every_minutes=every, console=console)
 
+
+for _command in control.COMMANDS:
+    campaign.add_command(_command)
 
 COMMANDS = (campaign, run, scheduler)

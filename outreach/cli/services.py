@@ -8,23 +8,25 @@ import sys
 import click
 
 from outreach.cli.common import app_settings, friendly, open_engine
-from outreach.sending.queue import QUEUE
-
-#: The module ``dramatiq`` imports in each worker process.
-WORKER_MODULE = "outreach.sending.worker"
+from outreach.sending.supervisor import supervise
 
 
 @click.command("worker")
-@click.option("--processes", default=2, show_default=True, help="Worker processes.")
-@click.option("--threads", default=8, show_default=True, help="Threads per process.")
+@click.option("--processes", default=os.cpu_count() or 2, show_default="the machine's cores",
+              help="Worker processes (one per core: each runs Python on one core at a time).")
+@click.option("--threads", type=int, default=None, help="Threads per process (default: worker_threads, 2).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics (overrides metrics_port).")
 @click.pass_context
 @friendly
-def worker(ctx: click.Context, processes: int, threads: int) -> None:
-    """Run Dramatiq workers that deliver queued messages (needs a Redis broker).
+def worker(ctx: click.Context, processes: int, threads: int | None, metrics_port: int | None) -> None:
+    """Run worker processes that deliver queued messages (needs a Redis broker).
+
+    A process that dies is started again; the others go on. SIGTERM (or
+    Ctrl-C) stops them after the batches in hand.
 
     \b
     Example:
-      OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach worker --processes 4
+      OUTREACH_BROKER_URL=redis://127.0.0.1:6379/0 outreach worker --processes 2 --metrics-port 9191
     """
     from outreach import brokers
     from outreach.channels import check_settings
@@ -45,11 +47,7 @@ def worker(ctx: click.Context, processes: int, threads: int) -> None:
     for key, value in passed.items():
         if value:
             os.environ[f"OUTREACH_{key.upper()}"] = value
-    os.execvp(
-        sys.executable,
-        [sys.executable, "-m", "dramatiq", WORKER_MODULE, "--processes", str(processes),
-         "--threads", str(threads), "--queues", QUEUE],
-    )
+    sys.exit(supervise(processes=processes, threads=threads, metrics_port=metrics_port or settings.metrics_port))
 
 
 @click.command("serve")

@@ -1,18 +1,21 @@
-"""Launch rules: prepare (stats, memberships), plan in SQL, queue, drain."""
+"""Launch rules: keep the queue whole, prepare (stats, memberships), plan in SQL, enqueue in batches, drain."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
 
 from outreach import logs
+from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
-from outreach.sending import queue
+from outreach.sending import janitor, queue
+from outreach.sending.deliver import Tally
 from outreach.store import outbox
 from outreach.store.engine import transaction
 
@@ -22,32 +25,47 @@ log = logs.get_logger("outreach.planning")
 @dataclass(frozen=True)
 class LaunchResult:
     rule: str
-    run_id: int
+    run_id: int | None  # None: nothing was evaluated (the rule is disabled or paused)
     planned: int
     held_out: int
     queued: int
+    note: str = ""
+
+
+def sync_rules(engine: Engine, rules: Sequence[LoadedRule], *, now: datetime) -> None:
+    """Record every rule's definition, so the send path sees which are enabled
+    (``enabled: false`` in a file stops its outstanding messages too)."""
+    with transaction(engine) as session:
+        for loaded in rules:
+            outbox.sync_rule(session, loaded, now)
 
 
 def plan_rule(
     engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleSet | None = None,
     prepared: bool = False,
-) -> tuple[LaunchResult, list[int]]:
-    """Plan one rule as of ``now`` and mark its due messages queued (one transaction)."""
+) -> tuple[LaunchResult, list[outbox.Queued]]:
+    """Plan one rule as of ``now`` (one transaction); returns the messages to
+    hand to the broker. A disabled or paused rule plans nothing."""
     ruleset = ruleset or RuleSet()
     if not prepared:  # launch() has checked every rule already
         require_known_segments([loaded], ruleset)
+    spec = loaded.spec
     with transaction(engine) as session:
-        if not prepared:
-            prepare(session, [loaded.spec], now=now, ruleset=ruleset)
         rule = outbox.sync_rule(session, loaded, now)
-        run = outbox.start_run(session, rule, as_of=now, started_at=now)
-        counts = outbox.plan(session, loaded.spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
-        ids = outbox.mark_queued(session, run_id=run.id, now=now)
-        run.finished_at = now
-        result = LaunchResult(loaded.spec.name, run.id, counts.planned, counts.held_out, len(ids))
+        if not spec.enabled or rule.paused_at is not None:
+            note = "disabled (enabled: false): nothing planned" if not spec.enabled else (
+                f"paused: nothing planned ({rule.pause_reason or 'outreach campaign resume to go on'})")
+            return LaunchResult(spec.name, None, 0, 0, 0, note), []
+        if not prepared:
+            prepare(session, [spec], now=now, ruleset=ruleset)
+        run = outbox.start_run(session, rule, as_of=now, started_at=utcnow())
+        counts = outbox.plan(session, spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
+        queued = outbox.queued_of_run(session, run.id)
+        run.finished_at = utcnow()
+        result = LaunchResult(spec.name, run.id, counts.planned, counts.held_out, len(queued))
     log.info("rule planned", rule=result.rule, run_id=result.run_id, planned=result.planned,
              held_out=result.held_out, queued=result.queued, as_of=now.isoformat())
-    return result, ids
+    return result, queued
 
 
 def launch(
@@ -58,31 +76,32 @@ def launch(
     now: datetime,
     simulated: bool,
     ruleset: RuleSet | None = None,
-    ctx: queue._Context | None = None,
+    ctx: queue.Context | None = None,
+    progress: Callable[[Tally], None] | None = None,
 ) -> list[LaunchResult]:
-    """Plan each rule (highest priority first, so the frequency cap keeps the
-    most important), hand due messages to the broker, queue earlier deferred
-    messages whose send window opened, re-enqueue stranded ones, and —
-    embedded — deliver them before returning.
+    """Keep the queue whole (the janitor's round: stopped workers' messages,
+    deferred messages now due, a queue the broker lost), plan each rule —
+    highest priority first, so the frequency cap keeps the most important —
+    hand its messages to the broker in batches and, embedded, deliver them
+    before returning (``progress`` is told how far it got).
 
     ``simulated`` means ``now`` came from ``--now``: sends are then recorded at
     that time so attribution windows line up with the simulated clock.
     """
     ruleset = ruleset or RuleSet()
     ctx = ctx or queue.setup(settings, engine)
+    as_of = now if simulated else None
     ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name))
     require_known_segments(ordered, ruleset)
-    with transaction(engine) as session:
-        prepare(session, [r.spec for r in ordered], now=now, ruleset=ruleset)
+    janitor.maintain(ctx, due_by=now, as_of=as_of)
+    active = [r.spec for r in ordered if r.spec.enabled]
+    if active:
+        with transaction(engine) as session:
+            prepare(session, active, now=now, ruleset=ruleset)
     results: list[LaunchResult] = []
     for loaded in ordered:
-        result, ids = plan_rule(engine, loaded, now=now, ruleset=ruleset, prepared=True)
-        queue.enqueue(ctx, ids, as_of=now if simulated else None)
+        result, queued = plan_rule(engine, loaded, now=now, ruleset=ruleset, prepared=True)
+        queue.enqueue(ctx, queued, as_of=as_of)
         results.append(result)
-    with transaction(engine) as session:
-        due = outbox.mark_queued(session, run_id=None, now=now)
-        stranded = outbox.stranded(session, now=now)
-    queue.enqueue(ctx, due, as_of=now if simulated else None)
-    queue.enqueue(ctx, stranded, as_of=None)
-    queue.drain(ctx)
+    queue.drain(ctx, progress=progress)
     return results

@@ -52,7 +52,7 @@ def eligible_rows(session: Session, spec: RuleSpec, now: datetime, ruleset: Rule
     query = eligibility.eligible_select(
         spec, rule_id=rule_id_of(session, spec.name), now=now,
         timezones=eligibility.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
-        lateral=dialect.has_lateral(session),
+        lateral=dialect.has_lateral(session), transactional_rules=eligibility.transactional_rules(session),
     )
     if materialized:
         # Evaluated once; the counts, the per-channel split and the sample read it.

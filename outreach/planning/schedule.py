@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from outreach import logs
 from outreach.clock import utcnow
 from outreach.config import Settings
-from outreach.planning.launch import launch
+from outreach.planning.launch import launch, sync_rules
 from outreach.rules import LoadedRule, RuleSet, load_rules
 from outreach.store.models import CampaignRun, Rule
 
@@ -26,7 +26,9 @@ log = logs.get_logger("outreach.scheduler")
 def _launch(settings: Settings, engine: Engine, names: list[str] | None, console: Any) -> None:
     """Reload the rules (edits take effect without a restart) and launch."""
     try:
-        rules = [r for r in load_rules(settings.rules_dir) if r.spec.enabled]
+        every = load_rules(settings.rules_dir)
+        sync_rules(engine, every, now=utcnow())  # `enabled: false` stops a rule's messages too
+        rules = [r for r in every if r.spec.enabled]
         if names is None:
             rules = [r for r in rules if r.spec.schedule is None]
         else:

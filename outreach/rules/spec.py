@@ -46,6 +46,10 @@ class RuleSpec(Strict):
     #: Percentage of eligible customers kept as a control group (never sent).
     holdout_percent: Annotated[float, Field(ge=0, le=100)] = 0
     priority: int = 0
+    #: Transactional (an order confirmation): its own queue, worked ahead of
+    #: marketing sends, and exempt from the frequency cap — never from
+    #: consent or suppression.
+    transactional: bool = False
     #: Cron expression for ``outreach scheduler`` (e.g. "0 9 * * *").
     schedule: str | None = None
     #: Allowed local send time; default from policy (SMS 09:00–21:00).

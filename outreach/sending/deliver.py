@@ -1,180 +1,279 @@
-"""Deliver one outbox message, exactly once.
+"""Deliver a batch of outbox messages, each exactly once.
 
-The broker may hand the same message to us twice (at-least-once delivery, a
-retry after a crash, a re-enqueue of a stranded row). The row's state machine
-decides: only the worker whose compare-and-set moves it ``queued → sending``
-sends it; everyone else returns at once. Permission is re-checked right
-before delivery, so a revocation that arrived after planning stops the send.
+The broker may hand the same batch over twice (at-least-once delivery, a
+re-enqueue after a crash or a lost queue). The rows' state machine decides:
+a worker sends only what its compare-and-set moved ``queued → sending``
+(``store.claims``). Per chunk of a batch: one claim, one query for the
+customers with their live consent and suppression (permission is re-checked
+right before delivery), rendering with templates compiled once per process,
+delivery over the provider's reused connection, and outcomes recorded in
+bulk every few messages — so a worker killed mid-batch leaves at most those
+few in doubt, and they are reported (``redelivered``) when taken back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from outreach import logs
-from outreach.channels import Envelope, backend_for
+from outreach import logs, metrics
+from outreach.channels import ChannelBackend, Envelope, backend_for
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.domain import Channel, MessageStatus
-from outreach.errors import ChannelError, PermanentChannelError, TemplateError
+from outreach.errors import ChannelError, PermanentChannelError, ProviderUnavailable, TemplateError
 from outreach.rules.spec import RuleSpec
-from outreach.sending.render import Renderer
-from outreach.store import outbox, permission
+from outreach.sending.limits import limiter_for
+from outreach.sending.render import Rendered, renderer_for
+from outreach.sending.retry import RetryPolicy
+from outreach.store import campaigns, claims, permission
 from outreach.store.engine import transaction
-from outreach.store.models import Customer, Message, Rule
+from outreach.store.models import Rule
 
 log = logs.get_logger("outreach.sending")
 
-#: After this many failed attempts a retryable error becomes final.
-MAX_ATTEMPTS = 5
+#: Messages claimed at a time from a broker batch: claimed shortly before
+#: they are sent, so a rate limit never leaves many waiting in ``sending``.
+CLAIM_CHUNK = 50
+#: Outcomes are written after this many messages or seconds, whichever first:
+#: what a killed worker can leave in doubt.
+FLUSH_EVERY = 20
+FLUSH_SECONDS = 0.25
 #: Twilio's error code for a recipient who has opted out of messages.
 TWILIO_UNSUBSCRIBED = "21610"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    message_id: int
-    status: str  # sent | skipped | failed | not-claimed
-    detail: str = ""
+@dataclass
+class Tally:
+    """What one batch did."""
+
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+
+    def add(self, other: Tally) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def deliver_message(
-    message_id: int,
-    *,
-    settings: Settings,
-    engine: Engine,
-    as_of: datetime | None = None,
-    clock: Callable[[], datetime] = utcnow,
-) -> Outcome:
-    """Claim, re-check, render, deliver and record one message.
+@dataclass
+class _Rule:
+    checksum: str
+    name: str
+    spec: RuleSpec
 
-    ``as_of`` is the simulated send time of a run launched with ``--now``;
-    otherwise the wall clock records when the message went out.
-    """
-    with Session(engine) as session:
-        found = session.execute(
-            select(Message.channel, Message.run_id, Rule.name)
-            .join(Rule, Rule.id == Message.rule_id)
-            .where(Message.id == message_id)
-        ).first()
-    if found is None:
-        log.warning("message not found", message_id=message_id)
-        return Outcome(message_id, "not-claimed", "no such message")
-    channel, run_id, rule_name = found
-    with logs.bound(message_id=message_id, rule=rule_name, run_id=run_id):
+
+@dataclass
+class _Pending:
+    """Outcomes not yet written."""
+
+    sent: list[claims.Sent] = field(default_factory=list)
+    ended: list[claims.Ended] = field(default_factory=list)
+    retry: list[claims.Retry] = field(default_factory=list)
+    suppress: list[tuple[Channel, str]] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.ended) + len(self.retry)
+
+
+class Sender:
+    """Sends batches for one process: its renderer, backends, rate limiters,
+    rules and retry policy are made once and reused for every message."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, worker_id: str, broker: Any = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings, self.engine, self.worker_id, self.broker, self.clock = (
+            settings, engine, worker_id, broker, clock)
+        self.policy = RetryPolicy.from_settings(settings)
+        self._rules: dict[int, _Rule] = {}
+        self._backends: dict[str, ChannelBackend] = {}
+        self._outcomes: dict[int, deque[bool]] = {}  # rule id → recent outcomes (True: failed)
+
+    # -------------------------------------------------------------- a batch
+    def deliver(self, ids: Sequence[int], *, as_of: datetime | None = None) -> Tally:
+        """Send what of ``ids`` this worker can claim. ``as_of`` is the
+        simulated send time of a run launched with ``--now``."""
+        tally = Tally()
+        started = time.monotonic()
+        for start in range(0, len(ids), CLAIM_CHUNK):
+            tally.add(self._chunk(ids[start:start + CLAIM_CHUNK], as_of=as_of))
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        return tally
+
+    def _chunk(self, ids: Sequence[int], *, as_of: datetime | None) -> Tally:
+        tally = Tally()
+        with transaction(self.engine) as session:
+            held = claims.claim_batch(session, ids, worker_id=self.worker_id, now=self.clock())
+        if not held:
+            return tally
+        tally.claimed = len(held)
+        with Session(self.engine) as session:
+            rows = claims.load_claimed(session, held)
+            self._load_rules(session, {r.rule_id for r in rows})
+        pending = _Pending()
+        unavailable: dict[Channel, ChannelError] = {}
+        done: set[int] = set()
         try:
-            outcome = _deliver(message_id, channel, settings=settings, engine=engine, as_of=as_of, clock=clock)
-        except ChannelError as exc:
-            log.warning("delivery failed, will retry", channel=channel.value, error=str(exc))
+            for row in rows:
+                self._one(row, pending, unavailable, as_of=as_of)
+                done.add(row.id)
+                if len(pending) >= FLUSH_EVERY or time.monotonic() - pending.since >= FLUSH_SECONDS:
+                    self._flush(pending, tally)
+                    pending = _Pending()
+        except BaseException:
+            # Something unexpected (the database, a bug, a stop): what was tried is
+            # recorded, the rest goes back to the queue untouched.
+            self._flush(pending, tally)
+            untried = [r.id for r in rows if r.id not in done]
+            with transaction(self.engine) as session:
+                tally.released += claims.release(session, untried, worker_id=self.worker_id,
+                                                 error="released: the worker stopped before trying it")
             raise
-        level = log.info if outcome.status in ("sent", "not-claimed") else log.warning
-        level(f"message {outcome.status}", channel=channel.value, detail=outcome.detail)
-        return outcome
+        self._flush(pending, tally)
+        return tally
 
-
-def _deliver(
-    message_id: int, channel_name: Channel, *, settings: Settings, engine: Engine, as_of: datetime | None,
-    clock: Callable[[], datetime],
-) -> Outcome:
-    now = clock()
-    # Resolve the backend before claiming: a configuration error must leave the
-    # message queued (and loud), not stranded in ``sending``.
-    backend = backend_for(settings, channel_name.value)
-    with transaction(engine) as session:
-        if not outbox.claim(session, message_id, now=now):
-            return Outcome(message_id, "not-claimed")
-    try:
-        prepared = _prepare(message_id, settings=settings, engine=engine, now=now)
-    except Exception as exc:
-        # Unexpected (database down, bad configuration): give the message back
-        # to the queue so a retry — or the next run — sends it; never strand it.
-        with transaction(engine) as session:
-            outbox.release(session, message_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    if isinstance(prepared, Outcome):
-        return prepared
-    spec, channel, address, attempts, rendered = prepared
-    envelope = Envelope(
-        message_id=message_id,
-        channel=channel.value,
-        to=address or "",
-        text=rendered.text,
-        subject=rendered.subject,
-        html=rendered.html,
-        headers=rendered.headers,
-        idempotency_key=f"outreach-msg-{message_id}",
-    )
-    try:
-        provider_id = backend.deliver(envelope)
-    except PermanentChannelError as exc:
-        with transaction(engine) as session:
-            outbox.finish(session, message_id, status=MessageStatus.FAILED, now=clock(), error=str(exc))
-            if TWILIO_UNSUBSCRIBED in str(exc) and address:
-                # The carrier says the recipient opted out (replied STOP): never again.
-                permission.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=clock())
-        return Outcome(message_id, "failed", str(exc))
-    except ChannelError as exc:
-        with transaction(engine) as session:
-            if attempts >= MAX_ATTEMPTS:
-                outbox.finish(
-                    session, message_id, status=MessageStatus.FAILED, now=clock(),
-                    error=f"gave up after {attempts} attempts: {exc}",
-                )
-                return Outcome(message_id, "failed", str(exc))
-            outbox.release(session, message_id, error=str(exc))
-        raise
-    cost = _cost(spec, channel, rendered.text)
-    with transaction(engine) as session:
-        outbox.finish(
-            session,
-            message_id,
-            status=MessageStatus.SENT,
-            now=clock(),
-            sent_at=as_of,
-            provider_id=provider_id,
-            cost=cost,
-            subject=rendered.subject,
-            attribution_days=spec.attribution_window_days,
-        )
-    return Outcome(message_id, "sent", provider_id)
-
-
-def _cost(spec: RuleSpec, channel: Channel, text: str) -> Decimal:
-    if channel is Channel.SMS:
-        return spec.cost.sms * sms_segments(text)
-    return spec.cost.email
-
-
-def _prepare(message_id: int, *, settings: Settings, engine: Engine, now: datetime) -> Any:
-    """Re-check permission and render; an Outcome when the message ends here."""
-    with transaction(engine) as session:
-        message = session.get(Message, message_id)
-        assert message is not None
-        refusal = permission.send_refusal(session, message)
-        if refusal:
-            outbox.finish(session, message_id, status=MessageStatus.SKIPPED, now=now, error=refusal)
-            return Outcome(message_id, "skipped", refusal)
-        rule = session.get(Rule, message.rule_id)
-        customer = session.get(Customer, message.customer_id)
-        assert rule is not None and customer is not None
-        spec = RuleSpec.model_validate(rule.definition)
-        try:
-            rendered = Renderer(settings=settings).render(
-                template=spec.template,
-                channel=message.channel,
-                customer=customer,
-                message_id=message_id,
-                rule={"name": spec.name, "description": spec.description},
+    def _one(self, row: claims.Claimed, pending: _Pending, unavailable: dict[Channel, ChannelError], *,
+             as_of: datetime | None) -> None:
+        rule = self._rules[row.rule_id]
+        with logs.bound(message_id=row.id, rule=rule.name, run_id=row.run_id):
+            refusal = row.refusal()
+            if refusal:
+                pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
+                log.info("message skipped", channel=row.channel.value, reason=refusal)
+                return
+            if row.channel in unavailable:
+                self._retry(row, unavailable[row.channel], pending)
+                return
+            try:
+                rendered = self._render(row, rule)
+            except TemplateError as exc:
+                self._fail(row, str(exc), pending)
+                return
+            backend = self._backend(row.channel)
+            limiter = limiter_for(self.settings, backend.name, self.broker)
+            if limiter is not None:
+                limiter.wait()
+            sent_at = as_of or self.clock()
+            envelope = Envelope(
+                message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
+                subject=rendered.subject, html=rendered.html, headers=rendered.headers,
+                idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of,
             )
-        except TemplateError as exc:
-            outbox.finish(session, message_id, status=MessageStatus.FAILED, now=now, error=str(exc))
-            return Outcome(message_id, "failed", str(exc))
-        return spec, message.channel, message.to_address, message.attempts, rendered
+            started = time.monotonic()
+            try:
+                provider_id = backend.deliver(envelope)
+            except PermanentChannelError as exc:
+                self._fail(row, str(exc), pending)
+                if TWILIO_UNSUBSCRIBED in str(exc) and row.address:
+                    # The carrier says the recipient opted out (replied STOP): never again.
+                    pending.suppress.append((row.channel, row.address))
+                return
+            except ProviderUnavailable as exc:
+                unavailable[row.channel] = exc  # the rest of this chunk waits with it
+                self._retry(row, exc, pending)
+                return
+            except ChannelError as exc:
+                self._retry(row, exc, pending)
+                return
+            metrics.DELIVERY_SECONDS.labels(row.channel.value).observe(time.monotonic() - started)
+            pending.sent.append(claims.Sent(
+                id=row.id, to_address=row.address or "", provider_id=provider_id,
+                cost=self._cost(rule.spec, row.channel, rendered.text), subject=rendered.subject,
+                sent_at=sent_at, attribute_until=sent_at + timedelta(days=rule.spec.attribution_window_days),
+            ))
+            self._outcome(row.rule_id, failed=False)
+            log.info("message sent", channel=row.channel.value, provider_id=provider_id)
+
+    # -------------------------------------------------------------- outcomes
+    def _retry(self, row: claims.Claimed, exc: ChannelError, pending: _Pending) -> None:
+        when = self.policy.next_attempt(row.attempts, now=self.clock(), retry_after=exc.retry_after)
+        if when is None:
+            self._fail(row, f"gave up after {row.attempts} attempts: {exc}", pending)
+            return
+        pending.retry.append(claims.Retry(id=row.id, not_before=when, error=str(exc)))
+        log.warning("delivery failed, will retry", channel=row.channel.value, attempts=row.attempts,
+                    not_before=when.isoformat(), error=str(exc))
+
+    def _fail(self, row: claims.Claimed, error: str, pending: _Pending) -> None:
+        pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.FAILED, error=error))
+        log.warning("message failed", channel=row.channel.value, error=error)
+        self._outcome(row.rule_id, failed=True, error=error)
+
+    def _flush(self, pending: _Pending, tally: Tally) -> None:
+        if not len(pending) and not pending.suppress:
+            return
+        now = self.clock()
+        with transaction(self.engine) as session:
+            claims.record(session, worker_id=self.worker_id, now=now, sent=pending.sent, ended=pending.ended,
+                          retry=pending.retry)
+            for channel, address in pending.suppress:
+                permission.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=now)
+        skipped = sum(1 for e in pending.ended if e.status is MessageStatus.SKIPPED)
+        tally.sent += len(pending.sent)
+        tally.skipped += skipped
+        tally.failed += len(pending.ended) - skipped
+        tally.retried += len(pending.retry)
+        for kind, count in (("sent", len(pending.sent)), ("skipped", skipped),
+                            ("failed", len(pending.ended) - skipped), ("retried", len(pending.retry))):
+            if count:
+                metrics.MESSAGES.labels(kind).inc(count)
+
+    def _outcome(self, rule_id: int, *, failed: bool, error: str = "") -> None:
+        """Pause a campaign whose recent messages mostly fail (a broken
+        template, a provider refusing everything) instead of burning its audience."""
+        window = self._outcomes.setdefault(rule_id, deque(maxlen=self.settings.auto_pause_after))
+        window.append(failed)
+        if not failed or len(window) < self.settings.auto_pause_after:
+            return
+        rate = sum(window) / len(window)
+        if rate >= self.settings.auto_pause_error_rate:
+            reason = (f"paused by itself: {sum(window)} of the last {len(window)} messages failed "
+                      f"(last error: {error[:300]})")
+            with transaction(self.engine) as session:
+                if campaigns.pause_rule(session, rule_id, reason=reason, now=self.clock()):
+                    log.error("campaign paused: too many failures", rule=self._rules[rule_id].name,
+                              failure_rate=round(rate, 2), error=error[:300])
+            window.clear()
+
+    # -------------------------------------------------------------- what a message needs
+    def _load_rules(self, session: Session, rule_ids: set[int]) -> None:
+        """Rules by id, validated once per definition (checksum), not per message."""
+        missing = [i for i in rule_ids if i not in self._rules]
+        current = dict(session.execute(select(Rule.id, Rule.checksum).where(Rule.id.in_(rule_ids))).all())
+        stale = [i for i in rule_ids if i in self._rules and self._rules[i].checksum != current.get(i)]
+        for rule_id, checksum, name, definition in session.execute(
+            select(Rule.id, Rule.checksum, Rule.name, Rule.definition).where(Rule.id.in_([*missing, *stale]))
+        ):
+            self._rules[rule_id] = _Rule(checksum, name, RuleSpec.model_validate(definition))
+
+    def _render(self, row: claims.Claimed, rule: _Rule) -> Rendered:
+        assert row.customer is not None
+        return renderer_for(self.settings).render(
+            template=rule.spec.template, channel=row.channel, customer=row.customer, message_id=row.id,
+            rule={"name": rule.spec.name, "description": rule.spec.description},
+        )
+
+    def _backend(self, channel: Channel) -> ChannelBackend:
+        found = self._backends.get(channel.value)
+        if found is None:
+            found = self._backends[channel.value] = backend_for(self.settings, channel.value)
+        return found
+
+    @staticmethod
+    def _cost(spec: RuleSpec, channel: Channel, text: str) -> Decimal:
+        if channel is Channel.SMS:
+            return spec.cost.sms * sms_segments(text)
+        return spec.cost.email

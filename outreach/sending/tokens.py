@@ -8,6 +8,7 @@ only ever sends people to links that were in the message.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -25,7 +26,12 @@ class BadToken(OutreachError):
 
 
 def _serializer(settings: Settings, salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.require_secret(), salt=salt)
+    return _signer(settings.require_secret(), salt)
+
+
+@lru_cache(maxsize=64)
+def _signer(secret: str, salt: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=salt)
 
 
 def _base(settings: Settings) -> str:

@@ -9,6 +9,7 @@ planning writes (``outbox.plan``) and ``rules preview`` / ``explain`` read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,10 +34,15 @@ from outreach.domain import Channel, MessageStatus
 from outreach.rules.policy import Policy, SendWindow
 from outreach.rules.spec import RuleSpec
 from outreach.store import holdout
-from outreach.store.models import Customer, Message
+from outreach.store.models import Customer, Message, Rule
 from outreach.store.permission import address_column, current_consent, permitted
 from outreach.store.segments import compile_condition
 from outreach.store.triggers import trigger_select
+
+
+def transactional_rules(session: Session) -> list[int]:
+    """Ids of the rules whose messages the frequency cap does not count."""
+    return list(session.scalars(select(Rule.id).where(Rule.transactional.is_(True))))
 
 
 def distinct_timezones(session: Session) -> list[str]:
@@ -92,6 +98,7 @@ def eligible_select(
     policy: Policy | None = None,
     segments: dict[str, Any] | None = None,
     lateral: bool = False,
+    transactional_rules: Sequence[int] = (),
 ) -> Select[*tuple[Any, ...]]:
     """Who is eligible now: one row per customer of trigger ∩ segment with
 
@@ -108,12 +115,17 @@ def eligible_select(
     if rule_id is not None and spec.cooldown_days > 0:
         counted["cooldown_hits"] = (now - timedelta(days=spec.cooldown_days),
                                     (*COUNTED, MessageStatus.HELD_OUT), [Message.rule_id == rule_id])
-    cap = policy.frequency_cap if policy else None
+    # A transactional rule is exempt from the frequency cap, and its messages
+    # do not use up the cap of marketing rules.
+    cap = policy.frequency_cap if policy and not spec.transactional else None
+    marketing: list[ColumnElement[bool]] = (
+        [Message.rule_id.not_in(list(transactional_rules))] if transactional_rules else [])
     if cap and cap.max_messages:
-        counted["recent_total"] = (now - timedelta(days=cap.days), COUNTED, [])
+        counted["recent_total"] = (now - timedelta(days=cap.days), COUNTED, marketing)
     for ch in spec.channels:
         if cap and ch in cap.per_channel:
-            counted[f"recent_{ch.value}"] = (now - timedelta(days=cap.days), COUNTED, [Message.channel == ch])
+            counted[f"recent_{ch.value}"] = (now - timedelta(days=cap.days), COUNTED,
+                                             [Message.channel == ch, *marketing])
     # Counted per candidate through the (customer, planned_at) index: cost
     # follows the candidates, not every message of the window. With LATERAL
     # (PostgreSQL) one index range scan gives every count; SQLite runs one

@@ -4,60 +4,31 @@ the same way; ``outreach.clock`` converts at the edges."""
 
 from __future__ import annotations
 
-import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     Boolean,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
-from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, MessageStatus
-
-# BigInteger primary keys on PostgreSQL, INTEGER (rowid alias) on SQLite.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, Decimal: Numeric(14, 2)}
-
-
-def _enum(cls: type[enum.Enum], name: str) -> SAEnum:
-    return SAEnum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=24,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
+from outreach.store.base import Base as Base
+from outreach.store.base import BigId, enum_column
 
 
 class Customer(Base):
@@ -75,7 +46,7 @@ class Customer(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(16), default="en")
     customer_type: Mapped[CustomerType] = mapped_column(
-        _enum(CustomerType, "customer_type"), default=CustomerType.RETAIL
+        enum_column(CustomerType, "customer_type"), default=CustomerType.RETAIL
     )
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -108,8 +79,8 @@ class ConsentRecord(Base):
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE")
     )
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
-    status: Mapped[ConsentStatus] = mapped_column(_enum(ConsentStatus, "consent_status"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"))
+    status: Mapped[ConsentStatus] = mapped_column(enum_column(ConsentStatus, "consent_status"))
     source: Mapped[str] = mapped_column(String(64))
     evidence: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(DateTime)
@@ -130,8 +101,8 @@ class CurrentConsent(Base):
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     )
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"), primary_key=True)
-    status: Mapped[ConsentStatus] = mapped_column(_enum(ConsentStatus, "consent_status"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"), primary_key=True)
+    status: Mapped[ConsentStatus] = mapped_column(enum_column(ConsentStatus, "consent_status"))
     recorded_at: Mapped[datetime] = mapped_column(DateTime)
     consent_id: Mapped[int] = mapped_column(BigId)
 
@@ -249,6 +220,26 @@ class Rule(Base):
     definition: Mapped[dict[str, Any]] = mapped_column()
     checksum: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    #: The send path's view of the rule (synced from the file, or set by
+    #: ``campaign pause``): a disabled or paused rule's messages are not sent.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    #: Own queue, ahead of marketing; exempt from the frequency cap.
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Worker(Base):
+    """A worker process (or an embedded drain) and its last heartbeat: the
+    messages it claimed go back to the queue when the heartbeat stops."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class CampaignRun(Base):
@@ -276,9 +267,9 @@ class Message(Base):
     rule_id: Mapped[int] = mapped_column(BigId)
     run_id: Mapped[int | None] = mapped_column(BigId)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"))
     occurrence_key: Mapped[str] = mapped_column(String(128))
-    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    status: Mapped[MessageStatus] = mapped_column(enum_column(MessageStatus, "message_status"))
     to_address: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(String(512))
     planned_at: Mapped[datetime] = mapped_column(DateTime)
@@ -295,10 +286,15 @@ class Message(Base):
     provider_id: Mapped[str | None] = mapped_column(String(128))
     #: Quiet hours: not to be queued before this time (naive UTC); NULL = now.
     not_before: Mapped[datetime | None] = mapped_column(DateTime)
+    #: The worker that moved it to ``sending`` (compare-and-set on it when finishing).
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    #: Taken back from a worker that stopped mid-send: it may have been delivered twice.
+    redelivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),
-        Index("ix_messages_status", "status"),
+        # Queue maintenance: messages of a status, deferred ones by when they are due.
+        Index("ix_messages_status", "status", "not_before"),
         Index("ix_messages_run_status", "run_id", "status"),
         # Frequency caps and attribution look messages up by customer; the
         # cooldown and cap counts read only this index (0007).
@@ -315,7 +311,7 @@ class TrackingEvent(Base):
     __tablename__ = "tracking_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    type: Mapped[EventType] = mapped_column(_enum(EventType, "event_type"))
+    type: Mapped[EventType] = mapped_column(enum_column(EventType, "event_type"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
@@ -339,7 +335,7 @@ class Suppression(Base):
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"))
     address: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime)

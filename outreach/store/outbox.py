@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Numeric, and_, case, func, literal, or_, select, update
+from sqlalchemy import Numeric, and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
@@ -26,11 +26,8 @@ from outreach.rules import LoadedRule
 from outreach.rules.policy import Policy
 from outreach.rules.spec import RuleSpec
 from outreach.store import dialect
-from outreach.store.eligibility import distinct_timezones, eligible_select
+from outreach.store.eligibility import distinct_timezones, eligible_select, transactional_rules
 from outreach.store.models import CampaignRun, Message, Rule
-
-#: A worker that claimed a message and went silent this long is presumed dead.
-CLAIM_LEASE = timedelta(minutes=15)
 
 
 def rule_checksum(text: str) -> str:
@@ -60,6 +57,8 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
             str(loaded.path),
             now,
         )
+    if row.enabled is not spec.enabled or row.transactional is not spec.transactional:
+        row.enabled, row.transactional = spec.enabled, spec.transactional
     return row
 
 
@@ -87,6 +86,7 @@ def plan(
     eligible = dialect.materialize(session, eligible_select(
         spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
         policy=policy, segments=segments, lateral=dialect.has_lateral(session),
+        transactional_rules=transactional_rules(session),
     ), "outreach_eligible")
     # Sendable now → straight to queued (no second pass over the rows);
     # deferred by quiet hours → planned until its window opens.
@@ -96,7 +96,9 @@ def plan(
         else_=literal(MessageStatus.QUEUED.value),
     )
     queued_at = case(
-        (and_(~eligible.c.held_out, eligible.c.not_before.is_(None)), literal(now)), else_=None
+        # The wall clock of the run (``as_of`` may be a simulated --now): the
+        # broker-lost check compares it with the wall clock.
+        (and_(~eligible.c.held_out, eligible.c.not_before.is_(None)), literal(run.started_at)), else_=None
     )
     rows = select(
         literal(rule.id),
@@ -162,109 +164,36 @@ def start_run(session: Session, rule: Rule, *, as_of: datetime, started_at: date
 
 
 # ------------------------------------------------------------------ queueing
-def mark_queued(session: Session, *, run_id: int | None, now: datetime) -> list[int]:
-    """The ids to hand to the broker: a run's messages planned as queued, and
-    (for a run or every run) planned messages whose send window has opened,
-    which move planned → queued here."""
-    due = select(Message.id).where(
-        Message.status == MessageStatus.PLANNED,
-        or_(Message.not_before.is_(None), Message.not_before <= now),
-    )
+Queued = tuple[int, int]  # (message id, rule id): what the broker is handed
+
+
+def queued_of_run(session: Session, run_id: int) -> list[Queued]:
+    """A run's messages that planning wrote as ``queued``."""
+    return [(int(i), int(r)) for i, r in session.execute(
+        select(Message.id, Message.rule_id)
+        .where(Message.run_id == run_id, Message.status == MessageStatus.QUEUED)
+        .order_by(Message.id))]
+
+
+def due(session: Session, *, now: datetime, queued_at: datetime, run_id: int | None = None) -> list[Queued]:
+    """planned → queued for messages whose time came: a send window opened,
+    or the wait after a transient failure is over (``not_before <= now``).
+    ``queued_at`` is the wall clock (``now`` may be a simulated ``--now``)."""
+    where = [Message.status == MessageStatus.PLANNED,
+             or_(Message.not_before.is_(None), Message.not_before <= now)]
     if run_id is not None:
-        due = due.where(Message.run_id == run_id)
-    due_ids = list(session.scalars(due.order_by(Message.id)))
-    for start in range(0, len(due_ids), 5000):
-        chunk = due_ids[start : start + 5000]
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(chunk), Message.status == MessageStatus.PLANNED)
-            .values(status=MessageStatus.QUEUED, queued_at=now)
-        )
-    ids = due_ids
-    if run_id is not None:
-        ids = sorted({*due_ids, *session.scalars(
-            select(Message.id).where(Message.run_id == run_id, Message.status == MessageStatus.QUEUED)
-        )})
-    return ids
-
-
-def stranded(session: Session, *, now: datetime) -> list[int]:
-    """Messages to hand to the broker again: queued ones whose broker message
-    may be lost, and ones whose worker died mid-send (lease expired). Re-enqueueing
-    is safe: a worker only sends what it claims."""
-    cutoff = now - CLAIM_LEASE
-    expired = session.scalars(
-        select(Message.id).where(
-            Message.status == MessageStatus.SENDING, Message.claimed_at < cutoff
-        )
+        where.append(Message.run_id == run_id)
+    taken = session.execute(
+        update(Message).where(*where).values(status=MessageStatus.QUEUED, queued_at=queued_at)
+        .returning(Message.id, Message.rule_id)
     ).all()
-    if expired:
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(expired), Message.status == MessageStatus.SENDING)
-            .values(status=MessageStatus.QUEUED, queued_at=now)
-        )
-    waiting = session.scalars(
-        select(Message.id).where(
-            Message.status == MessageStatus.QUEUED, Message.queued_at < cutoff
-        )
-    ).all()
-    return sorted({*expired, *waiting})
+    return sorted((int(i), int(r)) for i, r in taken)
 
 
-# ------------------------------------------------------------------ sending
-def rowcount(result: Any) -> int:
-    """Rows an UPDATE matched (the compare-and-set succeeded when it is 1)."""
-    return int(cast(CursorResult[Any], result).rowcount)
-
-
-def claim(session: Session, message_id: int, *, now: datetime) -> bool:
-    """queued → sending, atomically; False when another delivery got it first."""
-    result = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.QUEUED)
-        .values(status=MessageStatus.SENDING, claimed_at=now, attempts=Message.attempts + 1)
-    )
-    return rowcount(result) == 1
-
-
-def finish(
-    session: Session,
-    message_id: int,
-    *,
-    status: MessageStatus,
-    now: datetime,
-    sent_at: datetime | None = None,
-    provider_id: str | None = None,
-    error: str | None = None,
-    cost: Decimal | None = None,
-    subject: str | None = None,
-    attribution_days: int | None = None,
-) -> bool:
-    """sending → sent/skipped/failed (compare-and-set on ``sending``)."""
-    values: dict[str, Any] = {"status": status, "finished_at": now, "last_error": error}
-    if status is MessageStatus.SENT:
-        values.update(sent_at=sent_at or now, provider_id=provider_id)
-        if attribution_days is not None:
-            values["attribute_until"] = (sent_at or now) + timedelta(days=attribution_days)
-    if cost is not None:
-        values["cost"] = cost
-    if status is not MessageStatus.SENT:
-        values["cost"] = Decimal("0")
-    if subject is not None:
-        values["subject"] = subject
-    result = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-        .values(**values)
-    )
-    return rowcount(result) == 1
-
-
-def release(session: Session, message_id: int, *, error: str) -> None:
-    """sending → queued after a retryable failure; the broker retries."""
-    session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-        .values(status=MessageStatus.QUEUED, last_error=error)
-    )
+def waiting(session: Session, *, queued_before: datetime) -> list[Queued]:
+    """Messages ``queued`` since before ``queued_before`` — to hand to the
+    broker again when it holds nothing (it lost them: a restart that emptied it)."""
+    return [(int(i), int(r)) for i, r in session.execute(
+        select(Message.id, Message.rule_id)
+        .where(Message.status == MessageStatus.QUEUED, Message.queued_at < queued_before)
+        .order_by(Message.id))]

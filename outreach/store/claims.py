@@ -1,0 +1,230 @@
+"""The send path's statements: claim a batch, load what sending it needs,
+record how it went — a few statements per batch, never one per message.
+
+Every transition is a compare-and-set: a worker claims only rows that are
+``queued`` (and whose rule is enabled and not paused), and finishes only rows
+that are ``sending`` *and claimed by itself*. So N workers on M machines
+never take the same message, a message the broker hands over twice is sent
+once, and a worker that was presumed dead (its messages given to another)
+cannot overwrite what the other recorded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, case, exists, literal, select, update
+from sqlalchemy.orm import Session, aliased
+
+from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
+from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Rule, Suppression
+
+#: Rows an ``IN (...)`` list holds at most (well under both databases' limits).
+IN_CHUNK = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Person:
+    """The customer fields templates read (``customer.*``)."""
+
+    external_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    locale: str
+    customer_type: CustomerType
+    attributes: dict[str, Any]
+    tags: list[str]
+    birthday: date | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claimed:
+    """A message this worker now holds in ``sending``, with what the
+    permission re-check and rendering need."""
+
+    id: int
+    rule_id: int
+    run_id: int | None
+    channel: Channel
+    attempts: int
+    planned_at: datetime
+    customer: Person | None  # None: the customer was erased
+    address: str | None
+    consent: ConsentStatus | None
+    suppressed: str | None
+
+    def refusal(self) -> str | None:
+        """Permission first, at send time: why this message must not go out, or None."""
+        if self.customer is None:
+            return "customer deleted"
+        if not self.address:
+            return f"customer has no {self.channel.value} address"
+        if self.consent is not ConsentStatus.GRANTED:
+            return f"no {self.channel.value} consent (latest: {self.consent.value if self.consent else 'none'})"
+        if self.suppressed:
+            return f"address suppressed ({self.suppressed})"
+        return None
+
+
+def _active_rule() -> Any:
+    return exists().where(Rule.id == Message.rule_id, Rule.enabled.is_(True), Rule.paused_at.is_(None))
+
+
+def claim_batch(session: Session, ids: Sequence[int], *, worker_id: str, now: datetime) -> list[int]:
+    """queued → sending for those of ``ids`` still queued and of an active
+    rule, in one statement; rows another worker holds are skipped, not
+    waited for (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one
+    writer at a time). Returns the ids this worker now holds."""
+    if not ids:
+        return []
+    candidates = (
+        select(Message.id)
+        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.QUEUED, _active_rule())
+        .with_for_update(skip_locked=True)
+    )
+    result = session.execute(
+        update(Message)
+        .where(Message.id.in_(candidates))
+        .values(status=MessageStatus.SENDING, claimed_by=worker_id, claimed_at=now, attempts=Message.attempts + 1)
+        .returning(Message.id)
+    )
+    return sorted(result.scalars())
+
+
+def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
+    """Each claimed message with its customer, address, live consent and
+    suppression — one query, plus one for the customers' tags."""
+    if not ids:
+        return []
+    consent = aliased(CurrentConsent)
+    address = case((Message.channel == Channel.EMAIL, Customer.email), else_=Customer.phone)
+    suppressed = (
+        select(Suppression.reason)
+        .where(Suppression.channel == Message.channel, Suppression.address == address)
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Message.id, Message.rule_id, Message.run_id, Message.channel, Message.attempts, Message.planned_at,
+               Customer.id.label("cid"), Customer.external_id, Customer.name, Customer.email, Customer.phone,
+               Customer.locale, Customer.customer_type, Customer.attributes, Customer.birthday,
+               address.label("address"), consent.status.label("consent"), suppressed.label("suppressed"))
+        .outerjoin(Customer, Customer.id == Message.customer_id)
+        .outerjoin(consent, and_(consent.customer_id == Message.customer_id, consent.channel == Message.channel))
+        .where(Message.id.in_(list(ids)))
+        .order_by(Message.id)
+    ).all()
+    tags: dict[int, list[str]] = defaultdict(list)
+    customer_ids = sorted({r.cid for r in rows if r.cid is not None})
+    for start in range(0, len(customer_ids), IN_CHUNK):
+        for cid, tag in session.execute(
+            select(CustomerTag.customer_id, CustomerTag.tag)
+            .where(CustomerTag.customer_id.in_(customer_ids[start:start + IN_CHUNK]))
+        ):
+            tags[cid].append(tag)
+    return [
+        Claimed(
+            id=r.id, rule_id=r.rule_id, run_id=r.run_id, channel=r.channel, attempts=r.attempts,
+            planned_at=r.planned_at, address=r.address, consent=r.consent, suppressed=r.suppressed,
+            customer=None if r.cid is None else Person(
+                external_id=r.external_id, name=r.name, email=r.email, phone=r.phone, locale=r.locale,
+                customer_type=r.customer_type, attributes=dict(r.attributes or {}), tags=sorted(tags[r.cid]),
+                birthday=r.birthday,
+            ),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sent:
+    id: int
+    to_address: str
+    provider_id: str
+    cost: Decimal
+    subject: str | None
+    sent_at: datetime
+    attribute_until: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ended:
+    """A message that will not be sent: ``skipped`` (permission) or ``failed``."""
+
+    id: int
+    status: MessageStatus
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retry:
+    """A transient failure: back to ``planned`` until ``not_before``."""
+
+    id: int
+    not_before: datetime
+    error: str
+
+
+#: Plain Core statements (executemany), not the ORM's bulk update by key.
+MESSAGES = cast(Table, Message.__table__)
+M = MESSAGES.c
+
+
+def _mine(worker_id: str) -> Any:
+    return and_(M.id == bindparam("b_id"), M.status == MessageStatus.SENDING, M.claimed_by == literal(worker_id))
+
+
+def record(session: Session, *, worker_id: str, now: datetime, sent: Sequence[Sent] = (),
+           ended: Sequence[Ended] = (), retry: Sequence[Retry] = ()) -> int:
+    """Record outcomes in bulk (one executemany per kind); only rows this
+    worker still holds change. Returns how many rows changed."""
+    changed = 0
+    if sent:
+        stmt = update(MESSAGES).where(_mine(worker_id)).values(
+            status=MessageStatus.SENT, finished_at=now, last_error=None, to_address=bindparam("b_to"),
+            sent_at=bindparam("b_sent_at"), provider_id=bindparam("b_provider"), cost=bindparam("b_cost"),
+            subject=bindparam("b_subject"), attribute_until=bindparam("b_until"),
+        )
+        changed += _rows(session.execute(stmt, [
+            {"b_id": s.id, "b_to": s.to_address, "b_sent_at": s.sent_at, "b_provider": s.provider_id,
+             "b_cost": s.cost, "b_subject": s.subject, "b_until": s.attribute_until} for s in sent
+        ]))
+    if ended:
+        stmt = update(MESSAGES).where(_mine(worker_id)).values(
+            status=bindparam("b_status"), finished_at=now, last_error=bindparam("b_error"), cost=Decimal("0"),
+        )
+        changed += _rows(session.execute(stmt, [
+            {"b_id": e.id, "b_status": e.status, "b_error": e.error} for e in ended]))
+    if retry:
+        stmt = update(MESSAGES).where(_mine(worker_id)).values(
+            status=MessageStatus.PLANNED, claimed_by=None, not_before=bindparam("b_not_before"),
+            last_error=bindparam("b_error"),
+        )
+        changed += _rows(session.execute(stmt, [
+            {"b_id": r.id, "b_not_before": r.not_before, "b_error": r.error} for r in retry]))
+    return changed
+
+
+def release(session: Session, ids: Sequence[int], *, worker_id: str, error: str) -> int:
+    """sending → queued for messages this worker holds but did not try (it is
+    stopping, or something unexpected broke the batch)."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Message)
+        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.SENDING,
+               Message.claimed_by == worker_id)
+        .values(status=MessageStatus.QUEUED, claimed_by=None, attempts=Message.attempts - 1, last_error=error)
+    )
+    return _rows(result)
+
+
+def _rows(result: Any) -> int:
+    count = getattr(result, "rowcount", 0)
+    return int(count) if count is not None and count >= 0 else 0
