@@ -43,6 +43,17 @@ class SmtpSink:
 
     refuse: dict[str, str] = field(default_factory=dict)  # recipient → reply
     received: list[Received] = field(default_factory=list)
+    pipelining: bool = False  # offer PIPELINING (RFC 2920), as Postfix and most relays do
+    sessions: int = 0  # connections that said EHLO
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.sessions += 1
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -62,9 +73,10 @@ class LoopbackController(Controller):
     """aiosmtpd's Controller on a socket bound before start, so the port is
     ours (no "find a free port, hope nobody takes it" race)."""
 
-    def __init__(self, handler: SmtpSink, **kwargs: Any) -> None:
+    def __init__(self, handler: SmtpSink, *, bind_port: int = 0, **kwargs: Any) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind((LOOPBACK, 0))
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((LOOPBACK, bind_port))
         port = self._socket.getsockname()[1]
         super().__init__(handler, hostname=LOOPBACK, port=port, **kwargs)
 
@@ -96,20 +108,24 @@ def _authenticator(users: dict[str, str]) -> Any:
 
 @contextmanager
 def smtp_server(
-    *, refuse: dict[str, str] | None = None, users: dict[str, str] | None = None
+    *, refuse: dict[str, str] | None = None, users: dict[str, str] | None = None, port: int = 0,
+    sink: SmtpSink | None = None, pipelining: bool = False,
 ) -> Iterator[SmtpServer]:
     """Run an SMTP server for the duration of the ``with`` block.
 
     ``users`` (login → password) makes the server require AUTH (over plain
-    TCP, as a local relay would).
+    TCP, as a local relay would). ``port`` and ``sink`` let a test bring a
+    server back on the port of one it stopped, with what that one received.
+    ``pipelining`` makes it offer PIPELINING, so clients send MAIL, RCPT and
+    DATA in one write (aiosmtpd reads and answers them in order).
     """
-    sink = SmtpSink(refuse=dict(refuse or {}))
+    sink = sink or SmtpSink(refuse=dict(refuse or {}), pipelining=pipelining)
     options: dict[str, Any] = {}
     if users is not None:
         options.update(
             authenticator=_authenticator(users), auth_required=True, auth_require_tls=False
         )
-    controller = LoopbackController(sink, loop=asyncio.new_event_loop(), **options)
+    controller = LoopbackController(sink, bind_port=port, loop=asyncio.new_event_loop(), **options)
     controller.start()
     try:
         yield SmtpServer(host=LOOPBACK, port=controller.port, sink=sink)

@@ -8,6 +8,7 @@ outbox's idempotency and locking).
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -91,12 +92,18 @@ def make_settings(settings_env: Path) -> Callable[..., Settings]:
     return build
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server(refuse={
+def refusing_smtp_server(*, pipelining: bool) -> contextlib.AbstractContextManager[SmtpServer]:
+    return smtp_server(refuse={
         "nobody@example.cn": "550 5.1.1 <nobody@example.cn>: Recipient address rejected: User unknown",
         "greylisted@example.cn": "450 4.2.0 <greylisted@example.cn>: Greylisted, try again later",
-    }) as server:
+    }, pipelining=pipelining)
+
+
+@pytest.fixture(params=["one-by-one", "pipelining"])
+def smtp(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
+    """A server that answers each command in turn, or one that offers
+    PIPELINING, so Outreach sends MAIL, RCPT and DATA in one write."""
+    with refusing_smtp_server(pipelining=request.param == "pipelining") as server:
         yield server
 
 
@@ -144,17 +151,18 @@ def parse(data: bytes) -> EmailMessage:
     return message
 
 
-@pytest.fixture(params=["outbox-email", "smtp"])
+@pytest.fixture(params=["outbox-email", "smtp", "smtp-pipelining"])
 def email_channel(
     request: pytest.FixtureRequest, make_settings: Callable[..., Settings], settings_env: Path
-) -> EmailChannel:
-    if request.param == "smtp":
-        server: SmtpServer = request.getfixturevalue("smtp")
-        backend = backend_for(smtp_settings(make_settings, server), "email")
-        return EmailChannel(backend, lambda: [r.parsed() for r in server.received])
+) -> Iterator[EmailChannel]:
+    if request.param.startswith("smtp"):
+        with refusing_smtp_server(pipelining=request.param == "smtp-pipelining") as server:
+            backend = backend_for(smtp_settings(make_settings, server), "email")
+            yield EmailChannel(backend, lambda: [r.parsed() for r in server.received])
+        return
     backend = backend_for(make_settings(), "email")
     folder = settings_env / "outbox" / "email"
-    return EmailChannel(backend, lambda: [parse(p.read_bytes()) for p in sorted(folder.glob("*.eml"))])
+    yield EmailChannel(backend, lambda: [parse(p.read_bytes()) for p in sorted(folder.glob("*.eml"))])
 
 
 @pytest.fixture(params=["outbox-sms", "twilio"])
@@ -397,6 +405,31 @@ def test_smtp_greylisting_450_is_retryable(make_settings: Callable[..., Settings
     with pytest.raises(ChannelError, match=r"450 4.2.0") as caught:
         backend.deliver(email_envelope(to="greylisted@example.cn"))
     assert not isinstance(caught.value, PermanentChannelError)
+
+
+def test_smtp_connection_is_reused_and_survives_a_refusal(
+    make_settings: Callable[..., Settings], smtp: SmtpServer
+) -> None:
+    # Given one backend sending three messages, the middle one refused
+    backend = backend_for(smtp_settings(make_settings, smtp), "email")
+    backend.deliver(email_envelope(message_id=1, idempotency_key="outreach-msg-1"))
+    with pytest.raises(PermanentChannelError):
+        backend.deliver(email_envelope(message_id=2, to="nobody@example.cn", idempotency_key="outreach-msg-2"))
+    backend.deliver(email_envelope(message_id=3, to="li@example.cn", idempotency_key="outreach-msg-3"))
+    # Then the two others arrived, each once, over the one connection
+    assert [r.rcpt_tos for r in smtp.received] == [["wang@example.cn"], ["li@example.cn"]]
+    assert smtp.sink.sessions == 1
+
+
+def test_smtp_lines_starting_with_a_dot_arrive_intact(
+    make_settings: Callable[..., Settings], smtp: SmtpServer
+) -> None:
+    # A lone "." line would end the message early without dot-stuffing (RFC 5321 §4.5.2)
+    text = "Top picks:\n.\n..hidden\n. Oolong\nend\n"
+    backend = backend_for(smtp_settings(make_settings, smtp), "email")
+    backend.deliver(email_envelope(subject="Dots", text=text, html=None))
+    [received] = smtp.received
+    assert received.parsed().get_content() == text
 
 
 def test_smtp_server_down_is_retryable(make_settings: Callable[..., Settings]) -> None:
