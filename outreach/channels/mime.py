@@ -182,6 +182,8 @@ class Built:
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 #: The longest header line we fold plain text to (RFC 5322's recommendation).
 FOLD_AT = 78
+#: base64 body lines of 76 characters (RFC 2045).
+_BASE64_LINES = re.compile(rb"(.{76})")
 
 
 def _header(name: str, value: str) -> str:
@@ -217,9 +219,13 @@ def _part(content: str, subtype: str) -> tuple[str, bytes]:
         cte, body = "7bit", text.encode("ascii")
     else:
         raw = text.encode("utf-8")
-        qp = binascii.b2a_qp(raw, istext=True)
-        b64 = base64.encodebytes(raw)
-        cte, body = ("quoted-printable", qp) if len(qp) <= len(b64) else ("base64", b64)
+        ascii_bytes = len(text.encode("ascii", "ignore"))
+        # Quoted-printable writes a non-ASCII byte as three characters, base64
+        # every byte as 4/3: the shorter is chosen without encoding both.
+        if ascii_bytes + 3 * (len(raw) - ascii_bytes) <= len(raw) * 4 // 3:
+            cte, body = "quoted-printable", binascii.b2a_qp(raw, istext=True)
+        else:
+            cte, body = "base64", _BASE64_LINES.sub(b"\\1\n", binascii.b2a_base64(raw, newline=False)) + b"\n"
     headers = f'Content-Type: text/{subtype}; charset="utf-8"\nContent-Transfer-Encoding: {cte}\n'
     return headers, body
 

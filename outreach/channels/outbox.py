@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from datetime import UTC, datetime
 from email import policy
@@ -80,9 +79,11 @@ def _message_id_of(path: Path) -> str | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a hidden temp file beside ``path``, then rename it into place,
-    so a reader never sees half a message."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a hidden temp file beside ``path`` (named for this process
+    and thread, so no two writers share one), then rename it into place, so
+    a reader never sees half a message."""
+    temp = f"{path.parent}/.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

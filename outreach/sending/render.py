@@ -17,6 +17,7 @@ error (StrictUndefined), never an empty string in a customer's inbox.
 from __future__ import annotations
 
 import html
+import os
 import re
 import sys
 import threading
@@ -135,29 +136,46 @@ class Renderer:
     def __init__(self, *, settings: Settings) -> None:
         self.settings = settings
         self.root = Path(settings.templates_dir)
+        # auto_reload off: Jinja would look at every file on every render;
+        # _fresh() looks at the folder every LOOKUP_TTL_S instead.
         self.env = SandboxedEnvironment(
             loader=FileSystemLoader(str(self.root)),
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
+            auto_reload=False,
         )
         self.html_env = self.env.overlay(autoescape=True)
-        self._found: dict[tuple[str, str, str, str | None], tuple[str | None, float]] = {}
+        self._found: dict[tuple[str, str, str, str | None], str | None] = {}
+        self._checked = 0.0
+        self._signature: tuple[int, float] | None = None
 
     # -------------------------------------------------------------- lookup
     def _find(self, template: str, stem: str, ext: str, locale: str | None) -> str | None:
         """The file to use for a locale (``sms.zh_CN.txt``, then ``sms.zh.txt``,
-        then ``sms.txt``), remembered for a moment: the folder is looked at
-        again at most every ``LOOKUP_TTL_S``, so edited templates take effect
-        without a restart (Jinja reloads a file whose time changed)."""
+        then ``sms.txt``), remembered until a file of the folder changes."""
+        self._fresh()
         key = (template, stem, ext, locale)
+        if key not in self._found:
+            self._found[key] = self._look(template, stem, ext, locale)
+        return self._found[key]
+
+    def _fresh(self) -> None:
+        """Templates are compiled once and reused; at most every
+        ``LOOKUP_TTL_S`` the folder is looked at, and when a file was added,
+        removed or edited the compiled templates and lookups are forgotten —
+        edits take effect without a restart."""
         now = time.monotonic()
-        cached = self._found.get(key)
-        if cached is not None and now - cached[1] < LOOKUP_TTL_S:
-            return cached[0]
-        name = self._look(template, stem, ext, locale)
-        self._found[key] = (name, now)
-        return name
+        if now - self._checked < LOOKUP_TTL_S:
+            return
+        self._checked = now
+        signature = _tree_signature(self.root)
+        if signature != self._signature:
+            self._signature = signature
+            self._found.clear()
+            for env in (self.env, self.html_env):
+                if env.cache is not None:
+                    env.cache.clear()
 
     def _look(self, template: str, stem: str, ext: str, locale: str | None) -> str | None:
         candidates = []
@@ -183,25 +201,25 @@ class Renderer:
 
     def _render(self, name: str, context: dict[str, Any], *, html: bool = False) -> str:
         env = self.html_env if html else self.env
-        path = str(self.root / name)
         try:
             return env.get_template(name).render(**context)
-        except TemplateSyntaxError as exc:
-            raise TemplateError.single(
-                f"template syntax error: {exc.message}", file=path, line=exc.lineno,
-                hint="check the {{ }} and {% %} tags",
-            ) from None
-        except TemplateNotFound as exc:
-            raise TemplateError.single(
-                f"template '{exc.name}' not found", file=path, hint="check include/extends names"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - undefined variables, sandbox violations
-            raise TemplateError.single(
-                f"cannot render: {exc}",
-                file=path,
-                line=_template_line(exc, path),
-                hint="variables available: customer.*, rule.*, message.id, unsubscribe_url",
-            ) from None
+        except Exception as exc:  # noqa: BLE001 - each kind becomes a located TemplateError
+            raise self._located(exc, name) from None
+
+    def _located(self, exc: Exception, name: str) -> TemplateError:
+        """What went wrong rendering ``name``, where, and how to fix it."""
+        path = str(self.root / name)
+        if isinstance(exc, TemplateSyntaxError):
+            return TemplateError.single(f"template syntax error: {exc.message}", file=path, line=exc.lineno,
+                                        hint="check the {{ }} and {% %} tags")
+        if isinstance(exc, TemplateNotFound):
+            return TemplateError.single(f"template '{exc.name}' not found", file=path,
+                                        hint="check include/extends names")
+        # Undefined variables, sandbox violations, errors in filters.
+        return TemplateError.single(
+            f"cannot render: {exc}", file=path, line=_template_line(exc, path),
+            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url",
+        )
 
     # -------------------------------------------------------------- render
     def render(
@@ -303,6 +321,19 @@ class Renderer:
                         )
                     )
         return problems
+
+
+def _tree_signature(root: Path) -> tuple[int, float]:
+    """(files, latest change) of a templates folder: any edit changes it."""
+    count, latest = 0, 0.0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                latest = max(latest, os.stat(os.path.join(folder, name)).st_mtime)
+            except OSError:
+                continue
+            count += 1
+    return count, latest
 
 
 def _template_line(exc: BaseException, path: str) -> int | None:
