@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     #: Seconds between a worker's queue maintenance: dead workers' messages,
     #: deferred and retried messages now due, a queue the broker lost.
     maintenance_interval: float = Field(default=15.0, gt=0)
+    #: A message queued this long while the broker holds nothing was lost by
+    #: it (Redis restarted empty) and is handed over again.
+    broker_lost_after: float = Field(default=60.0, gt=0)
 
     #: Transient errors (a server down, 4xx, 429/5xx) are retried with capped
     #: exponential backoff — retry_base, doubling, at most retry_max seconds

@@ -21,8 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, select
 
 from outreach import logs, metrics
 from outreach.channels import ChannelBackend, Envelope, backend_for
@@ -43,11 +42,13 @@ log = logs.get_logger("outreach.sending")
 
 #: Messages claimed at a time from a broker batch: claimed shortly before
 #: they are sent, so a rate limit never leaves many waiting in ``sending``.
-CLAIM_CHUNK = 50
+CLAIM_CHUNK = 100
 #: Outcomes are written after this many messages or seconds, whichever first:
 #: what a killed worker can leave in doubt.
-FLUSH_EVERY = 20
-FLUSH_SECONDS = 0.25
+FLUSH_EVERY = 50
+FLUSH_SECONDS = 0.5
+#: How often a worker looks whether a rule's definition changed (seconds).
+RULES_TTL_S = 5.0
 #: Twilio's error code for a recipient who has opted out of messages.
 TWILIO_UNSUBSCRIBED = "21610"
 
@@ -98,8 +99,11 @@ class Sender:
         self.settings, self.engine, self.worker_id, self.broker, self.clock = (
             settings, engine, worker_id, broker, clock)
         self.policy = RetryPolicy.from_settings(settings)
+        self.renderer = renderer_for(settings)
         self._rules: dict[int, _Rule] = {}
+        self._rules_checked = 0.0
         self._backends: dict[str, ChannelBackend] = {}
+        self._timers: dict[Channel, Any] = {}
         self._outcomes: dict[int, deque[bool]] = {}  # rule id → recent outcomes (True: failed)
 
     # -------------------------------------------------------------- a batch
@@ -115,14 +119,14 @@ class Sender:
 
     def _chunk(self, ids: Sequence[int], *, as_of: datetime | None) -> Tally:
         tally = Tally()
-        with transaction(self.engine) as session:
-            held = claims.claim_batch(session, ids, worker_id=self.worker_id, now=self.clock())
+        with self.engine.begin() as conn:  # one transaction: claim, and read what sending needs
+            held = claims.claim_batch(conn, ids, worker_id=self.worker_id, now=self.clock())
+            rows = claims.load_claimed(conn, held)
+            if rows:
+                self._load_rules(conn, {r.rule_id for r in rows})
         if not held:
             return tally
         tally.claimed = len(held)
-        with Session(self.engine) as session:
-            rows = claims.load_claimed(session, held)
-            self._load_rules(session, {r.rule_id for r in rows})
         pending = _Pending()
         unavailable: dict[Channel, ChannelError] = {}
         done: set[int] = set()
@@ -138,8 +142,8 @@ class Sender:
             # recorded, the rest goes back to the queue untouched.
             self._flush(pending, tally)
             untried = [r.id for r in rows if r.id not in done]
-            with transaction(self.engine) as session:
-                tally.released += claims.release(session, untried, worker_id=self.worker_id,
+            with self.engine.begin() as conn:
+                tally.released += claims.release(conn, untried, worker_id=self.worker_id,
                                                  error="released: the worker stopped before trying it")
             raise
         self._flush(pending, tally)
@@ -148,79 +152,79 @@ class Sender:
     def _one(self, row: claims.Claimed, pending: _Pending, unavailable: dict[Channel, ChannelError], *,
              as_of: datetime | None) -> None:
         rule = self._rules[row.rule_id]
-        with logs.bound(message_id=row.id, rule=rule.name, run_id=row.run_id):
-            refusal = row.refusal()
-            if refusal:
-                pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
-                log.info("message skipped", channel=row.channel.value, reason=refusal)
-                return
-            if row.channel in unavailable:
-                self._retry(row, unavailable[row.channel], pending)
-                return
-            try:
-                rendered = self._render(row, rule)
-            except TemplateError as exc:
-                self._fail(row, str(exc), pending)
-                return
-            backend = self._backend(row.channel)
-            limiter = limiter_for(self.settings, backend.name, self.broker)
-            if limiter is not None:
-                limiter.wait()
-            sent_at = as_of or self.clock()
-            envelope = Envelope(
-                message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
-                subject=rendered.subject, html=rendered.html, headers=rendered.headers,
-                idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of,
-            )
-            started = time.monotonic()
-            try:
-                provider_id = backend.deliver(envelope)
-            except PermanentChannelError as exc:
-                self._fail(row, str(exc), pending)
-                if TWILIO_UNSUBSCRIBED in str(exc) and row.address:
-                    # The carrier says the recipient opted out (replied STOP): never again.
-                    pending.suppress.append((row.channel, row.address))
-                return
-            except ProviderUnavailable as exc:
-                unavailable[row.channel] = exc  # the rest of this chunk waits with it
-                self._retry(row, exc, pending)
-                return
-            except ChannelError as exc:
-                self._retry(row, exc, pending)
-                return
-            metrics.DELIVERY_SECONDS.labels(row.channel.value).observe(time.monotonic() - started)
-            pending.sent.append(claims.Sent(
-                id=row.id, to_address=row.address or "", provider_id=provider_id,
-                cost=self._cost(rule.spec, row.channel, rendered.text), subject=rendered.subject,
-                sent_at=sent_at, attribute_until=sent_at + timedelta(days=rule.spec.attribution_window_days),
-            ))
-            self._outcome(row.rule_id, failed=False)
-            log.info("message sent", channel=row.channel.value, provider_id=provider_id)
+        about = {"message_id": row.id, "rule": rule.name, "run_id": row.run_id, "channel": row.channel.value}
+        refusal = row.refusal()
+        if refusal:
+            pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
+            log.info("message skipped", reason=refusal, **about)
+            return
+        if row.channel in unavailable:
+            self._retry(row, unavailable[row.channel], pending, about)
+            return
+        try:
+            rendered = self._render(row, rule)
+        except TemplateError as exc:
+            self._fail(row, str(exc), pending, about)
+            return
+        backend = self._backend(row.channel)
+        limiter = limiter_for(self.settings, backend.name, self.broker)
+        if limiter is not None:
+            limiter.wait()
+        sent_at = as_of or self.clock()
+        envelope = Envelope(
+            message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
+            subject=rendered.subject, html=rendered.html, headers=rendered.headers,
+            idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of,
+        )
+        started = time.monotonic()
+        try:
+            provider_id = backend.deliver(envelope)
+        except PermanentChannelError as exc:
+            self._fail(row, str(exc), pending, about)
+            if TWILIO_UNSUBSCRIBED in str(exc) and row.address:
+                # The carrier says the recipient opted out (replied STOP): never again.
+                pending.suppress.append((row.channel, row.address))
+            return
+        except ProviderUnavailable as exc:
+            unavailable[row.channel] = exc  # the rest of this chunk waits with it
+            self._retry(row, exc, pending, about)
+            return
+        except ChannelError as exc:
+            self._retry(row, exc, pending, about)
+            return
+        self._timer(row.channel).observe(time.monotonic() - started)
+        pending.sent.append(claims.Sent(
+            id=row.id, to_address=row.address or "", provider_id=provider_id,
+            cost=self._cost(rule.spec, row.channel, rendered.text), subject=rendered.subject,
+            sent_at=sent_at, attribute_until=sent_at + timedelta(days=rule.spec.attribution_window_days),
+        ))
+        self._outcome(row.rule_id, failed=False)
+        log.info("message sent", provider_id=provider_id, **about)
 
     # -------------------------------------------------------------- outcomes
-    def _retry(self, row: claims.Claimed, exc: ChannelError, pending: _Pending) -> None:
+    def _retry(self, row: claims.Claimed, exc: ChannelError, pending: _Pending, about: dict[str, Any]) -> None:
         when = self.policy.next_attempt(row.attempts, now=self.clock(), retry_after=exc.retry_after)
         if when is None:
-            self._fail(row, f"gave up after {row.attempts} attempts: {exc}", pending)
+            self._fail(row, f"gave up after {row.attempts} attempts: {exc}", pending, about)
             return
         pending.retry.append(claims.Retry(id=row.id, not_before=when, error=str(exc)))
-        log.warning("delivery failed, will retry", channel=row.channel.value, attempts=row.attempts,
-                    not_before=when.isoformat(), error=str(exc))
+        log.warning("delivery failed, will retry", attempts=row.attempts, not_before=when.isoformat(),
+                    error=str(exc), **about)
 
-    def _fail(self, row: claims.Claimed, error: str, pending: _Pending) -> None:
+    def _fail(self, row: claims.Claimed, error: str, pending: _Pending, about: dict[str, Any]) -> None:
         pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.FAILED, error=error))
-        log.warning("message failed", channel=row.channel.value, error=error)
+        log.warning("message failed", error=error, **about)
         self._outcome(row.rule_id, failed=True, error=error)
 
     def _flush(self, pending: _Pending, tally: Tally) -> None:
         if not len(pending) and not pending.suppress:
             return
         now = self.clock()
-        with transaction(self.engine) as session:
-            claims.record(session, worker_id=self.worker_id, now=now, sent=pending.sent, ended=pending.ended,
+        with self.engine.begin() as conn:
+            claims.record(conn, worker_id=self.worker_id, now=now, sent=pending.sent, ended=pending.ended,
                           retry=pending.retry)
             for channel, address in pending.suppress:
-                permission.suppress(session, channel=channel, address=address, reason="carrier opt-out", now=now)
+                permission.suppress(conn, channel=channel, address=address, reason="carrier opt-out", now=now)
         skipped = sum(1 for e in pending.ended if e.status is MessageStatus.SKIPPED)
         tally.sent += len(pending.sent)
         tally.skipped += skipped
@@ -249,22 +253,34 @@ class Sender:
             window.clear()
 
     # -------------------------------------------------------------- what a message needs
-    def _load_rules(self, session: Session, rule_ids: set[int]) -> None:
-        """Rules by id, validated once per definition (checksum), not per message."""
+    def _load_rules(self, conn: Connection, rule_ids: set[int]) -> None:
+        """Rules by id, validated once per definition (checksum), not per
+        message; whether a definition changed is looked at every ``RULES_TTL_S``."""
         missing = [i for i in rule_ids if i not in self._rules]
-        current = dict(session.execute(select(Rule.id, Rule.checksum).where(Rule.id.in_(rule_ids))).all())
-        stale = [i for i in rule_ids if i in self._rules and self._rules[i].checksum != current.get(i)]
-        for rule_id, checksum, name, definition in session.execute(
+        stale: list[int] = []
+        if time.monotonic() - self._rules_checked >= RULES_TTL_S:
+            self._rules_checked = time.monotonic()
+            current = dict(conn.execute(select(Rule.id, Rule.checksum).where(Rule.id.in_(rule_ids))).all())
+            stale = [i for i in rule_ids if i in self._rules and self._rules[i].checksum != current.get(i)]
+        if not missing and not stale:
+            return
+        for rule_id, checksum, name, definition in conn.execute(
             select(Rule.id, Rule.checksum, Rule.name, Rule.definition).where(Rule.id.in_([*missing, *stale]))
         ):
             self._rules[rule_id] = _Rule(checksum, name, RuleSpec.model_validate(definition))
 
     def _render(self, row: claims.Claimed, rule: _Rule) -> Rendered:
         assert row.customer is not None
-        return renderer_for(self.settings).render(
+        return self.renderer.render(
             template=rule.spec.template, channel=row.channel, customer=row.customer, message_id=row.id,
             rule={"name": rule.spec.name, "description": rule.spec.description},
         )
+
+    def _timer(self, channel: Channel) -> Any:
+        found = self._timers.get(channel)
+        if found is None:
+            found = self._timers[channel] = metrics.DELIVERY_SECONDS.labels(channel.value)
+        return found
 
     def _backend(self, channel: Channel) -> ChannelBackend:
         found = self._backends.get(channel.value)

@@ -31,10 +31,6 @@ from outreach.store.engine import transaction
 
 log = logs.get_logger("outreach.janitor")
 
-#: A queued message younger than this may still be on its way to the broker.
-LOST_AFTER = timedelta(seconds=60)
-
-
 @dataclass(frozen=True)
 class Round:
     recovered: int
@@ -49,7 +45,8 @@ def maintain(ctx: queue.Context, *, due_by: datetime | None = None, as_of: datet
     wall = utcnow()
     lost: list[outbox.Queued] = []
     if brokers.pending(ctx.settings, ctx.broker, queues=queue.QUEUES) == 0:
-        grace = timedelta(0) if ctx.in_process else LOST_AFTER
+        # A queued message younger than this may still be on its way to the broker.
+        grace = timedelta(0) if ctx.in_process else timedelta(seconds=ctx.settings.broker_lost_after)
         with transaction(ctx.engine) as session:
             lost = outbox.waiting(session, queued_before=wall - grace)
     with transaction(ctx.engine) as session:

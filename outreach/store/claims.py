@@ -18,14 +18,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, exists, literal, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Connection, Table, and_, bindparam, case, exists, literal, select, update
+from sqlalchemy.orm import aliased
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
 from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Rule, Suppression
 
 #: Rows an ``IN (...)`` list holds at most (well under both databases' limits).
 IN_CHUNK = 1000
+#: Plain Core statements (executemany, no ORM bookkeeping per row).
+MESSAGES = cast(Table, Message.__table__)
+M = MESSAGES.c
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +79,7 @@ def _active_rule() -> Any:
     return exists().where(Rule.id == Message.rule_id, Rule.enabled.is_(True), Rule.paused_at.is_(None))
 
 
-def claim_batch(session: Session, ids: Sequence[int], *, worker_id: str, now: datetime) -> list[int]:
+def claim_batch(conn: Connection, ids: Sequence[int], *, worker_id: str, now: datetime) -> list[int]:
     """queued → sending for those of ``ids`` still queued and of an active
     rule, in one statement; rows another worker holds are skipped, not
     waited for (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one
@@ -88,16 +91,16 @@ def claim_batch(session: Session, ids: Sequence[int], *, worker_id: str, now: da
         .where(Message.id.in_(list(ids)), Message.status == MessageStatus.QUEUED, _active_rule())
         .with_for_update(skip_locked=True)
     )
-    result = session.execute(
-        update(Message)
-        .where(Message.id.in_(candidates))
-        .values(status=MessageStatus.SENDING, claimed_by=worker_id, claimed_at=now, attempts=Message.attempts + 1)
-        .returning(Message.id)
+    result = conn.execute(
+        update(MESSAGES)
+        .where(M.id.in_(candidates))
+        .values(status=MessageStatus.SENDING, claimed_by=worker_id, claimed_at=now, attempts=M.attempts + 1)
+        .returning(M.id)
     )
     return sorted(result.scalars())
 
 
-def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
+def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     """Each claimed message with its customer, address, live consent and
     suppression — one query, plus one for the customers' tags."""
     if not ids:
@@ -110,7 +113,7 @@ def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(
+    rows = conn.execute(
         select(Message.id, Message.rule_id, Message.run_id, Message.channel, Message.attempts, Message.planned_at,
                Customer.id.label("cid"), Customer.external_id, Customer.name, Customer.email, Customer.phone,
                Customer.locale, Customer.customer_type, Customer.attributes, Customer.birthday,
@@ -123,7 +126,7 @@ def load_claimed(session: Session, ids: Sequence[int]) -> list[Claimed]:
     tags: dict[int, list[str]] = defaultdict(list)
     customer_ids = sorted({r.cid for r in rows if r.cid is not None})
     for start in range(0, len(customer_ids), IN_CHUNK):
-        for cid, tag in session.execute(
+        for cid, tag in conn.execute(
             select(CustomerTag.customer_id, CustomerTag.tag)
             .where(CustomerTag.customer_id.in_(customer_ids[start:start + IN_CHUNK]))
         ):
@@ -171,16 +174,13 @@ class Retry:
     error: str
 
 
-#: Plain Core statements (executemany), not the ORM's bulk update by key.
-MESSAGES = cast(Table, Message.__table__)
-M = MESSAGES.c
 
 
 def _mine(worker_id: str) -> Any:
     return and_(M.id == bindparam("b_id"), M.status == MessageStatus.SENDING, M.claimed_by == literal(worker_id))
 
 
-def record(session: Session, *, worker_id: str, now: datetime, sent: Sequence[Sent] = (),
+def record(conn: Connection, *, worker_id: str, now: datetime, sent: Sequence[Sent] = (),
            ended: Sequence[Ended] = (), retry: Sequence[Retry] = ()) -> int:
     """Record outcomes in bulk (one executemany per kind); only rows this
     worker still holds change. Returns how many rows changed."""
@@ -191,7 +191,7 @@ def record(session: Session, *, worker_id: str, now: datetime, sent: Sequence[Se
             sent_at=bindparam("b_sent_at"), provider_id=bindparam("b_provider"), cost=bindparam("b_cost"),
             subject=bindparam("b_subject"), attribute_until=bindparam("b_until"),
         )
-        changed += _rows(session.execute(stmt, [
+        changed += _rows(conn.execute(stmt, [
             {"b_id": s.id, "b_to": s.to_address, "b_sent_at": s.sent_at, "b_provider": s.provider_id,
              "b_cost": s.cost, "b_subject": s.subject, "b_until": s.attribute_until} for s in sent
         ]))
@@ -199,28 +199,27 @@ def record(session: Session, *, worker_id: str, now: datetime, sent: Sequence[Se
         stmt = update(MESSAGES).where(_mine(worker_id)).values(
             status=bindparam("b_status"), finished_at=now, last_error=bindparam("b_error"), cost=Decimal("0"),
         )
-        changed += _rows(session.execute(stmt, [
+        changed += _rows(conn.execute(stmt, [
             {"b_id": e.id, "b_status": e.status, "b_error": e.error} for e in ended]))
     if retry:
         stmt = update(MESSAGES).where(_mine(worker_id)).values(
             status=MessageStatus.PLANNED, claimed_by=None, not_before=bindparam("b_not_before"),
             last_error=bindparam("b_error"),
         )
-        changed += _rows(session.execute(stmt, [
+        changed += _rows(conn.execute(stmt, [
             {"b_id": r.id, "b_not_before": r.not_before, "b_error": r.error} for r in retry]))
     return changed
 
 
-def release(session: Session, ids: Sequence[int], *, worker_id: str, error: str) -> int:
+def release(conn: Connection, ids: Sequence[int], *, worker_id: str, error: str) -> int:
     """sending → queued for messages this worker holds but did not try (it is
     stopping, or something unexpected broke the batch)."""
     if not ids:
         return 0
-    result = session.execute(
-        update(Message)
-        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.SENDING,
-               Message.claimed_by == worker_id)
-        .values(status=MessageStatus.QUEUED, claimed_by=None, attempts=Message.attempts - 1, last_error=error)
+    result = conn.execute(
+        update(MESSAGES)
+        .where(M.id.in_(list(ids)), M.status == MessageStatus.SENDING, M.claimed_by == worker_id)
+        .values(status=MessageStatus.QUEUED, claimed_by=None, attempts=M.attempts - 1, last_error=error)
     )
     return _rows(result)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, not_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, exists, not_, select
 from sqlalchemy.orm import Session, aliased
 
 from outreach.domain import Channel, ConsentStatus
@@ -98,7 +98,7 @@ def send_refusal(session: Session, message: Message) -> str | None:
     return None
 
 
-def suppress(session: Session, *, channel: Channel, address: str, reason: str, now: datetime) -> None:
+def suppress(session: Session | Connection, *, channel: Channel, address: str, reason: str, now: datetime) -> None:
     """Add an address to the suppression list (idempotent)."""
     stmt = dialect.insert(session, Suppression).values(
         channel=channel, address=address, reason=reason, created_at=now
