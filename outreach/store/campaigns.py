@@ -115,13 +115,13 @@ def status(session: Session, *, now: datetime, rule: str | None = None) -> list[
                             else select(Rule).where(Rule.id == rule_named(session, rule).id)).all()
     out = {r.id: Status(rule=r.name, pause_reason=r.pause_reason,
                         state="paused" if r.paused_at else ("active" if r.enabled else "disabled")) for r in rules}
-    kind = func.coalesce(Message.last_error, "")
-    rows = session.execute(
-        select(Message.rule_id, Message.status, Message.attempts > 0, kind.like(f"{CANCELLED}:%"),
-               func.count(), func.sum(case((Message.redelivered, 1), else_=0)))
-        .where(Message.rule_id.in_(list(out)))
-        .group_by(Message.rule_id, Message.status, Message.attempts > 0, kind.like(f"{CANCELLED}:%"))
-    ).all()
+    each = select(
+        Message.rule_id, Message.status, (Message.attempts > 0).label("tried"),
+        func.coalesce(Message.last_error, "").like(f"{CANCELLED}:%").label("cancelled"),
+        case((Message.redelivered, 1), else_=0).label("redelivered"),
+    ).where(Message.rule_id.in_(list(out))).subquery()
+    by = (each.c.rule_id, each.c.status, each.c.tried, each.c.cancelled)
+    rows = session.execute(select(*by, func.count(), func.sum(each.c.redelivered)).group_by(*by)).all()
     for rule_id, state, tried, cancelled, count, redelivered in rows:
         name = str(state.value if hasattr(state, "value") else state)
         if name == MessageStatus.PLANNED:
