@@ -9,7 +9,10 @@ A broker module has ``IN_PROCESS`` (does the command itself deliver?),
 ``make(settings)``, ``check(broker, settings)`` (ServiceError when it cannot
 be reached), ``pending(broker, queues=…)`` (messages it still holds) and
 ``drain(broker, queues=…, threads=…)`` (deliver what is queued before
-returning; a no-op where workers are separate processes).
+returning; a no-op where workers are separate processes), ``beat(broker,
+queues=…)`` (this process's consumers are alive) and
+``requeue_abandoned(broker, queues=…)`` (what dead consumers took, back on
+the queue).
 """
 
 from __future__ import annotations
@@ -79,3 +82,14 @@ def drain(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str],
 def pending(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str]) -> int:
     """Messages the broker still holds for ``queues`` (waiting, delayed or unacknowledged)."""
     return int(module_for(settings.broker_url).pending(broker, queues=queues))
+
+
+def beat(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str]) -> None:
+    """Tell the broker this process's consumers are alive."""
+    module_for(settings.broker_url).beat(broker, queues=queues)
+
+
+def requeue_abandoned(settings: Settings, broker: dramatiq.Broker, *, queues: Sequence[str]) -> None:
+    """Put messages that consumers silent for ``worker_dead_after`` took but
+    never acknowledged back on their queues."""
+    module_for(settings.broker_url).requeue_abandoned(broker, queues=queues)

@@ -30,6 +30,14 @@ def pending(broker: StubBroker, *, queues: Sequence[str]) -> int:
     return sum(broker.queues[q].qsize() + broker.queues[dq_name(q)].qsize() for q in queues if q in broker.queues)
 
 
+def beat(broker: StubBroker, *, queues: Sequence[str]) -> None:
+    """Nothing to tell: the consumers live in this process."""
+
+
+def requeue_abandoned(broker: StubBroker, *, queues: Sequence[str]) -> None:
+    """Nothing can be abandoned: a consumer dies with the process that holds the queue."""
+
+
 def drain(broker: StubBroker, *, queues: Sequence[str], threads: int) -> None:
     """Run a worker in this process until the queues are empty."""
     worker = Worker(broker, worker_threads=threads, worker_timeout=WORKER_TIMEOUT_MS)

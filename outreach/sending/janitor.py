@@ -5,7 +5,8 @@ One round of :func:`maintain` (each worker process runs one every
 the scheduler run one too):
 
 1. messages held by a worker whose heartbeat stopped go back to the queue
-   (within ``worker_dead_after`` seconds of its death, not minutes later);
+   (within ``worker_dead_after`` seconds of its death, not minutes later),
+   and so do the broker messages its consumers had taken but not acknowledged;
 2. deferred messages whose send window opened, and retried ones whose wait
    is over, are queued;
 3. when the broker holds nothing although messages are ``queued`` (Redis
@@ -44,6 +45,7 @@ def maintain(ctx: queue.Context, *, due_by: datetime | None = None, as_of: datet
     the simulated send time of what this round queues."""
     wall = utcnow()
     lost: list[outbox.Queued] = []
+    brokers.requeue_abandoned(ctx.settings, ctx.broker, queues=queue.QUEUES)
     if brokers.pending(ctx.settings, ctx.broker, queues=queue.QUEUES) == 0:
         # A queued message younger than this may still be on its way to the broker.
         grace = timedelta(0) if ctx.in_process else timedelta(seconds=ctx.settings.broker_lost_after)
@@ -81,6 +83,7 @@ class Janitor(threading.Thread):
             try:
                 with transaction(self.ctx.engine) as session:
                     workers.beat(session, self.ctx.worker_id, now=utcnow())
+                brokers.beat(settings, self.ctx.broker, queues=queue.QUEUES)
                 if clock >= next_round:
                     maintain(self.ctx)
                     next_round = clock + settings.maintenance_interval
