@@ -45,6 +45,7 @@ class SmtpSink:
     received: list[Received] = field(default_factory=list)
     pipelining: bool = False  # offer PIPELINING (RFC 2920), as Postfix and most relays do
     sessions: int = 0  # connections that said EHLO
+    delay: float = 0.0  # seconds each message takes to be accepted (a slow relay)
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -64,6 +65,8 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         data = envelope.original_content or envelope.content
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(data)))
         return "250 Message accepted for delivery"
