@@ -27,7 +27,7 @@ from outreach import logs, metrics
 from outreach.channels import ChannelBackend, Envelope, backend_for
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
-from outreach.config import Settings
+from outreach.config import Settings, parse_rate
 from outreach.domain import Channel, MessageStatus
 from outreach.errors import ChannelError, PermanentChannelError, ProviderUnavailable, TemplateError
 from outreach.rules.spec import RuleSpec
@@ -105,6 +105,12 @@ class Sender:
         self._backends: dict[str, ChannelBackend] = {}
         self._timers: dict[Channel, Any] = {}
         self._outcomes: dict[int, deque[bool]] = {}  # rule id → recent outcomes (True: failed)
+        self._paused: set[int] = set()  # rules this sender paused during the current chunk
+        #: Claimed at a time: under a rate limit, about a second's worth, so a
+        #: pause or a stop takes effect within a second and nothing waits long in ``sending``.
+        per_second = [limit * 1000 / window for limit, window in
+                      (parse_rate(rate) for rate in settings.rate_limits.values())]
+        self.chunk = max(1, min([CLAIM_CHUNK, *(int(p) for p in per_second)]))
 
     # -------------------------------------------------------------- a batch
     def deliver(self, ids: Sequence[int], *, as_of: datetime | None = None) -> Tally:
@@ -112,8 +118,8 @@ class Sender:
         simulated send time of a run launched with ``--now``."""
         tally = Tally()
         started = time.monotonic()
-        for start in range(0, len(ids), CLAIM_CHUNK):
-            tally.add(self._chunk(ids[start:start + CLAIM_CHUNK], as_of=as_of))
+        for start in range(0, len(ids), self.chunk):
+            tally.add(self._chunk(ids[start:start + self.chunk], as_of=as_of))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         return tally
 
@@ -130,8 +136,11 @@ class Sender:
         pending = _Pending()
         unavailable: dict[Channel, ChannelError] = {}
         done: set[int] = set()
+        self._paused.clear()
         try:
             for row in rows:
+                if row.rule_id in self._paused:
+                    continue  # its campaign paused itself: back to the queue below
                 self._one(row, pending, unavailable, as_of=as_of)
                 done.add(row.id)
                 if len(pending) >= FLUSH_EVERY or time.monotonic() - pending.since >= FLUSH_SECONDS:
@@ -147,6 +156,11 @@ class Sender:
                                                  error="released: the worker stopped before trying it")
             raise
         self._flush(pending, tally)
+        held_back = [r.id for r in rows if r.id not in done]
+        if held_back:
+            with self.engine.begin() as conn:
+                tally.released += claims.release(conn, held_back, worker_id=self.worker_id,
+                                                 error="held: the campaign paused itself")
         return tally
 
     def _one(self, row: claims.Claimed, pending: _Pending, unavailable: dict[Channel, ChannelError], *,
@@ -247,9 +261,11 @@ class Sender:
             reason = (f"paused by itself: {sum(window)} of the last {len(window)} messages failed "
                       f"(last error: {error[:300]})")
             with transaction(self.engine) as session:
-                if campaigns.pause_rule(session, rule_id, reason=reason, now=self.clock()):
-                    log.error("campaign paused: too many failures", rule=self._rules[rule_id].name,
-                              failure_rate=round(rate, 2), error=error[:300])
+                paused = campaigns.pause_rule(session, rule_id, reason=reason, now=self.clock())
+            self._paused.add(rule_id)
+            if paused:
+                log.error("campaign paused: too many failures", rule=self._rules[rule_id].name,
+                          failure_rate=round(rate, 2), error=error[:300])
             window.clear()
 
     # -------------------------------------------------------------- what a message needs
