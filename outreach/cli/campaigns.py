@@ -119,16 +119,18 @@ def run(ctx: click.Context, now: str | None, fmt: str) -> None:
     from outreach.planning.launch import launch, sync_rules
     from outreach.planning.schedule import due
     from outreach.rules import load_rules
+    from outreach.sending import queue
 
     settings = app_settings(ctx)
     check_settings(settings)
     moment, simulated = now_option(now)
     engine = open_engine(settings)
     every = load_rules(settings.rules_dir)
-    sync_rules(engine, every, now=moment)  # `enabled: false` in a file stops its messages too
+    sending = queue.setup(settings, engine)
+    sync_rules(engine, every, now=moment, ctx=sending)  # `enabled: false` in a file stops its messages too
     with _progress(settings, fmt) as progress:
         results = launch(settings, engine, due(engine, every, now=moment), now=moment, simulated=simulated,
-                         ruleset=ruleset_for(settings.rules_dir), progress=progress)
+                         ruleset=ruleset_for(settings.rules_dir), ctx=sending, progress=progress)
     _print_launch(results, fmt)
 
 

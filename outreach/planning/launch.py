@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from outreach import logs
 from outreach.clock import utcnow
@@ -16,8 +16,9 @@ from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
 from outreach.sending import janitor, queue
 from outreach.sending.deliver import Tally
-from outreach.store import outbox
+from outreach.store import campaigns, outbox
 from outreach.store.engine import transaction
+from outreach.store.models import Rule
 
 log = logs.get_logger("outreach.planning")
 
@@ -32,12 +33,20 @@ class LaunchResult:
     note: str = ""
 
 
-def sync_rules(engine: Engine, rules: Sequence[LoadedRule], *, now: datetime) -> None:
+def sync_rules(engine: Engine, rules: Sequence[LoadedRule], *, now: datetime,
+               ctx: queue.Context | None = None) -> None:
     """Record every rule's definition, so the send path sees which are enabled
-    (``enabled: false`` in a file stops its outstanding messages too)."""
+    (``enabled: false`` in a file stops its outstanding messages too). The
+    queued messages of a rule enabled again go to the broker (through ``ctx``)."""
+    revived: list[outbox.Queued] = []
     with transaction(engine) as session:
         for loaded in rules:
-            outbox.sync_rule(session, loaded, now)
+            was = session.scalar(select(Rule.enabled).where(Rule.name == loaded.spec.name))
+            row = outbox.sync_rule(session, loaded, now)
+            if was is False and row.enabled and row.paused_at is None:
+                revived += campaigns.queued_of_rule(session, row.id)
+    if revived and ctx is not None:
+        queue.enqueue(ctx, revived, as_of=None)
 
 
 def plan_rule(

@@ -18,6 +18,7 @@ from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.planning.launch import launch, sync_rules
 from outreach.rules import LoadedRule, RuleSet, load_rules
+from outreach.sending import queue
 from outreach.store.models import CampaignRun, Rule
 
 log = logs.get_logger("outreach.scheduler")
@@ -27,14 +28,15 @@ def _launch(settings: Settings, engine: Engine, names: list[str] | None, console
     """Reload the rules (edits take effect without a restart) and launch."""
     try:
         every = load_rules(settings.rules_dir)
-        sync_rules(engine, every, now=utcnow())  # `enabled: false` stops a rule's messages too
+        sending = queue.setup(settings, engine)
+        sync_rules(engine, every, now=utcnow(), ctx=sending)  # `enabled: false` stops a rule's messages too
         rules = [r for r in every if r.spec.enabled]
         if names is None:
             rules = [r for r in rules if r.spec.schedule is None]
         else:
             rules = [r for r in rules if r.spec.name in names]
         for result in launch(settings, engine, rules, now=utcnow(), simulated=False,
-                             ruleset=RuleSet.from_folder(settings.rules_dir)):
+                             ruleset=RuleSet.from_folder(settings.rules_dir), ctx=sending):
             console.print(f"{result.rule}: planned {result.planned}, held out {result.held_out}, "
                           f"queued {result.queued}")
     except Exception:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
@@ -24,6 +24,12 @@ from outreach.store.models import Message, Rule
 CANCELLED = "cancelled"
 #: Statuses of messages that are not finished.
 OUTSTANDING = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.SENDING)
+
+
+def sending_allowed() -> ColumnElement[bool]:
+    """A message's rule is enabled and not paused: the only messages a worker
+    claims, a janitor queues or hands to the broker again."""
+    return exists().where(Rule.id == Message.rule_id, Rule.enabled.is_(True), Rule.paused_at.is_(None))
 
 
 def rule_named(session: Session, name: str) -> Rule:
@@ -48,8 +54,13 @@ def resume(session: Session, name: str) -> list[tuple[int, int]]:
     rule = rule_named(session, name)
     rule.paused_at, rule.pause_reason = None, None
     session.flush()
-    return [(i, rule.id) for i in session.scalars(
-        select(Message.id).where(Message.rule_id == rule.id, Message.status == MessageStatus.QUEUED)
+    return queued_of_rule(session, rule.id)
+
+
+def queued_of_rule(session: Session, rule_id: int) -> list[tuple[int, int]]:
+    """A rule's queued (message id, rule id), to hand to the broker."""
+    return [(int(i), rule_id) for i in session.scalars(
+        select(Message.id).where(Message.rule_id == rule_id, Message.status == MessageStatus.QUEUED)
         .order_by(Message.id))]
 
 
@@ -141,5 +152,16 @@ def status(session: Session, *, now: datetime, rule: str | None = None) -> list[
     return list(out.values())
 
 
-__all__ = ["CANCELLED", "OUTSTANDING", "Status", "cancel", "pause_rule", "resume", "retry_failed", "rule_named",
-           "status"]
+__all__ = [
+    "CANCELLED",
+    "OUTSTANDING",
+    "Status",
+    "cancel",
+    "pause_rule",
+    "queued_of_rule",
+    "resume",
+    "retry_failed",
+    "rule_named",
+    "sending_allowed",
+    "status",
+]

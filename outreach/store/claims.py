@@ -18,11 +18,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, exists, literal, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, literal, select, update
 from sqlalchemy.orm import aliased
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
-from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Rule, Suppression
+from outreach.store import campaigns
+from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Suppression
 
 #: Rows an ``IN (...)`` list holds at most (well under both databases' limits).
 IN_CHUNK = 1000
@@ -75,10 +76,6 @@ class Claimed:
         return None
 
 
-def _active_rule() -> Any:
-    return exists().where(Rule.id == Message.rule_id, Rule.enabled.is_(True), Rule.paused_at.is_(None))
-
-
 def claim_batch(conn: Connection, ids: Sequence[int], *, worker_id: str, now: datetime) -> list[int]:
     """queued → sending for those of ``ids`` still queued and of an active
     rule, in one statement; rows another worker holds are skipped, not
@@ -88,7 +85,7 @@ def claim_batch(conn: Connection, ids: Sequence[int], *, worker_id: str, now: da
         return []
     candidates = (
         select(Message.id)
-        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.QUEUED, _active_rule())
+        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.QUEUED, campaigns.sending_allowed())
         .with_for_update(skip_locked=True)
     )
     result = conn.execute(

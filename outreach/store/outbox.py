@@ -25,7 +25,7 @@ from outreach.domain import MessageStatus
 from outreach.rules import LoadedRule
 from outreach.rules.policy import Policy
 from outreach.rules.spec import RuleSpec
-from outreach.store import dialect
+from outreach.store import campaigns, dialect
 from outreach.store.eligibility import distinct_timezones, eligible_select, transactional_rules
 from outreach.store.models import CampaignRun, Message, Rule
 
@@ -179,7 +179,7 @@ def due(session: Session, *, now: datetime, queued_at: datetime, run_id: int | N
     """planned → queued for messages whose time came: a send window opened,
     or the wait after a transient failure is over (``not_before <= now``).
     ``queued_at`` is the wall clock (``now`` may be a simulated ``--now``)."""
-    where = [Message.status == MessageStatus.PLANNED,
+    where = [Message.status == MessageStatus.PLANNED, campaigns.sending_allowed(),
              or_(Message.not_before.is_(None), Message.not_before <= now)]
     if run_id is not None:
         where.append(Message.run_id == run_id)
@@ -192,8 +192,10 @@ def due(session: Session, *, now: datetime, queued_at: datetime, run_id: int | N
 
 def waiting(session: Session, *, queued_before: datetime) -> list[Queued]:
     """Messages ``queued`` since before ``queued_before`` — to hand to the
-    broker again when it holds nothing (it lost them: a restart that emptied it)."""
+    broker again when it holds nothing (it lost them: a restart that emptied it).
+    Not those of a paused or disabled rule: they wait, and go when it is resumed or enabled."""
     return [(int(i), int(r)) for i, r in session.execute(
         select(Message.id, Message.rule_id)
-        .where(Message.status == MessageStatus.QUEUED, Message.queued_at < queued_before)
+        .where(Message.status == MessageStatus.QUEUED, Message.queued_at < queued_before,
+               campaigns.sending_allowed())
         .order_by(Message.id))]
