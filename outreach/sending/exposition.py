@@ -28,6 +28,7 @@ class OutboxCollector(Collector):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._broker: Any = None  # made at the first scrape, then reused
 
     def collect(self) -> Iterator[Any]:
         outbox = GaugeMetricFamily("outreach_outbox_messages", "Messages not finished, by status.",
@@ -47,8 +48,9 @@ class OutboxCollector(Collector):
 
             pending = GaugeMetricFamily("outreach_broker_pending", "Batches the broker holds.")
             try:
-                pending.add_metric([], brokers.pending(self.settings, brokers.make_broker(self.settings),
-                                                       queues=QUEUES))
+                if self._broker is None:
+                    self._broker = brokers.make_broker(self.settings)
+                pending.add_metric([], brokers.pending(self.settings, self._broker, queues=QUEUES))
             except Exception:
                 log.warning("cannot read the broker for metrics", exc_info=True)
             yield pending
