@@ -11,6 +11,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: float = 0.0  # time.monotonic() when the server accepted it
 
     def parsed(self) -> EmailMessage:
         """The message as a mailbox stores it (SMTP's CRLF line ends made local)."""
@@ -68,7 +70,7 @@ class SmtpSink:
         if self.delay:
             await asyncio.sleep(self.delay)
         data = envelope.original_content or envelope.content
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(data)))
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(data), time.monotonic()))
         return "250 Message accepted for delivery"
 
 

@@ -196,3 +196,26 @@ def test_two_runs_at_once_and_a_later_run_while_sending_send_each_message_once(
     shop.wait_for(lambda: shop.sent() == CUSTOMERS, what="every message to be sent")
     assert len(shop.message_ids()) == CUSTOMERS
     assert_each_sent_once(shop, relay)
+
+
+def test_two_embedded_runs_at_once_write_each_message_once(
+    tmp_path: Path, sqlite_url: str, relay: Relay
+) -> None:
+    # Given the embedded default: SQLite, the in-process broker, the file outbox
+    from outreach.store.engine import make_engine
+
+    engine = make_engine(sqlite_url)
+    populate(engine, CUSTOMERS)
+    with installation(tmp_path, engine, sqlite_url, broker_url="memory://", relay=relay,
+                      OUTREACH_EMAIL_TRANSPORT="outbox") as shop:
+        # When two `outreach run` start at the same moment, each planning and sending in its own process
+        now = f"{NOW:%Y-%m-%dT%H:%M:%S}Z"
+        runs = [shop.start_in_background("run", "--now", now) for _ in range(2)]
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], outputs
+        # Then the campaign was planned once and each message claimed and written once
+        assert shop.counts() == {"sent": CUSTOMERS}
+        with Session(engine) as s:
+            assert set(s.scalars(select(Message.attempts))) == {1}
+        assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == CUSTOMERS
+    engine.dispose()

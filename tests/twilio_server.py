@@ -64,15 +64,16 @@ class TwilioState:
     landlines: set[str] = field(default_factory=set)  # 21614
     requests: list[Request] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
-    _failures: list[int] = field(default_factory=list)
+    _failures: list[tuple[int, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, count: int, *, status: int = 503) -> None:
-        """The next ``count`` requests answer ``status`` (503 or 429)."""
+    def fail_next(self, count: int, *, status: int = 503, retry_after: str | None = None) -> None:
+        """The next ``count`` requests answer ``status`` (503 or 429), with a
+        ``Retry-After`` header when given (seconds or an HTTP date)."""
         with self.lock:
-            self._failures.extend([status] * count)
+            self._failures.extend([(status, retry_after)] * count)
 
-    def take_failure(self) -> int | None:
+    def take_failure(self) -> tuple[int, str | None] | None:
         with self.lock:
             return self._failures.pop(0) if self._failures else None
 
@@ -91,22 +92,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
+    def _reply(self, status: int, body: dict[str, Any], *, retry_after: str | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, code: int, **values: str) -> None:
+    def _error(self, code: int, *, retry_after: str | None = None, **values: str) -> None:
         status, message = ERRORS[code]
         self._reply(status, {
             "code": code,
             "message": message.format(**values),
             "more_info": f"https://www.twilio.com/docs/errors/{code}",
             "status": status,
-        })
+        }, retry_after=retry_after)
 
     def _username(self) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -134,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(20404, path=self.path)
         failure = state.take_failure()
         if failure is not None:
-            return self._error(_STATUS_ERROR[failure])
+            return self._error(_STATUS_ERROR[failure[0]], retry_after=failure[1])
         to, sender, body = form.get("To"), form.get("From") or form.get("MessagingServiceSid"), form.get("Body")
         if not to:
             return self._error(21604)
