@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from outreach import brokers, logs
@@ -26,15 +26,16 @@ OUTSTANDING = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.SENDIN
 class OutboxCollector(Collector):
     """``outreach_outbox_messages{status}`` and ``outreach_broker_pending``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
+        self.engine = engine  # None: the one of settings.database_url
         self._broker: Any = None  # made at the first scrape, then reused
 
     def collect(self) -> Iterator[Any]:
         outbox = GaugeMetricFamily("outreach_outbox_messages", "Messages not finished, by status.",
                                    labels=["status"])
         try:
-            with Session(engine_for(self.settings.database_url)) as session:
+            with Session(self.engine or engine_for(self.settings.database_url)) as session:
                 counts = dict(session.execute(
                     select(Message.status, func.count()).where(Message.status.in_(OUTSTANDING))
                     .group_by(Message.status)).all())

@@ -38,7 +38,7 @@ SOURCES = (links.routes, orders.routes, twilio.routes)
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
     registry = CollectorRegistry()
-    registry.register(OutboxCollector(settings))
+    registry.register(OutboxCollector(settings, engine))
 
     async def healthz(request: Request) -> Response:
         def ping() -> None:
