@@ -22,7 +22,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -541,6 +543,20 @@ def test_twilio_unavailable_or_rate_limited_is_retryable_then_succeeds(
     # And the retry goes through
     assert backend.deliver(sms_envelope()).startswith("SM")
     assert len(twilio.state.created) == 1
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_twilio_retry_after_is_read_as_seconds_or_an_http_date(
+    make_settings: Callable[..., Settings], twilio: TwilioServer, form: str
+) -> None:
+    # Given Twilio answers 429 with a Retry-After of two minutes, in either of HTTP's forms
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    twilio.state.fail_next(1, status=429, retry_after="120" if form == "seconds" else later)
+    backend = backend_for(twilio_settings(make_settings, twilio), "sms")
+    # When a message is delivered, the error carries the wait the provider asked for
+    with pytest.raises(ChannelError, match="HTTP 429") as caught:
+        backend.deliver(sms_envelope())
+    assert caught.value.retry_after is not None and 115 <= caught.value.retry_after <= 120
 
 
 def test_twilio_unreachable_is_retryable(make_settings: Callable[..., Settings]) -> None:

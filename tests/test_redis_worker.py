@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import Engine, func, select
@@ -19,7 +20,9 @@ from outreach.domain import MessageStatus
 from outreach.planning.launch import launch
 from outreach.sending import queue
 from outreach.store.models import Message
+from outreach.webhooks.server import free_port
 from test_sending import NOW, REPO, make_settings, rule, shop
+from test_webhooks import scrape
 
 OUTREACH = Path(sys.executable).parent / "outreach"
 #: How long the worker may take to deliver a handful of messages.
@@ -45,10 +48,10 @@ def worker_env(db_url: str, redis_url: str, redis_namespace: str, tmp_path: Path
         client.delete(*keys)
 
 
-def start_worker(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     log = (tmp_path / "worker.log").open("wb")
     return subprocess.Popen(
-        [str(OUTREACH), "worker", "--processes", "2", "--threads", "2"],
+        [str(OUTREACH), "worker", "--processes", "2", "--threads", "2", *extra],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
@@ -88,11 +91,14 @@ def test_redis_workers_deliver_each_message_once(
     ctx = queue.setup(settings, engine)
     with Session(engine) as s:
         queue.enqueue(ctx, list(s.scalars(select(Message.id))), as_of=NOW)
-    # And two separate worker processes consume the queue
-    proc = start_worker(worker_env, tmp_path)
+    # And two separate worker processes consume the queue, serving their metrics
+    port = free_port()
+    proc = start_worker(worker_env, tmp_path, "--metrics-port", str(port))
     try:
         sent = wait_until_done(engine, 5)
         time.sleep(1.0)  # let the duplicates be consumed too
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            figures = scrape(http)
     finally:
         stop_worker(proc)
     # Then every customer got exactly one email
@@ -102,6 +108,11 @@ def test_redis_workers_deliver_each_message_once(
     with Session(engine) as s:
         assert set(s.scalars(select(Message.attempts))) == {1}
         assert set(s.scalars(select(Message.sent_at))) == {NOW}
+    # And the metrics of both processes together say so: 5 sent, one latency each, nothing waiting
+    assert figures[("outreach_messages_total", (("outcome", "sent"),))] == 5
+    assert figures[("outreach_delivery_seconds_count", (("channel", "email"),))] == 5
+    assert figures[("outreach_outbox_messages", (("status", "queued"),))] == 0
+    assert figures[("outreach_broker_pending", ())] == 0
 
 
 def test_worker_without_a_secret_fails_at_boot_with_the_setting_to_add(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,9 +95,11 @@ def test_launch_delivers_valid_mime_with_one_click_unsubscribe(engine: Engine, d
     assert "Hello Ada" in html and "/o/" in html and "/c/" in html
     assert "shop.jadeleaf.example" not in html.split("/o/")[0].split("href=")[-1]  # links tracked
     assert "Unsubscribe" in text
+    assert msg["Date"].datetime == NOW.replace(tzinfo=UTC)  # the simulated send time, as in the database
     sms = [json.loads(line) for line in (tmp_path / "outbox" / "sms.jsonl").read_text().splitlines()]
     assert [s["to"] for s in sms] == ["+8613800000001"]
     assert "王小明" in sms[0]["body"] and "回复TD退订" in sms[0]["body"]
+    assert sms[0]["sent_at"] == NOW.replace(tzinfo=UTC).isoformat()
     with Session(engine) as s:
         sms_row = s.scalar(select(Message).where(Message.channel == Channel.SMS))
         assert sms_row.cost == Decimal("0.05") * sms[0]["segments"]
@@ -211,6 +213,18 @@ def test_a_live_workers_messages_are_never_taken_back(engine: Engine, db_url: st
     assert statuses(engine) == {m.customer_id: MessageStatus.SENDING}
 
 
+def tried_once_waits(engine: Engine, sender: Sender, message_id: int, *, wait: float, error: str) -> None:
+    """Delivering ``message_id`` fails transiently: it is planned again for
+    ``wait`` seconds later (up to its jitter), with the error kept."""
+    before = utcnow()
+    assert sender.deliver([message_id]).retried == 1
+    with Session(engine) as s:
+        m = s.get(Message, message_id)
+        assert (m.status, m.attempts) == (MessageStatus.PLANNED, 1)
+        assert before + timedelta(seconds=wait) <= m.not_before <= utcnow() + timedelta(seconds=wait * 1.1)
+        assert error in m.last_error
+
+
 def test_a_provider_outage_is_retried_later_then_given_up(engine: Engine, db_url: str, tmp_path: Path) -> None:
     # Given SMTP pointed at a port where nothing listens
     settings = make_settings(tmp_path, db_url, email_transport="smtp", smtp_host="127.0.0.1",
@@ -219,13 +233,7 @@ def test_a_provider_outage_is_retried_later_then_given_up(engine: Engine, db_url
     _, queued = plan_rule(engine, rule(), now=NOW)
     sender = Sender(settings, engine, worker_id="w1")
     # When delivery fails, the message waits (planned) for a later attempt, not failed
-    before = utcnow()
-    assert sender.deliver(ids_of(queued)).retried == 1
-    with Session(engine) as s:
-        m = s.get(Message, ids_of(queued)[0])
-        assert (m.status, m.attempts) == (MessageStatus.PLANNED, 1)
-        assert before + timedelta(seconds=60) <= m.not_before <= utcnow() + timedelta(seconds=67)
-        assert "cannot be reached" in m.last_error
+    tried_once_waits(engine, sender, ids_of(queued)[0], wait=60, error="cannot be reached")
     # And once the retry window is spent, it fails for good (`campaign retry` can send it again)
     with transaction(engine) as s:
         m = s.get(Message, ids_of(queued)[0])
@@ -235,6 +243,26 @@ def test_a_provider_outage_is_retried_later_then_given_up(engine: Engine, db_url
     with Session(engine) as s:
         m = s.get(Message, ids_of(queued)[0])
         assert m.status is MessageStatus.FAILED and m.last_error.startswith("gave up after")
+
+
+def test_a_provider_asking_to_wait_longer_than_the_backoff_is_obeyed(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    from twilio_server import twilio_server
+
+    with twilio_server(account_sid="AC" + "0" * 32, auth_token="t" * 32) as twilio:
+        # Given Twilio rate-limits the next request and asks for two hours (the backoff would be a minute)
+        twilio.state.fail_next(1, status=429, retry_after="7200")
+        settings = make_settings(tmp_path, db_url, sms_transport="twilio", twilio_base_url=twilio.url,
+                                 twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t" * 32,
+                                 twilio_from="+15005550006", retry_base=60, retry_max=600)
+        shop(engine, customers=[{"ext": "a", "phone": "+15005550010", "consent": {"sms": "granted"}}])
+        _, queued = plan_rule(engine, rule(), now=NOW)
+        sender = Sender(settings, engine, worker_id="w1")
+        # When the message is tried, it waits, planned, as long as the provider asked
+        tried_once_waits(engine, sender, ids_of(queued)[0], wait=7200, error="HTTP 429")
+    # And nothing was sent
+    assert twilio.state.created == []
 
 
 def test_launch_delivers_through_a_real_smtp_server(engine: Engine, db_url: str, tmp_path: Path) -> None:

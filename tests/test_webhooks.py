@@ -261,3 +261,34 @@ def test_status_callbacks_are_normalized_and_matched_to_the_message(
 
 def test_health(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"ok": True}
+
+
+# ------------------------------------------------------------------ metrics
+def scrape(http: httpx.Client, url: str = "/metrics") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample Prometheus would read: (name, labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = http.get(url)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+
+
+def test_metrics_count_requests_by_route_and_show_the_outbox_depth(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    # Given one message still waiting in the outbox
+    with transaction(engine) as s:
+        s.get(Message, sent["wang"]).status = MessageStatus.QUEUED
+    opens = (("route", "/o/{token}"), ("status", "200"))
+    before = scrape(client).get(("outreach_webhook_requests_total", opens), 0.0)
+    # When the open pixel is fetched twice
+    pixel = tokens.open_pixel_url(settings, sent["ada"]).removeprefix(settings.public_url)
+    client.get(pixel)
+    client.get(pixel)
+    # Then /metrics counts them under the route's pattern (never the token), and shows the outbox's depth
+    after = scrape(client)
+    assert after[("outreach_webhook_requests_total", opens)] == before + 2
+    assert not any(pixel.split("/")[-1].split(".")[0] in str(labels) for _, labels in after)
+    assert after[("outreach_outbox_messages", (("status", "queued"),))] == 1
+    assert after[("outreach_outbox_messages", (("status", "planned"),))] == 0
