@@ -138,6 +138,16 @@ def drop_temporary(session: Session, table: Table) -> None:
         session.execute(text(f"DROP TABLE {table.name}"))
 
 
+def refresh_statistics(bind: Session | Connection, table: str) -> None:
+    """Let PostgreSQL's planner see a table's new rows now (``ANALYZE``)
+    rather than at autovacuum's next pass: right after a bulk insert its
+    estimates still describe the table before it, and a statement that is an
+    index look-up by id may be planned as a scan of every row of a status.
+    SQLite's planner needs no statistics for look-ups by rowid."""
+    if is_postgresql(bind):
+        bind.execute(text(f"ANALYZE {table}"))
+
+
 def empty_for_reload(session: Session, table: Table) -> None:
     """Empty ``table`` and drop its secondary indexes (and, on PostgreSQL, its
     primary key) so a bulk load pays one sort per index afterwards instead of
