@@ -30,8 +30,11 @@ check: install-test
 test: check
 	$(BIN)/pytest -q
 
+# The README's tables (the 1M rows: the commands in the README's Performance section).
 bench: install-test
 	$(BIN)/python bench/mjml_compilers.py
+	$(BIN)/python bench/rules_bench.py --customers 100000 --db both
+	$(BIN)/python bench/send_bench.py --customers 10000 100000 --mode both
 
 clean:
 	rm -rf $(VENV) demo outbox outreach.db* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist

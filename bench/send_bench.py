@@ -42,7 +42,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from outreach.config import load_settings
@@ -278,6 +278,19 @@ def production(customers: int, sink: Sink, processes: int, console: Console) -> 
     })
     worker = subprocess.Popen([str(Path(sys.executable).parent / "outreach"), "worker", "--processes",
                                str(processes)], env=env, start_new_session=True)
+    try:
+        return _measure(worker, engine, url, namespace, folder, customers, sink, admin, name)
+    finally:  # whatever happened, no worker outlives its run
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+def _measure(worker: subprocess.Popen[bytes], engine: Engine, url: str, namespace: str, folder: Path,
+             customers: int, sink: Sink, admin: Engine, name: str) -> dict[str, object]:
     time.sleep(3)  # the processes start, register and wait on the queues
     pids = children(worker.pid)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
