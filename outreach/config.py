@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +34,10 @@ from outreach.errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///outreach.db"
 #: ``memory://`` selects Dramatiq's in-process broker and an in-process worker.
 DEFAULT_BROKER_URL = "memory://"
-#: Secret used only by the embedded SQLite default; production must set its own.
-DEV_SECRET_KEY = "outreach-embedded-development-secret"
+#: Without ``secret_key``, an embedded installation signs with a random
+#: secret of its own, kept in this file beside its SQLite database (made on
+#: first use, readable by its owner only). No published secret ever signs.
+SECRET_FILE_SUFFIX = ".secret"
 
 
 class Settings(BaseSettings):
@@ -88,6 +92,8 @@ class Settings(BaseSettings):
 
     #: Where the webhook server is reachable from customers' mail clients.
     public_url: str = "http://127.0.0.1:8000"
+    #: Signs links and (without order_webhook_secret) orders. Unset on SQLite: a
+    #: random secret of the installation's own, kept beside the database file.
     secret_key: SecretStr | None = None
     order_webhook_secret: SecretStr | None = None
 
@@ -162,7 +168,7 @@ class Settings(BaseSettings):
         if self.secret_key:
             return self.secret_key.get_secret_value()
         if self.embedded:
-            return DEV_SECRET_KEY
+            return _installation_secret(self.database_url)
         raise ConfigError(
             "OUTREACH_SECRET_KEY is not set: production installations must sign "
             "unsubscribe and click links with their own secret "
@@ -185,6 +191,35 @@ class Settings(BaseSettings):
                 f"or {name} in outreach.toml"
             )
         return value
+
+
+#: In-memory SQLite databases live and die with the process; so does their secret.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+
+def _installation_secret(database_url: str) -> str:
+    """The embedded installation's own secret: ``<database file>.secret``,
+    made (``O_EXCL``, mode 0600) by whichever process needs it first."""
+    database = make_url(database_url).database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return _PROCESS_SECRET
+    path = Path(database + SECRET_FILE_SUFFIX)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot create the installation's secret {path}: {exc.strerror} "
+                          "(set OUTREACH_SECRET_KEY, or make the database's folder writable)") from exc
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    for _ in range(50):  # another process may be writing it this instant
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise ConfigError(f"the installation's secret {path} is empty (delete it, or set OUTREACH_SECRET_KEY)")
 
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute)\s*$")

@@ -1,9 +1,11 @@
 """The links in a message: one-click unsubscribe, the open pixel, click redirects.
 
 Every link carries a signed token (``outreach.sending.tokens``): a tampered
-or foreign token is a 400 page and stores nothing. A GET of the
-unsubscribe link only asks (mail scanners follow links); the confirming POST
-— or a mail client's RFC 8058 one-click POST — unsubscribes.
+or foreign token is a 400 page and stores nothing. A GET or HEAD of the
+unsubscribe link only asks (mail scanners follow and prefetch links); the
+confirming POST — or a mail client's RFC 8058 one-click POST — unsubscribes.
+No safe method changes anything: a HEAD of the pixel or of a click link
+records no open or click, and OPTIONS is answered 405.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             locale, channel, address = await run_in_threadpool(recipient_of, message_id)
         except tokens.BadToken:
             return HTMLResponse(pages.bad_link(), status_code=400)
-        if request.method == "GET":
-            # Mail scanners follow links: GET only asks, it never unsubscribes.
+        if request.method != "POST":
+            # Mail scanners follow and prefetch links: a safe method (GET,
+            # HEAD) only asks, it never unsubscribes.
             return HTMLResponse(pages.confirm(locale=locale, channel=channel, address=address))
 
         def act() -> None:
@@ -76,6 +79,8 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             message_id = tokens.read_open_token(settings, request.path_params["token"])
         except tokens.BadToken:
             return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+        if request.method == "HEAD":  # a prefetch or a link checker, not the image being shown
+            return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
         await run_in_threadpool(record, message_id, EventType.OPEN, "pixel",
                                 payload={"user_agent": request.headers.get("user-agent", "")})
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
@@ -85,7 +90,8 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             message_id, url = tokens.read_click_token(settings, request.path_params["token"])
         except tokens.BadToken:
             return HTMLResponse(pages.bad_link(), status_code=400)
-        await run_in_threadpool(record, message_id, EventType.CLICK, "redirect", url=url)
+        if request.method != "HEAD":  # a link checker's HEAD is not a click
+            await run_in_threadpool(record, message_id, EventType.CLICK, "redirect", url=url)
         return RedirectResponse(url, status_code=302)
 
     return [
