@@ -103,6 +103,23 @@ def test_unsubscribe_page_asks_and_one_click_post_unsubscribes_once(
     assert count(engine, ConsentRecord, ConsentRecord.channel == Channel.EMAIL) == 2
 
 
+def test_safe_methods_never_unsubscribe_open_or_click(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    # Given the links of a sent email
+    unsubscribe = tokens.unsubscribe_url(settings, sent["ada"]).removeprefix(settings.public_url)
+    pixel = tokens.open_pixel_url(settings, sent["ada"]).removeprefix(settings.public_url)
+    click = tokens.click_url(settings, sent["ada"], "https://shop.example/a").removeprefix(settings.public_url)
+    # When a mail scanner prefetches them with HEAD, and probes them with OPTIONS
+    for path in (unsubscribe, pixel, click):
+        assert client.head(path).status_code in (200, 302)
+        assert client.request("OPTIONS", path).status_code == 405
+    # Then nothing changed: still subscribed, no suppression, no event
+    assert latest_consent(engine, "ada", Channel.EMAIL) is ConsentStatus.GRANTED
+    assert count(engine, Suppression) == 0
+    assert count(engine, TrackingEvent) == 0
+
+
 def test_unsubscribe_page_speaks_the_customers_language(
     settings: Settings, client: httpx.Client, sent: dict[str, int]
 ) -> None:
@@ -206,8 +223,8 @@ def test_bad_order_payload_names_the_field(engine: Engine, client: httpx.Client,
 
 # ------------------------------------------------------------------ Twilio
 def twilio_post(client: httpx.Client, settings: Settings, path: str, params: dict[str, str],
-                token: str = "twilio-token") -> httpx.Response:
-    signature = twilio_signature(token, settings.public_url + path, params)
+                token: str = "twilio-token", signed_path: str | None = None) -> httpx.Response:
+    signature = twilio_signature(token, settings.public_url + (signed_path or path), params)
     return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
 
@@ -242,6 +259,84 @@ def test_twilio_request_with_a_bad_signature_is_refused(
     assert response.status_code == 403
     assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.GRANTED
     assert count(engine, TrackingEvent) == 0 and count(engine, Suppression) == 0
+
+
+def stop_form(**changes: str) -> dict[str, str]:
+    params = dict(parse_qsl((FIXTURES / "twilio_inbound_stop.form").read_text().strip()))
+    return {**params, **changes}
+
+
+def test_twilio_signs_the_full_url_query_string_included(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    path = "/webhooks/twilio/inbound?shop=jadeleaf"
+    # Given a webhook URL configured with a query string: a signature over the URL without it is refused
+    assert twilio_post(client, settings, path, stop_form(), signed_path="/webhooks/twilio/inbound").status_code == 403
+    assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.GRANTED
+    # When Twilio signs the full URL, as it does, the STOP is taken
+    assert twilio_post(client, settings, path, stop_form()).status_code == 200
+    assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.REVOKED
+
+
+@pytest.mark.parametrize("word", ["START", "unstop", "Yes"])
+def test_start_after_stop_opts_back_in_with_the_reply_as_evidence(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int], word: str
+) -> None:
+    # Given a customer who replied STOP
+    assert twilio_post(client, settings, "/webhooks/twilio/inbound", stop_form()).status_code == 200
+    assert count(engine, Suppression, Suppression.address == "+8613800000001") == 1
+    # When they reply START (or UNSTOP, YES) later
+    again = stop_form(Body=word, MessageSid="SM" + "2" * 32, SmsMessageSid="SM" + "2" * 32, SmsSid="SM" + "2" * 32)
+    assert twilio_post(client, settings, "/webhooks/twilio/inbound", again).status_code == 200
+    # Then SMS consent is granted again, with the reply as evidence, and the number is no longer suppressed
+    assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.GRANTED
+    with Session(engine) as s:
+        evidence = s.scalar(select(ConsentRecord.evidence).order_by(ConsentRecord.id.desc()).limit(1))
+    assert f"'{word}'" in evidence and "+8613800000001" in evidence
+    assert count(engine, Suppression) == 0
+
+
+def test_help_is_answered_in_the_customers_language(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    response = twilio_post(client, settings, "/webhooks/twilio/inbound", stop_form(Body="help"))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/xml")
+    assert "<Message>" in response.text and "TD" in response.text and "START" in response.text
+    assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.GRANTED
+
+
+def test_signed_twilio_posts_without_their_key_fields_are_refused(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    # A STOP without a sender, a status without a message id: 400, nothing stored
+    no_sender = {k: v for k, v in stop_form().items() if k != "From"}
+    response = twilio_post(client, settings, "/webhooks/twilio/inbound", no_sender)
+    assert response.status_code == 400 and "From" in response.text
+    status = dict(parse_qsl((FIXTURES / "twilio_status_delivered.form").read_text().strip()))
+    no_sid = {k: v for k, v in status.items() if k not in ("MessageSid", "SmsSid")}
+    response = twilio_post(client, settings, "/webhooks/twilio/status", no_sid)
+    assert response.status_code == 400 and "MessageSid" in response.text
+    assert count(engine, Suppression) == 0 and count(engine, TrackingEvent) == 0
+
+
+def test_error_21610_in_a_status_callback_is_an_opt_out(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    status = dict(parse_qsl((FIXTURES / "twilio_status_delivered.form").read_text().strip()))
+    status.update(MessageStatus="undelivered", SmsStatus="undelivered", ErrorCode="21610")
+    assert twilio_post(client, settings, "/webhooks/twilio/status", status).status_code == 204
+    assert latest_consent(engine, "wang", Channel.SMS) is ConsentStatus.REVOKED
+    assert count(engine, Suppression, Suppression.address == "+8613800000001") == 1
+
+
+def test_twilio_without_an_auth_token_is_a_startup_error(engine: Engine) -> None:
+    from outreach.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="OUTREACH_TWILIO_AUTH_TOKEN"):
+        create_app(load_settings(secret_key="s", sms_transport="twilio", twilio_from="+14155550100"), engine)
+    # Without Twilio at all, its routes do not exist (no per-request 500)
+    app = create_app(load_settings(secret_key="s"), engine)
+    assert not any(getattr(route, "path", "").startswith("/webhooks/twilio") for route in app.routes)
 
 
 @pytest.mark.parametrize("status,expected", [("delivered", EventType.DELIVERED), ("failed", EventType.FAILED),
@@ -292,3 +387,51 @@ def test_metrics_count_requests_by_route_and_show_the_outbox_depth(
     assert not any(pixel.split("/")[-1].split(".")[0] in str(labels) for _, labels in after)
     assert after[("outreach_outbox_messages", (("status", "queued"),))] == 1
     assert after[("outreach_outbox_messages", (("status", "planned"),))] == 0
+
+
+# ------------------------------------------------------------------ the secret
+PUBLISHED_DEV_SECRET = "outreach-embedded-development-secret"  # what earlier versions signed with
+
+
+def test_an_embedded_installation_signs_with_a_secret_of_its_own(tmp_path: Path) -> None:
+    # Given two embedded installations with no secret configured
+    first = load_settings(database_url=f"sqlite:///{tmp_path / 'a' / 'outreach.db'}")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    again = load_settings(database_url=f"sqlite:///{tmp_path / 'a' / 'outreach.db'}")
+    other = load_settings(database_url=f"sqlite:///{tmp_path / 'b' / 'outreach.db'}")
+    # Then each signs with a random secret kept beside its database, for its owner only
+    secret = first.require_secret()
+    assert len(secret) >= 32 and secret != PUBLISHED_DEV_SECRET
+    kept = tmp_path / "a" / "outreach.db.secret"
+    assert kept.read_text().strip() == secret and kept.stat().st_mode & 0o777 == 0o600
+    # And every process of the installation agrees on it; another installation has another
+    assert again.require_secret() == secret
+    assert other.require_secret() not in (secret, PUBLISHED_DEV_SECRET)
+
+
+def test_links_forged_with_the_published_secret_do_nothing(engine: Engine, tmp_path: Path,
+                                                           sent: dict[str, int]) -> None:
+    # Given an embedded webhook server started without OUTREACH_SECRET_KEY
+    port = free_port()
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'outreach.db'}",
+                             public_url=f"http://127.0.0.1:{port}")
+    forger = load_settings(secret_key=PUBLISHED_DEV_SECRET, public_url=settings.public_url)
+    with serve_in_thread(create_app(settings, engine, clock=lambda: ARRIVAL), port=port) as base, \
+            httpx.Client(base_url=base) as http:
+        # When a stranger signs an unsubscribe, an order and a redirect with the secret in the source
+        unsubscribe = http.post(tokens.unsubscribe_url(forger, sent["ada"]).removeprefix(base))
+        redirect = http.get(tokens.click_url(forger, sent["ada"], "https://evil.example").removeprefix(base),
+                            follow_redirects=False)
+        body = json.dumps({"external_id": "forged", "customer_id": "ada", "ordered_at": ARRIVAL.isoformat(),
+                           "amount": "1.00", "items": []}).encode()
+        order = post_order(http, body, secret=PUBLISHED_DEV_SECRET)
+        # And the real links still work
+        real = http.get(tokens.click_url(settings, sent["ada"], "https://shop.example/").removeprefix(base),
+                        follow_redirects=False)
+    # Then all three are refused and nothing is stored
+    assert (unsubscribe.status_code, redirect.status_code, order.status_code) == (400, 400, 401)
+    assert "location" not in redirect.headers
+    assert latest_consent(engine, "ada", Channel.EMAIL) is ConsentStatus.GRANTED
+    assert count(engine, Order, Order.external_id == "forged") == 0
+    assert real.status_code == 302

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, exists, not_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, exists, not_, select
 from sqlalchemy.orm import Session, aliased
 
 from outreach.domain import Channel, ConsentStatus
@@ -104,3 +104,12 @@ def suppress(session: Session | Connection, *, channel: Channel, address: str, r
         channel=channel, address=address, reason=reason, created_at=now
     )
     session.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "address"]))
+
+
+def lift(session: Session | Connection, *, channel: Channel, address: str, reasons: tuple[str, ...]) -> int:
+    """Take an address off the suppression list — only for the given reasons
+    (a STOP undone by START; never a hard bounce or a complaint)."""
+    result = session.execute(
+        delete(Suppression).where(Suppression.channel == channel, Suppression.address == address,
+                                  Suppression.reason.in_(reasons)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -81,7 +81,33 @@ def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str
                      dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
         _revoke(session, customer_id=customer_id, channel=Channel.SMS, occurred_at=occurred_at,
                 source=source, evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
-    permission.suppress(session, channel=Channel.SMS, address=phone, reason="STOP reply", now=occurred_at)
+    permission.suppress(session, channel=Channel.SMS, address=phone, reason=STOP_REASON, now=occurred_at)
+    return len(customers)
+
+
+#: The suppression a STOP reply adds, and the one a START reply lifts.
+STOP_REASON = "STOP reply"
+
+
+def start_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
+              payload: dict[str, Any], dedupe_key: str | None) -> int:
+    """A START (UNSTOP, YES) reply: the customers with this number consent to
+    SMS again — the reply is the evidence — and the number's STOP suppression
+    is lifted (a bounce or complaint stays). Returns how many customers."""
+    customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
+    for index, customer_id in enumerate(customers):
+        record_event(session, type=EventType.REPLY, occurred_at=occurred_at, source=source,
+                     customer_id=customer_id, payload=payload,
+                     dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
+        latest = session.scalar(
+            select(ConsentRecord.status)
+            .where(ConsentRecord.customer_id == customer_id, ConsentRecord.channel == Channel.SMS)
+            .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc()).limit(1))
+        if latest is not ConsentStatus.GRANTED:
+            session.add(ConsentRecord(customer_id=customer_id, channel=Channel.SMS, status=ConsentStatus.GRANTED,
+                                      source=source, recorded_at=occurred_at,
+                                      evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}"))
+    permission.lift(session, channel=Channel.SMS, address=phone, reasons=(STOP_REASON,))
     return len(customers)
 
 

@@ -1,9 +1,17 @@
 """Twilio's webhooks: incoming SMS (STOP replies) and delivery status callbacks.
 
 Every request is verified with Twilio's signature (``X-Twilio-Signature``:
-HMAC-SHA1 of the URL and the sorted form fields with the auth token); a bad
-one is a 403 and stores nothing. Statuses are mapped to the normalized event
-vocabulary through a table; a status we do not know becomes UNKNOWN.
+HMAC-SHA1 of the full URL — query string included — and the sorted form
+fields with the auth token); a bad one is a 403 and stores nothing. The
+routes exist only with ``twilio_auth_token`` set, and ``sms_transport =
+"twilio"`` without it stops ``serve`` at start.
+
+Replies: STOP words opt out (consent revoked, number suppressed), START
+words opt back in (consent granted with the reply as evidence, the STOP
+suppression lifted), HELP words get an answer saying both. Statuses are
+mapped to the normalized event vocabulary through a table; a status we do
+not know becomes UNKNOWN; error 21610 (the number opted out at the carrier)
+counts as a STOP. A signed request without the fields it needs is a 400.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import datetime
+from html import escape
 
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +31,7 @@ from starlette.routing import Route
 
 from outreach.config import Settings
 from outreach.domain import EventType
+from outreach.errors import ConfigError
 from outreach.store import responses
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message
@@ -38,6 +48,15 @@ STATUS_EVENTS = {
     "failed": EventType.FAILED,
     "read": EventType.OPEN,
 }
+#: Replies that mean "send me messages again", and "what is this?" (Twilio's standard keywords).
+START_WORDS = {"START", "UNSTOP", "YES", "订阅"}
+HELP_WORDS = {"HELP", "INFO", "帮助"}
+HELP_TEXT = {
+    "en": "Reply STOP to unsubscribe, START to subscribe again.",
+    "zh": "回复TD退订，回复START重新订阅。",
+}
+#: Twilio error: "Attempt to send to unsubscribed recipient" — the carrier says the number opted out.
+OPTED_OUT_ERROR = "21610"
 #: Intermediate statuses: acknowledged, not stored.
 IGNORED_STATUSES = {"accepted", "scheduled", "queued", "sending", "sent", "receiving", "received"}
 #: What Twilio expects back from an incoming-message webhook: no reply.
@@ -50,11 +69,24 @@ def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
+def _twiml(text: str | None) -> Response:
+    body = f"<Response><Message>{escape(text)}</Message></Response>" if text else EMPTY_TWIML
+    return Response(body, media_type="text/xml")
+
+
 def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) -> list[Route]:
+    if settings.twilio_auth_token is None:
+        if settings.sms_transport == "twilio":
+            raise ConfigError("sms_transport is 'twilio' but twilio_auth_token is not set: Twilio's webhooks "
+                              "could not be verified (set OUTREACH_TWILIO_AUTH_TOKEN)")
+        return []  # no Twilio account: no Twilio webhooks
+    token = settings.twilio_auth_token.get_secret_value()
+
     async def verified_form(request: Request) -> dict[str, str] | None:
         form = {k: str(v) for k, v in (await request.form()).items()}
-        token = settings.require("twilio_auth_token")
         url = settings.public_url.rstrip("/") + request.url.path
+        if request.url.query:  # Twilio signs the URL it was given, query string included
+            url += "?" + request.url.query
         expected = twilio_signature(token, url, form)
         if not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), expected):
             return None
@@ -64,37 +96,56 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        body, phone = form.get("Body", "").strip(), form.get("From", "")
+        body, phone = form.get("Body", "").strip(), form.get("From", "").strip()
+        if not phone:
+            return Response("field 'From' is missing: the sender's number is required", status_code=400)
+        word = body.upper()
 
-        def act() -> None:
+        def act() -> str | None:
             with transaction(engine) as session:
                 sid = form.get("MessageSid")
                 dedupe = f"twilio:{sid}" if sid else None
-                if body.upper() in STOP_WORDS:
+                if word in STOP_WORDS:
                     responses.stop_sms(session, phone=phone, occurred_at=clock(), source="twilio",
                                        payload=form, dedupe_key=dedupe)
-                else:
-                    customer_id = session.scalar(select(Customer.id).where(Customer.phone == phone))
-                    responses.record_event(session, type=EventType.REPLY, occurred_at=clock(), source="twilio",
-                                           customer_id=customer_id, payload=form, dedupe_key=dedupe)
+                    return None
+                if word in START_WORDS:
+                    responses.start_sms(session, phone=phone, occurred_at=clock(), source="twilio",
+                                        payload=form, dedupe_key=dedupe)
+                    return None
+                locale = session.scalar(select(Customer.locale).where(Customer.phone == phone).limit(1))
+                customer_id = session.scalar(select(Customer.id).where(Customer.phone == phone).limit(1))
+                responses.record_event(session, type=EventType.REPLY, occurred_at=clock(), source="twilio",
+                                       customer_id=customer_id, payload=form, dedupe_key=dedupe)
+                if word in HELP_WORDS:
+                    return HELP_TEXT["zh" if (locale or "").startswith("zh") or word == "帮助" else "en"]
+                return None
 
-        await run_in_threadpool(act)
-        return Response(EMPTY_TWIML, media_type="text/xml")
+        return _twiml(await run_in_threadpool(act))
 
     async def status(request: Request) -> Response:
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        state, sid = form.get("MessageStatus", "").lower(), form.get("MessageSid", "")
-        if state in IGNORED_STATUSES:
+        state, sid = form.get("MessageStatus", "").lower(), form.get("MessageSid", "").strip()
+        if not sid:
+            return Response("field 'MessageSid' is missing: the message's id is required", status_code=400)
+        opted_out = form.get("ErrorCode", "").strip() == OPTED_OUT_ERROR
+        if state in IGNORED_STATUSES and not opted_out:
             return Response(status_code=204)
         kind = STATUS_EVENTS.get(state, EventType.UNKNOWN)
 
         def act() -> None:
             with transaction(engine) as session:
-                message_id = session.scalar(select(Message.id).where(Message.provider_id == sid))
+                message = session.execute(select(Message.id, Message.to_address)
+                                          .where(Message.provider_id == sid)).first()
                 responses.record_event(session, type=kind, occurred_at=clock(), source="twilio",
-                                       message_id=message_id, payload=form, dedupe_key=f"twilio:{sid}:{state}")
+                                       message_id=message[0] if message else None, payload=form,
+                                       dedupe_key=f"twilio:{sid}:{state}")
+                phone = (message[1] if message else None) or form.get("To", "").strip()
+                if opted_out and phone:  # the carrier's opt-out is as good as a STOP reply
+                    responses.stop_sms(session, phone=phone, occurred_at=clock(), source="twilio",
+                                       payload=form, dedupe_key=f"twilio:{sid}:opted-out")
 
         await run_in_threadpool(act)
         return Response(status_code=204)
