@@ -231,7 +231,7 @@ def test_bom_header_and_row_numbers_as_a_spreadsheet_shows_them(engine: Engine, 
     assert [(p.row, p.field) for p in caught.value.problems] == [(4, "email")]
 
     result = run(engine, "customers", path, skip_invalid=True)
-    assert customers(engine)["C1"].name == "欧阳\n娜娜"
+    assert customers(engine)["C1"].name == "欧阳 娜娜"  # a line break inside a name cell becomes a space
     assert result.rows == 2
 
 
@@ -267,6 +267,63 @@ def test_cells_without_a_column_are_reported(engine: Engine, tmp_path: Path) -> 
         run(engine, "customers", path)
     [problem] = caught.value.problems
     assert problem.row == 2 and "4 cells" in problem.message and "double quotes" in (problem.hint or "")
+
+
+def test_an_unclosed_quote_is_an_error_not_rows_swallowed(engine: Engine, tmp_path: Path) -> None:
+    # Given a file whose row 3 opens a quote it never closes (the rows after it would become one cell)
+    path = tmp_path / "c.csv"
+    path.write_text('external_id,name,email\nC1,Li Wei,li@example.com\nC2,"Wang Fang,wang@example.com\n'
+                    "C3,Zhang Min,zhang@example.com\nC4,Chen Jie,chen@example.com\n", encoding="utf-8")
+    before = snapshot(engine)
+    # When it is imported, it fails at the row of the quote, with a hint, and nothing is written
+    with pytest.raises(ImportRowError) as caught:
+        run(engine, "customers", path)
+    [problem] = caught.value.problems
+    assert problem.row == 3 and "never closed" in problem.message and '""' in (problem.hint or "")
+    assert snapshot(engine) == before
+
+
+def test_a_short_row_is_refused_instead_of_emptying_columns(engine: Engine, tmp_path: Path) -> None:
+    # Given a customer with an email and a phone
+    write_csv(tmp_path / "a.csv", ["external_id", "name", "email", "phone"],
+              [["C1", "Li Wei", "li@example.com", "+8613812345678"]])
+    run(engine, "customers", tmp_path / "a.csv")
+    # When a later file's row for them stops after the name
+    path = tmp_path / "b.csv"
+    path.write_text("external_id,name,email,phone\nC1,Li Wei\n", encoding="utf-8")
+    with pytest.raises(ImportRowError) as caught:
+        run(engine, "customers", path)
+    # Then the row is refused, naming what would be emptied, and the customer keeps both
+    [problem] = caught.value.problems
+    assert problem.row == 2 and "'email', 'phone' would be emptied" in problem.message
+    assert (customers(engine)["C1"].email, customers(engine)["C1"].phone) == ("li@example.com", "+8613812345678")
+
+
+def test_control_characters_in_a_name_are_refused(engine: Engine, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "c.csv", ["external_id", "name", "email"],
+                     [["C1", "Li\x0bWei", "li@example.com"], ["C2", "Wang\u200dFang", "wang@example.com"]])
+    with pytest.raises(ImportRowError) as caught:
+        run(engine, "customers", path)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.field) == (2, "name") and "U+000B" in problem.message
+    # And with --skip-invalid, the clean name (a zero-width joiner is text) goes in
+    run(engine, "customers", path, skip_invalid=True)
+    assert set(customers(engine)) == {"C2"}
+
+
+def test_consent_dated_in_the_future_is_refused(engine: Engine, tmp_path: Path) -> None:
+    # Given customers, and a consent file whose time is local time written without its offset
+    run(engine, "customers", "customers.csv")
+    ext = next(iter(customers(engine)))
+    path = write_csv(tmp_path / "consents.csv", ["customer_id", "channel", "status", "source", "recorded_at"],
+                     [[ext, "email", "granted", "checkout", "2026-03-01T20:00:00"]])
+    before = ledger(engine)
+    # When it is imported at 12:00 UTC, the row is refused: it would outrank a real opt-out until 20:00
+    with pytest.raises(ImportRowError) as caught:
+        run(engine, "consents", path)
+    [problem] = caught.value.problems
+    assert problem.field == "recorded_at" and "later than now" in problem.message and "offset" in (problem.hint or "")
+    assert ledger(engine) == before
 
 
 def test_problem_list_is_capped_with_a_count_of_the_rest(engine: Engine, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ the same file twice adds nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select
 
@@ -39,6 +39,10 @@ class ConsentRow:
         return (self.customer.id, self.channel, self.status, self.recorded_at)
 
 
+#: How far a consent's time may be ahead of ours (another machine's clock).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 class Consents(Kind[ConsentRow]):
     name = "consents"
     columns = ("customer_id", "channel", "status", "source", "evidence", "recorded_at")
@@ -61,6 +65,12 @@ class Consents(Kind[ConsentRow]):
         )
         evidence = cells.raw("evidence") or None
         recorded_at = cells.get("recorded_at", parse_instant, self.now)
+        if recorded_at > self.now + CLOCK_SKEW:
+            # A consent "from the future" would outrank every real opt-out until then.
+            cells.problem("recorded_at", f"{recorded_at:%Y-%m-%d %H:%M} UTC is later than now "
+                          f"({self.now:%Y-%m-%d %H:%M} UTC)",
+                          hint="write the time with its offset (2026-03-01T09:30:00+08:00): a local time "
+                               "without one is read as UTC")
         if cells.problems or customer is None or channel is None or status is None or source is None:
             return None
         return ConsentRow(

@@ -26,6 +26,7 @@ from outreach.importing.values import (
     parse_date,
     parse_instant,
     parse_locale,
+    parse_name,
     parse_timezone,
 )
 from outreach.store.models import Customer, CustomerTag
@@ -86,7 +87,7 @@ class Customers(Kind[CustomerRecord]):
         )
         record = CustomerRecord(
             external_id=external_id or "",
-            name=cells.get("name", lambda s: check_length(s, NAME_MAX), ""),
+            name=cells.get("name", lambda s: parse_name(s, NAME_MAX), ""),
             email=cells.get("email", normalize_email, None),
             phone=cells.get("phone", normalize_phone, None),
             birthday=cells.get("birthday", parse_date, None),

@@ -244,6 +244,19 @@ def _check_shape(cells: Cells, header: Header) -> None:
                 hint='put a cell that contains a comma in double quotes, e.g. "Shanghai, China"',
             )
         )
+    if len(row.cells) < len(header.cells) and any(header.names[len(row.cells):]):
+        missing = [name for name in header.names[len(row.cells):] if name]
+        cells.problems.append(
+            Problem(
+                f"the row has {len(row.cells)} cells but row 1 names {len(header.cells)} columns: "
+                f"{', '.join(repr(m) for m in missing[:5])}{' …' if len(missing) > 5 else ''} "
+                "would be emptied",
+                file=cells.file,
+                row=row.number,
+                hint="add the missing cells (empty ones too: a,b,,) — a short row is often a line break "
+                     "inside a cell that is not quoted",
+            )
+        )
     for position, name in enumerate(header.names[: len(row.cells)]):
         if not name and row.cells[position].strip():
             cells.problems.append(

@@ -90,7 +90,9 @@ class CsvSource:
         self.size: int | None = path.stat().st_size if stream is None else None
         self._read = 0
         self._row = 0
-        self._records = csv.reader(self._lines())
+        # strict: a quote opened and never closed is an error at the end of
+        # the file, not one cell that silently swallows every following row.
+        self._records = csv.reader(self._lines(), strict=True)
         try:
             self.header = self._read_header()
         except BaseException:
@@ -143,10 +145,17 @@ class CsvSource:
         try:
             cells = next(self._records, None)
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise self._fail(
+                    f'a double quote (") opened in row {self._row + 1} is never closed, so every row after '
+                    "it would be read as one cell",
+                    row=self._row + 1,
+                    hint='close the quote, or double a quote that is part of the text ("" inside a quoted cell)',
+                ) from None
             raise self._fail(
                 f"the file is not a readable CSV file ({exc})",
                 row=self._row + 1,
-                hint=CSV_HINT,
+                hint=CSV_HINT + '; a double quote inside a cell must be doubled ("") and the cell quoted',
             ) from None
         if cells is not None:
             self._row += 1

@@ -35,6 +35,7 @@ MAX_AMOUNT = Decimal("999999999999.99")
 CENT = Decimal("0.01")
 AMOUNT_HINT = "write amounts like 1234.50: a point for decimals, no currency sign or thousands separator"
 CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+LINE_BREAKS = re.compile(r"[\r\n\t]+")
 
 
 class InvalidValue(ValueError):
@@ -171,3 +172,17 @@ def check_length(raw: str, limit: int) -> str:
     if len(raw) > limit:
         raise InvalidValue(f"'{raw[:20]}…' is {len(raw)} characters long", hint=f"keep it to {limit} characters")
     return raw
+
+
+def parse_name(raw: str, limit: int) -> str:
+    """A person's name: at most ``limit`` characters, on one line (a line
+    break or tab inside a quoted cell becomes a space), and no other control
+    character (U+000B or NUL in a name breaks the email's headers and
+    greeting; a zero-width joiner or a direction mark is text and is kept)."""
+    raw = " ".join(LINE_BREAKS.sub(" ", raw).split()) if LINE_BREAKS.search(raw) else raw
+    for position, char in enumerate(raw, start=1):
+        if unicodedata.category(char) == "Cc":
+            raise InvalidValue(f"the name contains the control character U+{ord(char):04X} at position {position}",
+                               hint="remove it (often a line break or a stray character pasted from another "
+                                    "program)")
+    return check_length(raw, limit)
