@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -435,3 +436,60 @@ def test_links_forged_with_the_published_secret_do_nothing(engine: Engine, tmp_p
     assert latest_consent(engine, "ada", Channel.EMAIL) is ConsentStatus.GRANTED
     assert count(engine, Order, Order.external_id == "forged") == 0
     assert real.status_code == 302
+
+
+# ------------------------------------------------------------------ hostile orders
+def _order(**changes: Any) -> dict[str, Any]:
+    return {**json.loads((FIXTURES / "order.json").read_text()), **changes}
+
+
+def test_the_same_orders_delivered_twice_at_once_are_stored_once_each(
+    engine: Engine, settings: Settings, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Given 20 orders of 2 items, each delivered twice at the same moment
+    bodies = [json.dumps(_order(external_id=f"SHOP-{i}")).encode() for i in range(20)]
+    base = str(client.base_url)
+
+    def deliver(body: bytes) -> int:
+        with httpx.Client(base_url=base) as http:
+            return post_order(http, body).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(deliver, [b for body in bodies for b in (body, body)]))
+    # Then every delivery is answered 200, and each order is stored once with its 2 items
+    assert codes == [200] * 40
+    with Session(engine) as s:
+        assert sorted(len(o.items) for o in s.scalars(select(Order))) == [2] * 20
+    assert count(engine, TrackingEvent, TrackingEvent.type == EventType.ORDER) == 20
+
+
+@pytest.mark.parametrize("name, body", [
+    ("year 9999", json.dumps(_order(ordered_at="9999-12-31T23:59:59-05:00")).encode()),
+    ("year 1900", json.dumps(_order(ordered_at="1900-01-01T00:00:00Z")).encode()),
+    ("NUL in a SKU", json.dumps(_order(items=[{"sku": "LJ\u0000100"}])).encode()),
+    ("2**70 items of one SKU", json.dumps(_order(items=[{"sku": "LJ-100", "quantity": 2 ** 70}])).encode()),
+    ("an amount beyond the schema", json.dumps(_order(amount="1e20")).encode()),
+    ("a tenth of a cent", json.dumps(_order(amount="10.001")).encode()),
+    ("NaN", json.dumps(_order(amount="NaN")).encode()),
+    ("invalid UTF-8", b'{"external_id": "\xff\xfe", "customer_id": "ada"}'),
+    ("JSON nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000),
+    ("1,001 items", json.dumps(_order(items=[{"sku": f"S{i}"} for i in range(1001)])).encode()),
+])
+def test_hostile_order_values_are_a_4xx_with_a_reason_and_store_nothing(
+    engine: Engine, client: httpx.Client, sent: dict[str, int], name: str, body: bytes
+) -> None:
+    response = post_order(client, body)
+    assert response.status_code == 422, (name, response.text)
+    assert response.json()["errors"][0]["message"]
+    assert count(engine, Order) == 0
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(
+    engine: Engine, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    # An unauthenticated 20 MB body: refused (413) without a signature check
+    response = client.post("/webhooks/orders", content=b"x" * (20 << 20), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "longer than" in response.json()["error"]
+    assert count(engine, Order) == 0

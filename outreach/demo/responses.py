@@ -90,7 +90,9 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
                 P_ORDER_CLICKED if clicked else P_ORDER_TREATED)
             if rng.random() < p:
                 window = windows.get(msg.rule_id, 7)
-                order = _order(rng, msg.id, customer_ext, sent + timedelta(hours=rng.randint(2, window * 24 - 2)))
+                placed = sent + timedelta(hours=rng.randint(2, window * 24 - 2))
+                order = _order(rng, msg.id, customer_ext, placed)
+                clock["now"] = placed  # the shop reports the order when it is placed
                 body = json.dumps(order).encode()
                 response = client.post(f"{settings.public_url}/webhooks/orders", content=body,
                                        headers={"X-Outreach-Signature": order_signature(secret, body),

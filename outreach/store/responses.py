@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import Channel, ConsentStatus, EventType
@@ -136,22 +136,29 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
                  simulated: bool = False) -> Order:
     """Upsert an order by external id (items replaced) and record an ORDER event
     once, keeping the source's ``payload`` beside it."""
-    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == order.customer_external_id))
+    # One customer's orders are written one at a time (PostgreSQL: the row
+    # lock below; SQLite has one writer): the per-customer tables the
+    # database's triggers keep would otherwise race (two recomputes of the
+    # same customer's products). NO KEY: the orders' foreign-key checks go on.
+    customer_id = session.scalar(select(Customer.id).where(Customer.external_id == order.customer_external_id)
+                                 .with_for_update(key_share=True))  # FOR NO KEY UPDATE
     if customer_id is None:
         raise PayloadError.single(f"unknown customer '{order.customer_external_id}'", field="customer_id",
                                   hint="send the customer's external_id, as imported")
-    row = session.scalar(select(Order).where(Order.external_id == order.external_id))
-    if row is None:
-        row = Order(external_id=order.external_id, source=source)
-        session.add(row)
-    else:
-        session.execute(delete(OrderItem).where(OrderItem.order_id == row.id))
-    row.customer_id, row.ordered_at, row.amount = customer_id, order.ordered_at, order.amount
-    row.currency, row.coupon_code = order.currency.upper(), order.coupon_code
-    session.flush()
-    for item in order.items:
-        session.add(OrderItem(order_id=row.id, sku=item.sku, category=item.category,
-                              quantity=item.quantity, amount=item.amount))
+    # One atomic upsert: a second delivery of the same order at the same
+    # moment waits for this one's row lock, then replaces — never a second
+    # row, never a second set of items.
+    values = {"customer_id": customer_id, "ordered_at": order.ordered_at, "amount": order.amount,
+              "currency": order.currency.upper(), "coupon_code": order.coupon_code}
+    stmt = dialect.insert(session, Order).values(external_id=order.external_id, source=source, **values)
+    order_id = session.execute(
+        stmt.on_conflict_do_update(index_elements=["external_id"], set_=values).returning(Order.id)).scalar_one()
+    session.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
+    if order.items:
+        session.execute(insert(OrderItem), [
+            {"order_id": order_id, "sku": item.sku, "category": item.category, "quantity": item.quantity,
+             "amount": item.amount} for item in order.items])
+    row = session.get_one(Order, order_id, populate_existing=True)
     record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
                  customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
                  payload=payload, simulated=simulated)
