@@ -41,16 +41,13 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
     definition = json.loads(spec.model_dump_json(by_alias=True))
     checksum = rule_checksum(loaded.text)
     if row is None:
-        row = Rule(
-            name=spec.name,
-            path=str(loaded.path),
-            definition=definition,
-            checksum=checksum,
-            updated_at=now,
-        )
-        session.add(row)
-        session.flush()
-    elif row.checksum != checksum or row.path != str(loaded.path):
+        # Two commands starting at once (two `outreach run`) may both find no
+        # row: the second insert does nothing and reads the first one's row.
+        session.execute(dialect.insert(session, Rule).values(
+            name=spec.name, path=str(loaded.path), definition=definition, checksum=checksum, updated_at=now,
+        ).on_conflict_do_nothing(index_elements=["name"]))
+        row = session.scalars(select(Rule).where(Rule.name == spec.name)).one()
+    if row.checksum != checksum or row.path != str(loaded.path):
         row.definition, row.checksum, row.path, row.updated_at = (
             definition,
             checksum,
