@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,7 +22,7 @@ from outreach.sending import tokens
 from outreach.store.engine import transaction
 from outreach.store.models import ConsentRecord, Message, Order, Rule, Suppression, TrackingEvent
 from outreach.webhooks.app import create_app
-from outreach.webhooks.orders import order_signature
+from outreach.webhooks.orders import signed_headers
 from outreach.webhooks.server import free_port, serve_in_thread
 from outreach.webhooks.twilio import twilio_signature
 
@@ -171,10 +171,10 @@ def test_open_pixel_is_a_gif_and_records_only_valid_tokens(
 
 
 # ------------------------------------------------------------------ orders
-def post_order(client: httpx.Client, body: bytes, secret: str = "shop-secret") -> httpx.Response:
-    return client.post("/webhooks/orders", content=body,
-                       headers={"X-Outreach-Signature": order_signature(secret, body),
-                                "Content-Type": "application/json"})
+def post_order(client: httpx.Client, body: bytes, secret: str = "shop-secret", *,
+               at: datetime = ARRIVAL) -> httpx.Response:
+    """A delivery signed at ``at`` (the server's clock says ARRIVAL)."""
+    return client.post("/webhooks/orders", content=body, headers=signed_headers(secret, body, at=at))
 
 
 def test_signed_order_is_recorded_once_even_when_delivered_twice(
@@ -197,14 +197,45 @@ def test_order_with_a_bad_signature_is_refused_and_stores_nothing(
     engine: Engine, client: httpx.Client, sent: dict[str, int], signature: str | None
 ) -> None:
     body = (FIXTURES / "order.json").read_bytes()
-    headers = {"Content-Type": "application/json"}
+    headers = signed_headers("shop-secret", body, at=ARRIVAL)
     if signature == "wrong-secret":
-        headers["X-Outreach-Signature"] = order_signature("not-the-secret", body)
+        headers = signed_headers("not-the-secret", body, at=ARRIVAL)
     elif signature:
         headers["X-Outreach-Signature"] = signature
+    else:
+        del headers["X-Outreach-Signature"]
     response = client.post("/webhooks/orders", content=body, headers=headers)
     assert response.status_code == 401 and "X-Outreach-Signature" in response.json()["error"]
     assert count(engine, Order) == 0 and count(engine, TrackingEvent) == 0
+
+
+def test_a_replayed_or_older_order_delivery_changes_nothing(
+    engine: Engine, client: httpx.Client, sent: dict[str, int]
+) -> None:
+    body = (FIXTURES / "order.json").read_bytes()
+    # A delivery without a timestamp, or signed ten minutes ago (a replay), is refused
+    no_stamp = signed_headers("shop-secret", body, at=ARRIVAL)
+    del no_stamp["X-Outreach-Timestamp"]
+    assert client.post("/webhooks/orders", content=body, headers=no_stamp).status_code == 401
+    stale = post_order(client, body, at=ARRIVAL - timedelta(minutes=10))
+    assert stale.status_code == 401 and "replayed" in stale.json()["error"]
+    # A timestamp changed after signing breaks the signature
+    moved = signed_headers("shop-secret", body, at=ARRIVAL - timedelta(minutes=10))
+    moved["X-Outreach-Timestamp"] = str(int(ARRIVAL.replace(tzinfo=UTC).timestamp()))
+    assert client.post("/webhooks/orders", content=body, headers=moved).status_code == 401
+    assert count(engine, Order) == 0
+    # Given the order, then its update (an item refunded, signed a minute later)
+    assert post_order(client, body, at=ARRIVAL - timedelta(minutes=2)).status_code == 200
+    update = json.loads(body)
+    update["amount"], update["items"] = "136.00", update["items"][:1]
+    assert post_order(client, json.dumps(update).encode(), at=ARRIVAL - timedelta(minutes=1)).status_code == 200
+    # When the first body is delivered again (a retry, or someone who kept it)
+    again = post_order(client, body, at=ARRIVAL - timedelta(minutes=2))
+    # Then it is acknowledged and changes nothing: the update stays
+    assert again.status_code == 200 and "unchanged" in again.json()
+    with Session(engine) as s:
+        order = s.scalar(select(Order))
+        assert (str(order.amount), [i.sku for i in order.items]) == ("136.00", ["LJ-100"])
 
 
 def test_bad_order_payload_names_the_field(engine: Engine, client: httpx.Client, sent: dict[str, int]) -> None:

@@ -26,7 +26,7 @@ from outreach.demo.data import PRODUCTS
 from outreach.domain import Channel, MessageStatus
 from outreach.store.models import Customer, Message, Rule, TrackingEvent
 from outreach.webhooks.app import create_app
-from outreach.webhooks.orders import order_signature
+from outreach.webhooks.orders import signed_headers
 from outreach.webhooks.server import serve_in_thread
 from outreach.webhooks.twilio import twilio_signature
 
@@ -95,8 +95,7 @@ def replay_responses(settings: Settings, engine: Engine, *, now: datetime, seed:
                 clock["now"] = placed  # the shop reports the order when it is placed
                 body = json.dumps(order).encode()
                 response = client.post(f"{settings.public_url}/webhooks/orders", content=body,
-                                       headers={"X-Outreach-Signature": order_signature(secret, body),
-                                                "Content-Type": "application/json"})
+                                       headers=signed_headers(secret, body, at=placed))
                 response.raise_for_status()
                 counts["orders"] += 1
     with Session(engine) as session, session.begin():

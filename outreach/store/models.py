@@ -118,6 +118,9 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     coupon_code: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32), default="import")
+    #: The signed time of the webhook delivery stored (None: imported); an
+    #: older delivery, replayed after an update, changes nothing (0011).
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     items: Mapped[list[OrderItem]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"

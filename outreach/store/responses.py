@@ -133,9 +133,12 @@ class IncomingOrder:
 
 
 def record_order(session: Session, order: IncomingOrder, *, source: str, payload: dict[str, Any],
-                 simulated: bool = False) -> Order:
+                 simulated: bool = False, reported_at: datetime | None = None) -> tuple[Order, bool]:
     """Upsert an order by external id (items replaced) and record an ORDER event
-    once, keeping the source's ``payload`` beside it."""
+    once, keeping the source's ``payload`` beside it. With ``reported_at``
+    (the signed time of a webhook delivery), a version reported no later
+    than the stored one changes nothing. Returns the order and whether this
+    version was stored."""
     # One customer's orders are written one at a time (PostgreSQL: the row
     # lock below; SQLite has one writer): the per-customer tables the
     # database's triggers keep would otherwise race (two recomputes of the
@@ -149,10 +152,16 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
     # moment waits for this one's row lock, then replaces — never a second
     # row, never a second set of items.
     values = {"customer_id": customer_id, "ordered_at": order.ordered_at, "amount": order.amount,
-              "currency": order.currency.upper(), "coupon_code": order.coupon_code}
+              "currency": order.currency.upper(), "coupon_code": order.coupon_code, "reported_at": reported_at}
     stmt = dialect.insert(session, Order).values(external_id=order.external_id, source=source, **values)
-    order_id = session.execute(
-        stmt.on_conflict_do_update(index_elements=["external_id"], set_=values).returning(Order.id)).scalar_one()
+    newer = Order.reported_at.is_(None) | (Order.reported_at < stmt.excluded.reported_at)
+    stored = session.execute(
+        stmt.on_conflict_do_update(index_elements=["external_id"], set_=values,
+                                   where=newer if reported_at is not None else None)
+        .returning(Order.id)).scalar()
+    if stored is None:  # an older (or the same) delivery: the stored version stays
+        return session.scalars(select(Order).where(Order.external_id == order.external_id)).one(), False
+    order_id = stored
     session.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
     if order.items:
         session.execute(insert(OrderItem), [
@@ -162,4 +171,4 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
     record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
                  customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
                  payload=payload, simulated=simulated)
-    return row
+    return row, True

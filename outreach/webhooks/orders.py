@@ -1,8 +1,11 @@
 """The shop's order webhook: ``POST /webhooks/orders``, signed with HMAC-SHA256.
 
-The body is JSON (:class:`OrderIn`); the header ``X-Outreach-Signature:
-sha256=<hex>`` is the HMAC of the raw body with the order secret. A bad
-signature is a 401 and stores nothing; a bad payload is a 422 naming the
+The body is JSON (:class:`OrderIn`); ``X-Outreach-Timestamp`` is the Unix
+time of sending and ``X-Outreach-Signature: sha256=<hex>`` the HMAC of
+``"<timestamp>." + body`` with the order secret. A bad signature, or a
+timestamp more than five minutes from the server's clock (a replay), is a
+401 and stores nothing; a delivery signed no later than the stored version
+of its order (an old body replayed after an update) changes nothing; a bad payload is a 422 naming the
 field, never a 500 (the body is at most ``MAX_BODY`` bytes of UTF-8 JSON,
 at most ``MAX_ITEMS`` items, amounts within the schema's two decimals,
 dates from 2000 to tomorrow, no control characters); a known order is
@@ -16,7 +19,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +39,11 @@ from outreach.store.engine import transaction
 
 PATH = "/webhooks/orders"
 SIGNATURE_HEADER = "X-Outreach-Signature"
+TIMESTAMP_HEADER = "X-Outreach-Timestamp"
+#: A delivery signed longer ago (or ahead) than this is a replay, refused.
+REPLAY_WINDOW = timedelta(minutes=5)
+SIGN_HINT = ('sign "<X-Outreach-Timestamp>." + the raw body: sha256=<hex HMAC-SHA256 with the order secret>, '
+             "the timestamp being the Unix time of sending")
 #: The largest body read (an order of MAX_ITEMS lines fits many times over):
 #: a longer one is refused before it is read further, signed or not.
 MAX_BODY = 1 << 20
@@ -92,9 +100,17 @@ class OrderIn(BaseModel):
         )
 
 
-def order_signature(secret: str, body: bytes) -> str:
-    """The header value the shop sends: ``sha256=<hex HMAC-SHA256 of the body>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def order_signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The signature header the shop sends: ``sha256=<hex HMAC-SHA256 of
+    "<timestamp>." + body>``, the timestamp being ``X-Outreach-Timestamp``."""
+    return "sha256=" + hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: str, body: bytes, *, at: datetime) -> dict[str, str]:
+    """Every header of a signed order delivery made at ``at`` (naive UTC)."""
+    timestamp = int(at.replace(tzinfo=UTC).timestamp())
+    return {SIGNATURE_HEADER: order_signature(secret, body, timestamp), TIMESTAMP_HEADER: str(timestamp),
+            "Content-Type": "application/json"}
 
 
 async def _bounded_body(request: Request) -> bytes | None:
@@ -122,10 +138,16 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             return JSONResponse({"error": f"the body is longer than {MAX_BODY:,} bytes",
                                  "hint": f"send one order per request, at most {MAX_ITEMS} items"},
                                 status_code=413)
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        if not hmac.compare_digest(given, order_signature(settings.require_order_secret(), body)):
-            return JSONResponse({"error": f"missing or wrong {SIGNATURE_HEADER}",
-                                 "hint": "sign the raw body: sha256=<hex HMAC-SHA256 with the order secret>"},
+        given, stamp = request.headers.get(SIGNATURE_HEADER, ""), request.headers.get(TIMESTAMP_HEADER, "")
+        if not stamp.isdigit() or len(stamp) > 10 or not hmac.compare_digest(
+                given, order_signature(settings.require_order_secret(), body, int(stamp))):
+            return JSONResponse({"error": f"missing or wrong {SIGNATURE_HEADER} or {TIMESTAMP_HEADER}",
+                                 "hint": SIGN_HINT}, status_code=401)
+        signed_at = datetime.fromtimestamp(int(stamp), UTC).replace(tzinfo=None)
+        if abs(signed_at - clock()) > REPLAY_WINDOW:
+            return JSONResponse({"error": f"{TIMESTAMP_HEADER} {signed_at:%Y-%m-%d %H:%M:%S} UTC is more than "
+                                          f"{REPLAY_WINDOW.seconds // 60} minutes from now: a replayed delivery",
+                                 "hint": "sign each delivery when it is sent; check the shop server's clock"},
                                 status_code=401)
         try:
             order = OrderIn.model_validate(json.loads(body.decode("utf-8")), context={"now": clock()})
@@ -141,9 +163,12 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
 
         def act() -> dict[str, Any]:
             with transaction(engine) as session:
-                row = responses.record_order(session, order.incoming(), source="webhook",
-                                             payload=order.model_dump(mode="json"))
-                return {"order_id": row.id, "external_id": row.external_id}
+                row, stored = responses.record_order(session, order.incoming(), source="webhook",
+                                                     payload=order.model_dump(mode="json"), reported_at=signed_at)
+                answer: dict[str, Any] = {"order_id": row.id, "external_id": row.external_id}
+                if not stored:
+                    answer["unchanged"] = "a version signed at the same time or later is stored"
+                return answer
 
         try:
             return JSONResponse(await run_in_threadpool(act))
