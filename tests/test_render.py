@@ -94,6 +94,48 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
                                   message_id=1, rule={"name": "x", "description": ""})
 
 
+@pytest.mark.parametrize("body, bound", [
+    ("{{ 'x' * 10**9 }}", "repeating 1 items 1,000,000,000 times"),
+    ("{{ [0] * 10**8 }}", "repeating"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loops take more than"),
+    ("{{ 10 ** 100000 }}", "digits"),
+    ("{{ 'x'|center(10**9) }}", "filter 'center'"),
+    ("{{ 'x'.ljust(10**9) }}", "argument larger than"),
+    ("{% for i in range(90000) %}{{ 'y' * 100 }}{% endfor %}", "output is longer than 1,000,000"),
+])
+def test_a_template_cannot_run_unbounded(tmp_path: Path, body: str, bound: str) -> None:
+    # Given an SMS template that asks for gigabytes or billions of steps
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    (folder / "sms.txt").write_text("Hi {{ customer.first_name }}\n" + body + "\n")
+    # When it is rendered, it stops at its bound with a located error instead of running on
+    with pytest.raises(TemplateError) as info:
+        renderer(tmp_path).render(template="bomb", channel=Channel.SMS, customer=customer(),
+                                  message_id=1, rule={"name": "x", "description": ""})
+    problem = info.value.problems[0]
+    assert bound in problem.message and problem.file == str(folder / "sms.txt") and "sandbox" in (problem.hint or "")
+    assert problem.line == (None if "output" in bound else 2)  # the output's bound is no one line's
+    # And rules validate finds it before any campaign sends (it renders for a sample customer)
+    found = renderer(tmp_path).check("bomb", [Channel.SMS], rule_file="rules/bomb.yaml", rule_name="bomb")
+    assert any(bound in p.message for p in found)
+
+
+def test_validate_renders_each_locale_for_a_sample_customer(tmp_path: Path) -> None:
+    # Given a template whose Chinese variant uses a variable that does not exist
+    folder = tmp_path / "promo"
+    folder.mkdir()
+    (folder / "sms.txt").write_text("Hi {{ customer.first_name }}, reply STOP to opt out\n")
+    (folder / "sms.zh_CN.txt").write_text("{{ customer.first_name }}，您的优惠码 {{ customer.coupon }}\n")
+    # Then validate reports it, at its file and line, though the syntax is fine
+    problems = renderer(tmp_path).check("promo", [Channel.SMS], rule_file="rules/promo.yaml", rule_name="promo")
+    assert [(p.file, p.line) for p in problems] == [(str(folder / "sms.zh_CN.txt"), 1)]
+    assert "coupon" in problems[0].message
+    # And the shipped templates pass
+    shipped = renderer(REPO / "templates")
+    for name in ("winback", "birthday", "upsell-teaware"):
+        assert shipped.check(name, [Channel.EMAIL, Channel.SMS], rule_file="x", rule_name=name) == []
+
+
 def test_names_and_text_fallback() -> None:
     assert first_name("Ada Lovelace") == "Ada"
     assert first_name("王小明") == "王小明"

@@ -53,7 +53,8 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     renderer = Renderer(settings=settings)
     errors: list[Problem] = []
     for rule in loaded:
-        errors += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path))
+        errors += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path),
+                                 rule_name=rule.spec.name)
     errors += [p for rule in loaded for p in unknown_segments(rule, ruleset)]
     warnings = static_warnings(loaded, ruleset)
     if not no_db and not errors:

@@ -23,16 +23,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
 
 from outreach.config import Settings
-from outreach.domain import Channel
+from outreach.domain import Channel, CustomerType
 from outreach.errors import Problem, TemplateError
 from outreach.sending import tokens
+from outreach.sending.sandbox import MAX_DIGITS, MAX_LOOP_STEPS, MAX_OUTPUT, BoundedSandbox, render_bounded
 from outreach.store.claims import Person
 from outreach.store.models import Customer
 
@@ -138,7 +140,7 @@ class Renderer:
         self.root = Path(settings.templates_dir)
         # auto_reload off: Jinja would look at every file on every render;
         # _fresh() looks at the folder every LOOKUP_TTL_S instead.
-        self.env = SandboxedEnvironment(
+        self.env = BoundedSandbox(
             loader=FileSystemLoader(str(self.root)),
             undefined=StrictUndefined,
             autoescape=False,
@@ -202,7 +204,7 @@ class Renderer:
     def _render(self, name: str, context: dict[str, Any], *, html: bool = False) -> str:
         env = self.html_env if html else self.env
         try:
-            return env.get_template(name).render(**context)
+            return render_bounded(env.get_template(name), context)
         except Exception as exc:  # noqa: BLE001 - each kind becomes a located TemplateError
             raise self._located(exc, name) from None
 
@@ -215,7 +217,12 @@ class Renderer:
         if isinstance(exc, TemplateNotFound):
             return TemplateError.single(f"template '{exc.name}' not found", file=path,
                                         hint="check include/extends names")
-        # Undefined variables, sandbox violations, errors in filters.
+        if isinstance(exc, SecurityError):
+            return TemplateError.single(
+                f"cannot render: {exc}", file=path, line=_template_line(exc, path),
+                hint=f"templates run in a sandbox: no Python internals, at most {MAX_OUTPUT:,} characters "
+                     f"of output, {MAX_LOOP_STEPS:,} loop steps and numbers of {MAX_DIGITS:,} digits")
+        # Undefined variables, errors in filters.
         return TemplateError.single(
             f"cannot render: {exc}", file=path, line=_template_line(exc, path),
             hint="variables available: customer.*, rule.*, message.id, unsubscribe_url",
@@ -284,7 +291,8 @@ class Renderer:
         return _TEXT_URL.sub(swap, text)
 
     # -------------------------------------------------------------- checks
-    def check(self, template: str, channels: list[Channel], *, rule_file: str) -> list[Problem]:
+    def check(self, template: str, channels: list[Channel], *, rule_file: str,
+              rule_name: str | None = None) -> list[Problem]:
         """Problems that would stop this template from rendering (for validate)."""
         problems: list[Problem] = []
         folder = self.root / template
@@ -320,6 +328,25 @@ class Renderer:
                             hint="check the {{ }} and {% %} tags",
                         )
                     )
+        return problems or self._sample_renders(template, channels, rule_name or template)
+
+    def _sample_renders(self, template: str, channels: list[Channel], rule_name: str) -> list[Problem]:
+        """Render for a sample customer in each locale the folder has a file
+        for: an undefined variable or a template past its bounds is found
+        now, not when a campaign sends."""
+        locales = {"en"} | {path.name.split(".")[1] for path in (self.root / template).iterdir()
+                            if path.name.count(".") == 2}
+        problems: list[Problem] = []
+        for channel in channels:
+            for locale in sorted(locales):
+                sample = Person(external_id="sample", name="Sample Customer", email="sample@example.com",
+                                phone="+8613800000000", locale=locale, customer_type=CustomerType.RETAIL,
+                                attributes={}, tags=[], birthday=date(1990, 5, 17))
+                try:
+                    self.render(template=template, channel=channel, customer=sample, message_id=0,
+                                rule={"name": rule_name, "description": ""})
+                except TemplateError as exc:
+                    problems += [p for p in exc.problems if p not in problems]
         return problems
 
 
