@@ -27,7 +27,7 @@ def customer(**kw: object) -> Customer:
 
 
 def renderer(templates: Path) -> Renderer:
-    return Renderer(settings=load_settings(templates_dir=templates, public_url="https://t.example"))
+    return Renderer(settings=load_settings(templates_dir=templates, public_url="https://t.example", secret_key="s"))
 
 
 def test_shipped_email_is_personalized_tracked_and_has_unsubscribe() -> None:
