@@ -45,10 +45,11 @@ def sync_rules(engine: Engine, rules: Sequence[LoadedRule], *, now: datetime,
     queued messages of a rule enabled again go to the broker (through ``ctx``)."""
     revived: list[outbox.Queued] = []
     with transaction(engine) as session:
+        was_enabled = dict(session.execute(
+            select(Rule.name, Rule.enabled).where(Rule.name.in_([r.spec.name for r in rules]))).tuples().all())
         for loaded in rules:
-            was = session.scalar(select(Rule.enabled).where(Rule.name == loaded.spec.name))
             row = outbox.sync_rule(session, loaded, now)
-            if was is False and row.enabled and row.paused_at is None:
+            if was_enabled.get(loaded.spec.name) is False and row.enabled and row.paused_at is None:
                 revived += campaigns.queued_of_rule(session, row.id)
     if revived and ctx is not None:
         queue.enqueue(ctx, revived, as_of=None)

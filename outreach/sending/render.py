@@ -336,12 +336,12 @@ class Renderer:
         now, not when a campaign sends."""
         locales = {"en"} | {path.name.split(".")[1] for path in (self.root / template).iterdir()
                             if path.name.count(".") == 2}
+        samples = [Person(external_id="sample", name="Sample Customer", email="sample@example.com",
+                          phone="+8613800000000", locale=locale, customer_type=CustomerType.RETAIL,
+                          attributes={}, tags=[], birthday=date(1990, 5, 17)) for locale in sorted(locales)]
         problems: list[Problem] = []
         for channel in channels:
-            for locale in sorted(locales):
-                sample = Person(external_id="sample", name="Sample Customer", email="sample@example.com",
-                                phone="+8613800000000", locale=locale, customer_type=CustomerType.RETAIL,
-                                attributes={}, tags=[], birthday=date(1990, 5, 17))
+            for sample in samples:
                 try:
                     self.render(template=template, channel=channel, customer=sample, message_id=0,
                                 rule={"name": rule_name, "description": ""})

@@ -39,16 +39,17 @@ def record_event(
     return result.scalar()
 
 
-def _revoke(session: Session, *, customer_id: int, channel: Channel, occurred_at: datetime,
-            source: str, evidence: str) -> None:
+def _set_consent(session: Session, *, customer_id: int, channel: Channel, status: ConsentStatus,
+                 occurred_at: datetime, source: str, evidence: str) -> None:
+    """Append ``status`` to the consent ledger unless it is already the latest."""
     latest = session.scalar(
         select(ConsentRecord.status)
         .where(ConsentRecord.customer_id == customer_id, ConsentRecord.channel == channel)
         .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
         .limit(1)
     )
-    if latest is not ConsentStatus.REVOKED:
-        session.add(ConsentRecord(customer_id=customer_id, channel=channel, status=ConsentStatus.REVOKED,
+    if latest is not status:
+        session.add(ConsentRecord(customer_id=customer_id, channel=channel, status=status,
                                   source=source, evidence=evidence, recorded_at=occurred_at))
 
 
@@ -62,31 +63,43 @@ def unsubscribe(session: Session, *, message_id: int, occurred_at: datetime, sou
     event = record_event(session, type=EventType.UNSUBSCRIBE, occurred_at=occurred_at, source=source,
                          message_id=message_id, customer_id=message.customer_id,
                          dedupe_key=f"unsub:{message_id}", simulated=simulated)
-    _revoke(session, customer_id=message.customer_id, channel=message.channel, occurred_at=occurred_at,
-            source=source, evidence=f"one-click unsubscribe from message {message_id}")
+    _set_consent(session, customer_id=message.customer_id, channel=message.channel, status=ConsentStatus.REVOKED,
+                 occurred_at=occurred_at, source=source, evidence=f"one-click unsubscribe from message {message_id}")
     if message.to_address:
         permission.suppress(session, channel=message.channel, address=message.to_address,
                        reason="unsubscribed", now=occurred_at)
     return event is not None
 
 
+#: The suppression a STOP reply adds, and the one a START reply lifts.
+STOP_REASON = "STOP reply"
+
+
+def _sms_keyword(session: Session, *, phone: str, event: EventType, status: ConsentStatus,
+                 occurred_at: datetime, source: str, payload: dict[str, Any], dedupe_key: str | None,
+                 simulated: bool) -> int:
+    """One event and one consent change per customer with this number, the
+    reply kept as evidence. Returns how many customers it concerned."""
+    customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
+    for index, customer_id in enumerate(customers):
+        record_event(session, type=event, occurred_at=occurred_at, source=source,
+                     customer_id=customer_id, payload=payload, simulated=simulated,
+                     dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
+        _set_consent(session, customer_id=customer_id, channel=Channel.SMS, status=status,
+                     occurred_at=occurred_at, source=source,
+                     evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
+    return len(customers)
+
+
 def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
              payload: dict[str, Any], dedupe_key: str | None, simulated: bool = False) -> int:
     """A STOP reply: revoke SMS consent of every customer with this number and
     suppress it. Returns how many customers it affected."""
-    customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
-    for index, customer_id in enumerate(customers):
-        record_event(session, type=EventType.STOP, occurred_at=occurred_at, source=source,
-                     customer_id=customer_id, payload=payload, simulated=simulated,
-                     dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
-        _revoke(session, customer_id=customer_id, channel=Channel.SMS, occurred_at=occurred_at,
-                source=source, evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
+    count = _sms_keyword(session, phone=phone, event=EventType.STOP, status=ConsentStatus.REVOKED,
+                         occurred_at=occurred_at, source=source, payload=payload, dedupe_key=dedupe_key,
+                         simulated=simulated)
     permission.suppress(session, channel=Channel.SMS, address=phone, reason=STOP_REASON, now=occurred_at)
-    return len(customers)
-
-
-#: The suppression a STOP reply adds, and the one a START reply lifts.
-STOP_REASON = "STOP reply"
+    return count
 
 
 def start_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
@@ -94,21 +107,11 @@ def start_sms(session: Session, *, phone: str, occurred_at: datetime, source: st
     """A START (UNSTOP, YES) reply: the customers with this number consent to
     SMS again — the reply is the evidence — and the number's STOP suppression
     is lifted (a bounce or complaint stays). Returns how many customers."""
-    customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
-    for index, customer_id in enumerate(customers):
-        record_event(session, type=EventType.REPLY, occurred_at=occurred_at, source=source,
-                     customer_id=customer_id, payload=payload,
-                     dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
-        latest = session.scalar(
-            select(ConsentRecord.status)
-            .where(ConsentRecord.customer_id == customer_id, ConsentRecord.channel == Channel.SMS)
-            .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc()).limit(1))
-        if latest is not ConsentStatus.GRANTED:
-            session.add(ConsentRecord(customer_id=customer_id, channel=Channel.SMS, status=ConsentStatus.GRANTED,
-                                      source=source, recorded_at=occurred_at,
-                                      evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}"))
+    count = _sms_keyword(session, phone=phone, event=EventType.REPLY, status=ConsentStatus.GRANTED,
+                         occurred_at=occurred_at, source=source, payload=payload, dedupe_key=dedupe_key,
+                         simulated=False)
     permission.lift(session, channel=Channel.SMS, address=phone, reasons=(STOP_REASON,))
-    return len(customers)
+    return count
 
 
 @dataclass(frozen=True, kw_only=True)

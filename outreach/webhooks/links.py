@@ -79,10 +79,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             message_id = tokens.read_open_token(settings, request.path_params["token"])
         except tokens.BadToken:
             return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
-        if request.method == "HEAD":  # a prefetch or a link checker, not the image being shown
-            return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
-        await run_in_threadpool(record, message_id, EventType.OPEN, "pixel",
-                                payload={"user_agent": request.headers.get("user-agent", "")})
+        if request.method != "HEAD":  # a prefetch or a link checker's HEAD: not the image being shown
+            await run_in_threadpool(record, message_id, EventType.OPEN, "pixel",
+                                    payload={"user_agent": request.headers.get("user-agent", "")})
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
     async def click(request: Request) -> Response:

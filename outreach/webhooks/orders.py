@@ -86,7 +86,7 @@ class OrderIn(BaseModel):
         except OverflowError:
             raise ValueError("the date is out of range") from None
         # The later of the wall clock and the server's (a simulated one in the demo).
-        now = max(utcnow(), (info.context or {}).get("now") or utcnow())
+        now = max(utcnow(), (info.context or {}).get("now") or EARLIEST)
         if not EARLIEST <= utc <= now + timedelta(days=1):
             raise ValueError(f"{utc:%Y-%m-%d} is not a date an order can have (from {EARLIEST:%Y} to tomorrow)")
         return utc

@@ -113,8 +113,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
                     responses.start_sms(session, phone=phone, occurred_at=clock(), source="twilio",
                                         payload=form, dedupe_key=dedupe)
                     return None
-                locale = session.scalar(select(Customer.locale).where(Customer.phone == phone).limit(1))
-                customer_id = session.scalar(select(Customer.id).where(Customer.phone == phone).limit(1))
+                found = session.execute(
+                    select(Customer.id, Customer.locale).where(Customer.phone == phone).limit(1)).first()
+                customer_id, locale = found if found else (None, None)
                 responses.record_event(session, type=EventType.REPLY, occurred_at=clock(), source="twilio",
                                        customer_id=customer_id, payload=form, dedupe_key=dedupe)
                 if word in HELP_WORDS:
