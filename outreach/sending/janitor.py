@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from outreach import brokers, logs, metrics
 from outreach.clock import utcnow
 from outreach.sending import queue
-from outreach.store import outbox, workers
+from outreach.store import optouts, outbox, workers
 from outreach.store.engine import transaction
 
 log = logs.get_logger("outreach.janitor")
@@ -44,6 +44,7 @@ def maintain(ctx: queue.Context, *, due_by: datetime | None = None, as_of: datet
     simulated ``--now``; default the wall clock); ``as_of`` is passed on as
     the simulated send time of what this round queues."""
     wall = utcnow()
+    optouts.drain(ctx.engine)  # opt-outs a busy embedded database could not take at once
     lost: list[outbox.Queued] = []
     brokers.requeue_abandoned(ctx.settings, ctx.broker, queues=queue.QUEUES)
     if brokers.pending(ctx.settings, ctx.broker, queues=queue.QUEUES) == 0:

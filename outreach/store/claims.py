@@ -22,11 +22,13 @@ from sqlalchemy import Connection, Table, and_, bindparam, case, literal, select
 from sqlalchemy.orm import aliased
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
-from outreach.store import campaigns
+from outreach.store import campaigns, optouts
 from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Suppression
 
 #: Rows an ``IN (...)`` list holds at most (well under both databases' limits).
 IN_CHUNK = 1000
+#: Why a message to an address whose opt-out is in the inbox is skipped.
+OPT_OUT_ARRIVING = "opt-out received, being recorded"
 #: Plain Core statements (executemany, no ORM bookkeeping per row).
 MESSAGES = cast(Table, Message.__table__)
 M = MESSAGES.c
@@ -128,10 +130,14 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
             .where(CustomerTag.customer_id.in_(customer_ids[start:start + IN_CHUNK]))
         ):
             tags[cid].append(tag)
+    inbox = optouts.inbox_for(conn.engine)
+    arriving = inbox.pending_addresses() if inbox is not None else set()
     return [
         Claimed(
             id=r.id, rule_id=r.rule_id, run_id=r.run_id, channel=r.channel, attempts=r.attempts,
-            planned_at=r.planned_at, address=r.address, consent=r.consent, suppressed=r.suppressed,
+            planned_at=r.planned_at, address=r.address, consent=r.consent,
+            # An opt-out still in the inbox (the database was busy) counts as recorded.
+            suppressed=OPT_OUT_ARRIVING if (r.channel, r.address) in arriving else r.suppressed,
             customer=None if r.cid is None else Person(
                 external_id=r.external_id, name=r.name, email=r.email, phone=r.phone, locale=r.locale,
                 customer_type=r.customer_type, attributes=dict(r.attributes or {}), tags=sorted(tags[r.cid]),

@@ -12,8 +12,10 @@ retry (database down) is a 5xx.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -26,11 +28,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from outreach import metrics
+from outreach import logs, metrics
 from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.sending.exposition import OutboxCollector
+from outreach.store import optouts
 from outreach.webhooks import links, orders, twilio
+
+log = logs.get_logger("outreach.webhooks")
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
 SOURCES = (links.routes, orders.routes, twilio.routes)
@@ -56,7 +61,38 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
     routes = [Route("/healthz", healthz), Route("/metrics", prometheus)]
     for source in SOURCES:
         routes += source(settings, engine, clock)
-    return Starlette(routes=routes, middleware=[Middleware(Measured)])
+    return Starlette(routes=routes, middleware=[Middleware(Measured)], lifespan=_applying_optouts(engine))
+
+
+#: How often the server applies opt-outs left in the inbox by a busy database.
+OPTOUT_DRAIN_INTERVAL_S = 1.0
+
+
+def _applying_optouts(engine: Engine) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """While the server runs, opt-outs an embedded database was too busy
+    for are applied as soon as it is free (``outreach.store.optouts``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stopping = threading.Event()
+
+        def drain_until_stopped() -> None:
+            while not stopping.wait(OPTOUT_DRAIN_INTERVAL_S):
+                try:
+                    optouts.drain(engine)
+                except Exception:
+                    log.exception("applying the opt-out inbox failed; trying again")
+
+        drainer = threading.Thread(target=drain_until_stopped, name="outreach-optouts", daemon=True)
+        if optouts.inbox_for(engine) is not None:
+            await run_in_threadpool(optouts.drain, engine)  # what arrived while no server ran
+            drainer.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+
+    return lifespan
 
 
 class Measured(BaseHTTPMiddleware):

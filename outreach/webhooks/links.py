@@ -22,9 +22,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from outreach.config import Settings
-from outreach.domain import EventType
+from outreach.domain import Channel, EventType
 from outreach.sending import tokens
-from outreach.store import responses
+from outreach.store import optouts, responses
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message
 from outreach.webhooks import pages
@@ -59,12 +59,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             # HEAD) only asks, it never unsubscribes.
             return HTMLResponse(pages.confirm(locale=locale, channel=channel, address=address))
 
-        def act() -> None:
-            with transaction(engine) as session:
-                responses.unsubscribe(session, message_id=message_id, occurred_at=clock(),
-                                      source="unsubscribe-link")
-
-        await run_in_threadpool(act)
+        optout = optouts.OptOut(kind="unsubscribe", channel=Channel(channel), address=address,
+                                received_at=clock(), source="unsubscribe-link", message_id=message_id)
+        await run_in_threadpool(optouts.submit, engine, optout)
         return HTMLResponse(pages.done(locale=locale, channel=channel, address=address))
 
     def record(message_id: int, kind: EventType, source: str, *, url: str | None = None,

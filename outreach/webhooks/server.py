@@ -25,7 +25,7 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = Non
     import uvicorn
 
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="outreach-webhooks", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

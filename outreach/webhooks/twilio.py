@@ -30,9 +30,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from outreach.config import Settings
-from outreach.domain import EventType
+from outreach.domain import Channel, EventType
 from outreach.errors import ConfigError
-from outreach.store import responses
+from outreach.store import optouts, responses
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message
 
@@ -102,17 +102,14 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         word = body.upper()
 
         def act() -> str | None:
+            sid = form.get("MessageSid")
+            dedupe = f"twilio:{sid}" if sid else None
+            if word in STOP_WORDS or word in START_WORDS:
+                optouts.submit(engine, optouts.OptOut(
+                    kind="stop_sms" if word in STOP_WORDS else "start_sms", channel=Channel.SMS, address=phone,
+                    received_at=clock(), source="twilio", payload=form, dedupe_key=dedupe))
+                return None
             with transaction(engine) as session:
-                sid = form.get("MessageSid")
-                dedupe = f"twilio:{sid}" if sid else None
-                if word in STOP_WORDS:
-                    responses.stop_sms(session, phone=phone, occurred_at=clock(), source="twilio",
-                                       payload=form, dedupe_key=dedupe)
-                    return None
-                if word in START_WORDS:
-                    responses.start_sms(session, phone=phone, occurred_at=clock(), source="twilio",
-                                        payload=form, dedupe_key=dedupe)
-                    return None
                 found = session.execute(
                     select(Customer.id, Customer.locale).where(Customer.phone == phone).limit(1)).first()
                 customer_id, locale = found if found else (None, None)
@@ -140,13 +137,15 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             with transaction(engine) as session:
                 message = session.execute(select(Message.id, Message.to_address)
                                           .where(Message.provider_id == sid)).first()
+            phone = (message[1] if message else None) or form.get("To", "").strip()
+            if opted_out and phone:  # the carrier's opt-out is as good as a STOP reply
+                optouts.submit(engine, optouts.OptOut(
+                    kind="stop_sms", channel=Channel.SMS, address=phone, received_at=clock(), source="twilio",
+                    payload=form, dedupe_key=f"twilio:{sid}:opted-out"))
+            with transaction(engine) as session:
                 responses.record_event(session, type=kind, occurred_at=clock(), source="twilio",
                                        message_id=message[0] if message else None, payload=form,
                                        dedupe_key=f"twilio:{sid}:{state}")
-                phone = (message[1] if message else None) or form.get("To", "").strip()
-                if opted_out and phone:  # the carrier's opt-out is as good as a STOP reply
-                    responses.stop_sms(session, phone=phone, occurred_at=clock(), source="twilio",
-                                       payload=form, dedupe_key=f"twilio:{sid}:opted-out")
 
         await run_in_threadpool(act)
         return Response(status_code=204)
