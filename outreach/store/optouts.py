@@ -55,6 +55,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS optouts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,
+    kind TEXT NOT NULL,
     channel TEXT NOT NULL,
     address TEXT NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0
@@ -123,8 +124,8 @@ class Inbox:
         return conn
 
     def put(self, optout: OptOut) -> int:
-        cursor = self._conn().execute("INSERT INTO optouts (body, channel, address) VALUES (?, ?, ?)",
-                                      (optout.to_json(), optout.channel.value, optout.address))
+        cursor = self._conn().execute("INSERT INTO optouts (body, kind, channel, address) VALUES (?, ?, ?, ?)",
+                                      (optout.to_json(), optout.kind, optout.channel.value, optout.address))
         return int(cursor.lastrowid or 0)
 
     def pending(self) -> list[tuple[int, OptOut]]:
@@ -138,7 +139,7 @@ class Inbox:
         if not self.path.exists():
             return set()
         rows = self._conn().execute(
-            "SELECT channel, address FROM optouts WHERE applied = 0 AND body NOT LIKE '%\"kind\": \"start_sms\"%'")
+            "SELECT channel, address FROM optouts WHERE applied = 0 AND kind != 'start_sms'")
         return {(Channel(channel), address) for channel, address in rows}
 
     def mark_applied(self, inbox_id: int) -> None:
