@@ -77,7 +77,7 @@ def test_a_missing_rules_folder_says_where_it_looked_and_what_to_do(tmp_path: Pa
 def test_shipped_rules_are_valid() -> None:
     result = run("rules", "validate", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert "4 rule(s) valid" in result.stdout
+    assert "5 rule(s) valid" in result.stdout
 
 
 def test_bad_now_is_a_located_error(workdir: Path) -> None:
@@ -185,7 +185,7 @@ def test_every_read_command_speaks_json(demo: tuple[Path, str], tmp_path: Path) 
         return json.loads(result.stdout)
 
     validated = as_json("rules", "validate")
-    assert validated["ok"] is True and validated["rules"] == 4 and validated["errors"] == []
+    assert validated["ok"] is True and validated["rules"] == 5 and validated["errors"] == []
     preview = as_json("rules", "preview", "rules/winback.yaml")
     assert preview["rule"] == "winback" and preview["would_send"] == sum(preview["by_channel"].values())
     assert all(isinstance(preview[k], int) for k in ("matched", "held_out", "no_consent", "already_planned"))
@@ -197,7 +197,7 @@ def test_every_read_command_speaks_json(demo: tuple[Path, str], tmp_path: Path) 
     assert {"planned", "held_out", "queued", "run_id"} <= set(launched[0])
     ran = as_json("run", "--now", "2027-01-01T02:00:00Z")
     assert isinstance(ran, list)
-    assert {r["rule"] for r in ran} <= {"winback", "birthday", "upsell-teaware", "vip-lapsing"}
+    assert {r["rule"] for r in ran} <= {"winback", "birthday", "upsell-teaware", "vip-lapsing", "cart-abandoned"}
     report = as_json("report")
     assert {r["rule"] for r in report} >= {"winback", "birthday"} and all("roi" in r for r in report)
     imported = as_json("import", "customers", str(IMPORT / "customers.csv"))
@@ -252,7 +252,7 @@ def test_init_writes_a_starter_project_that_validates_and_refuses_to_overwrite(t
     assert json.loads((shop / "schemas" / "rule.schema.json").read_text())["title"] == "Outreach rule"
     # And its rules are valid as written
     validated = run("rules", "validate", "--no-db", cwd=shop)
-    assert validated.returncode == 0 and "4 rule(s) valid" in validated.stdout
+    assert validated.returncode == 0 and "5 rule(s) valid" in validated.stdout
     # And a second init changes nothing unless forced
     (shop / "rules" / "winback.yaml").write_text("# my edits\n")
     again = run("init", "shop", cwd=tmp_path)

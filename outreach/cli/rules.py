@@ -53,8 +53,10 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     renderer = Renderer(settings=settings)
     errors: list[Problem] = []
     for rule in loaded:
+        trigger = rule.spec.trigger
         errors += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path),
-                                 rule_name=rule.spec.name)
+                                 rule_name=rule.spec.name, event=getattr(trigger, "name", None)
+                                 if getattr(trigger, "type", None) == "event" else None)
     errors += [p for rule in loaded for p in unknown_segments(rule, ruleset)]
     warnings = static_warnings(loaded, ruleset)
     if not no_db and not errors:

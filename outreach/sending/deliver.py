@@ -289,7 +289,7 @@ class Sender:
         assert row.customer is not None
         return self.renderer.render(
             template=rule.spec.template, channel=row.channel, customer=row.customer, message_id=row.id,
-            rule={"name": rule.spec.name, "description": rule.spec.description},
+            rule={"name": rule.spec.name, "description": rule.spec.description}, event=row.event,
         )
 
     def _timer(self, channel: Channel) -> Any:

@@ -10,8 +10,11 @@ A template is a folder under ``templates/``::
 
 Variables: ``customer`` (name, first_name, email, phone, locale,
 customer_type, attributes, tags, birthday, external_id), ``rule`` (name,
-description), ``message`` (id), ``unsubscribe_url``. An unknown variable is an
-error (StrictUndefined), never an empty string in a customer's inbox.
+description), ``message`` (id), ``unsubscribe_url``; for a rule triggered by
+a custom event, ``event`` (name, occurred_at, properties — what the events
+API or events.csv sent, e.g. ``event.properties.cart_url``). An unknown
+variable is an error (StrictUndefined), never an empty string in a
+customer's inbox.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,17 @@ REQUIRED_FILES = {Channel.EMAIL: ("subject.txt", "email.mjml"), Channel.SMS: ("s
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 _TEXT_URL = re.compile(r"https?://[^\s<>\"')]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+#: When the sample event of ``rules validate`` happened.
+SAMPLE_TIME = datetime(2026, 1, 1, 12, 0)
+
+
+class AnyProperty(dict[str, Any]):
+    """The sample event's properties: any name has a value (a short text)."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
 
 
 @dataclass(frozen=True)
@@ -225,7 +239,8 @@ class Renderer:
         # Undefined variables, errors in filters.
         return TemplateError.single(
             f"cannot render: {exc}", file=path, line=_template_line(exc, path),
-            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url",
+            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url "
+                 "(and event.* in a rule triggered by an event)",
         )
 
     # -------------------------------------------------------------- render
@@ -237,6 +252,7 @@ class Renderer:
         customer: Customer | Person,
         message_id: int,
         rule: dict[str, Any],
+        event: dict[str, Any] | None = None,
     ) -> Rendered:
         unsubscribe = tokens.unsubscribe_url(self.settings, message_id)
         context = {
@@ -245,6 +261,8 @@ class Renderer:
             "message": {"id": message_id},
             "unsubscribe_url": unsubscribe,
         }
+        if event is not None:  # only an event rule's message has one: elsewhere `event` is undefined
+            context["event"] = event
         locale = customer.locale
         if channel is Channel.SMS:
             body = self._render(self._pick(template, "sms", "txt", locale), context).strip()
@@ -292,8 +310,9 @@ class Renderer:
 
     # -------------------------------------------------------------- checks
     def check(self, template: str, channels: list[Channel], *, rule_file: str,
-              rule_name: str | None = None) -> list[Problem]:
-        """Problems that would stop this template from rendering (for validate)."""
+              rule_name: str | None = None, event: str | None = None) -> list[Problem]:
+        """Problems that would stop this template from rendering (for validate);
+        ``event``: the rule's trigger is this custom event."""
         problems: list[Problem] = []
         folder = self.root / template
         if not folder.is_dir():
@@ -328,12 +347,14 @@ class Renderer:
                             hint="check the {{ }} and {% %} tags",
                         )
                     )
-        return problems or self._sample_renders(template, channels, rule_name or template)
+        return problems or self._sample_renders(template, channels, rule_name or template, event)
 
-    def _sample_renders(self, template: str, channels: list[Channel], rule_name: str) -> list[Problem]:
+    def _sample_renders(self, template: str, channels: list[Channel], rule_name: str,
+                        event: str | None) -> list[Problem]:
         """Render for a sample customer in each locale the folder has a file
         for: an undefined variable or a template past its bounds is found
-        now, not when a campaign sends."""
+        now, not when a campaign sends. An event rule's sample event has
+        every property (their values are the sender's)."""
         locales = {"en"} | {path.name.split(".")[1] for path in (self.root / template).iterdir()
                             if path.name.count(".") == 2}
         samples = [Person(external_id="sample", name="Sample Customer", email="sample@example.com",
@@ -344,7 +365,9 @@ class Renderer:
             for sample in samples:
                 try:
                     self.render(template=template, channel=channel, customer=sample, message_id=0,
-                                rule={"name": rule_name, "description": ""})
+                                rule={"name": rule_name, "description": ""},
+                                event=None if event is None else {"name": event, "occurred_at": SAMPLE_TIME,
+                                                                  "properties": AnyProperty()})
                 except TemplateError as exc:
                     problems += [p for p in exc.problems if p not in problems]
         return problems

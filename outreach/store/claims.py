@@ -23,7 +23,8 @@ from sqlalchemy.orm import aliased
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
 from outreach.store import campaigns, optouts
-from outreach.store.models import CurrentConsent, Customer, CustomerTag, Message, Suppression
+from outreach.store.models import CurrentConsent, Customer, CustomerTag, CustomEvent, Message, Suppression
+from outreach.store.triggers import EVENT_OCCURRENCE
 
 #: Rows an ``IN (...)`` list holds at most (well under both databases' limits).
 IN_CHUNK = 1000
@@ -64,6 +65,8 @@ class Claimed:
     address: str | None
     consent: ConsentStatus | None
     suppressed: str | None
+    #: The custom event an ``event`` rule's message answers (name, occurred_at, properties).
+    event: dict[str, Any] | None = None
 
     def refusal(self) -> str | None:
         """Permission first, at send time: why this message must not go out, or None."""
@@ -114,6 +117,7 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     )
     rows = conn.execute(
         select(Message.id, Message.rule_id, Message.run_id, Message.channel, Message.attempts, Message.planned_at,
+               Message.occurrence_key,
                Customer.id.label("cid"), Customer.external_id, Customer.name, Customer.email, Customer.phone,
                Customer.locale, Customer.customer_type, Customer.attributes, Customer.birthday,
                address.label("address"), consent.status.label("consent"), suppressed.label("suppressed"))
@@ -130,6 +134,7 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
             .where(CustomerTag.customer_id.in_(customer_ids[start:start + IN_CHUNK]))
         ):
             tags[cid].append(tag)
+    events = _events(conn, [r.occurrence_key for r in rows])
     inbox = optouts.inbox_for(conn.engine)
     arriving = inbox.pending_addresses() if inbox is not None else set()
     return [
@@ -138,6 +143,7 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
             planned_at=r.planned_at, address=r.address, consent=r.consent,
             # An opt-out still in the inbox (the database was busy) counts as recorded.
             suppressed=OPT_OUT_ARRIVING if (r.channel, r.address) in arriving else r.suppressed,
+            event=events.get(r.occurrence_key),
             customer=None if r.cid is None else Person(
                 external_id=r.external_id, name=r.name, email=r.email, phone=r.phone, locale=r.locale,
                 customer_type=r.customer_type, attributes=dict(r.attributes or {}), tags=sorted(tags[r.cid]),
@@ -146,6 +152,21 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
         )
         for r in rows
     ]
+
+
+def _events(conn: Connection, occurrence_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The custom events that ``event:<id>`` occurrences answer, by occurrence key."""
+    ids = sorted({int(key.removeprefix(EVENT_OCCURRENCE)) for key in occurrence_keys
+                  if key.startswith(EVENT_OCCURRENCE) and key.removeprefix(EVENT_OCCURRENCE).isdigit()})
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        for event_id, name, occurred_at, properties in conn.execute(
+            select(CustomEvent.id, CustomEvent.name, CustomEvent.occurred_at, CustomEvent.properties)
+            .where(CustomEvent.id.in_(ids[start:start + IN_CHUNK]))
+        ):
+            found[f"{EVENT_OCCURRENCE}{event_id}"] = {"name": name, "occurred_at": occurred_at,
+                                                      "properties": dict(properties or {})}
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)

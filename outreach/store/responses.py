@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from outreach.domain import Channel, ConsentStatus, EventType
 from outreach.errors import PayloadError
 from outreach.store import dialect, permission
-from outreach.store.models import ConsentRecord, Customer, Message, Order, OrderItem, TrackingEvent
+from outreach.store.models import ConsentRecord, Customer, CustomEvent, Message, Order, OrderItem, TrackingEvent
 
 
 def record_event(
@@ -175,3 +175,36 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
                  customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
                  payload=payload, simulated=simulated)
     return row, True
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncomingEvent:
+    """A custom event as a source reported it (checked by that source's parser)."""
+
+    external_id: str
+    customer_external_id: str
+    name: str
+    occurred_at: datetime  # naive UTC
+    properties: dict[str, Any]
+
+
+def record_custom_events(session: Session, events: list[IncomingEvent]) -> list[int]:
+    """Upsert custom events by their external id — a delivery retried, or a
+    version sent again, is stored once — and return their ids, in order.
+    An unknown customer is a PayloadError naming the event, and nothing is stored."""
+    wanted = {e.customer_external_id for e in events}
+    customers: dict[str, int] = {ext: cid for ext, cid in session.execute(
+        select(Customer.external_id, Customer.id).where(Customer.external_id.in_(wanted)))}
+    for index, event in enumerate(events):
+        if event.customer_external_id not in customers:
+            raise PayloadError.single(f"unknown customer '{event.customer_external_id}'",
+                                      field=f"{index}.customer_id" if len(events) > 1 else "customer_id",
+                                      hint="send the customer's external_id, as imported")
+    ids = []
+    for event in events:
+        values = {"customer_id": customers[event.customer_external_id], "name": event.name,
+                  "occurred_at": event.occurred_at, "properties": event.properties}
+        stmt = dialect.insert(session, CustomEvent).values(external_id=event.external_id, **values)
+        ids.append(session.execute(stmt.on_conflict_do_update(index_elements=["external_id"], set_=values)
+                                   .returning(CustomEvent.id)).scalar_one())
+    return ids

@@ -200,6 +200,10 @@ def anniversary(trigger: AnniversaryTrigger, now: datetime, timezones: list[str]
     )
 
 
+#: The occurrence key of an event rule's message: this, then the event's id.
+EVENT_OCCURRENCE = "event:"
+
+
 def event(trigger: EventTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     """Events old enough (delay) and young enough (max age), not followed by a
     cancelling event or order."""
@@ -243,7 +247,7 @@ def event(trigger: EventTrigger, now: datetime) -> Select[*tuple[Any, ...]]:
     ).where(*conditions).subquery("qualifying_events")
     return select(
         ranked.c.customer_id,
-        (literal("event:") + cast(ranked.c.event_id, String)).label("occurrence_key"),
+        (literal(EVENT_OCCURRENCE) + cast(ranked.c.event_id, String)).label("occurrence_key"),
     ).where(ranked.c.rank == 1)
 
 
