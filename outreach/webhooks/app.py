@@ -2,6 +2,7 @@
 
     links.py   /u (unsubscribe), /o (open pixel), /c (click redirect)
     orders.py  /webhooks/orders (the shop, HMAC-signed JSON)
+    events.py  /webhooks/events (custom events, signed like orders)
     twilio.py  /webhooks/twilio/inbound (STOP replies), /webhooks/twilio/status
 
 Every endpoint runs the same pipeline: verify (constant-time signature or
@@ -33,12 +34,12 @@ from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.sending.exposition import OutboxCollector
 from outreach.store import optouts
-from outreach.webhooks import links, orders, twilio
+from outreach.webhooks import events, links, openapi, orders, twilio
 
 log = logs.get_logger("outreach.webhooks")
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
-SOURCES = (links.routes, orders.routes, twilio.routes)
+SOURCES = (links.routes, orders.routes, events.routes, twilio.routes)
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
@@ -58,7 +59,10 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
         body = await run_in_threadpool(lambda: generate_latest(REGISTRY) + generate_latest(registry))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    routes = [Route("/healthz", healthz), Route("/metrics", prometheus)]
+    async def description(request: Request) -> Response:
+        return JSONResponse(openapi.describe())
+
+    routes = [Route("/healthz", healthz), Route("/metrics", prometheus), Route("/openapi.json", description)]
     for source in SOURCES:
         routes += source(settings, engine, clock)
     return Starlette(routes=routes, middleware=[Middleware(Measured)], lifespan=_applying_optouts(engine))

@@ -92,10 +92,19 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             return None
         return form
 
+    def unstorable(form: dict[str, str]) -> Response | None:
+        """A 400 for a field no database can store (NUL: PostgreSQL refuses it in text)."""
+        bad = sorted(name for name, value in form.items() if "\x00" in name or "\x00" in value)
+        if bad:
+            return Response(f"field '{bad[0][:64]!s}' holds a NUL character", status_code=400)
+        return None
+
     async def inbound(request: Request) -> Response:
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
+        if refused := unstorable(form):
+            return refused
         body, phone = form.get("Body", "").strip(), form.get("From", "").strip()
         if not phone:
             return Response("field 'From' is missing: the sender's number is required", status_code=400)
@@ -125,6 +134,8 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         form = await verified_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
+        if refused := unstorable(form):
+            return refused
         state, sid = form.get("MessageStatus", "").lower(), form.get("MessageSid", "").strip()
         if not sid:
             return Response("field 'MessageSid' is missing: the message's id is required", status_code=400)

@@ -1,0 +1,126 @@
+"""The webhook server's OpenAPI 3.1 description, made from the same
+pydantic models that parse the bodies (so it cannot drift from them).
+
+``serve`` answers it at ``/openapi.json``; ``docs/openapi.json`` is the same
+document (a test checks they agree). Every endpoint is described with what
+it answers, 4xx included: none of them answers 5xx for anything a sender can
+send (``tests/test_webhooks_fuzz.py`` checks that with schemathesis).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from outreach.webhooks import events, orders, signing, twilio
+
+TITLE = "Outreach webhooks"
+VERSION = "1"
+REF = "#/components/schemas/{model}"
+
+_JSON_ERRORS = {"application/json": {"schema": {"$ref": "#/components/schemas/Problems"}}}
+
+
+def _signed_json(model: str, summary: str, description: str, ok: str) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "description": description,
+        "parameters": [
+            {"name": signing.TIMESTAMP_HEADER, "in": "header", "required": True,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"}, "description": "Unix time of sending"},
+            {"name": signing.SIGNATURE_HEADER, "in": "header", "required": True,
+             "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+             "description": signing.SIGN_HINT},
+        ],
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}},
+        "responses": {
+            "200": {"description": ok, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "401": {"description": "missing or wrong signature, or a replayed delivery (stores nothing)"},
+            "413": {"description": f"the body is longer than {signing.MAX_BODY:,} bytes"},
+            "422": {"description": "a bad value, named (stores nothing)", "content": _JSON_ERRORS},
+        },
+    }}
+
+
+def _link(summary: str, ok: dict[str, Any], methods: tuple[str, ...] = ("get",)) -> dict[str, Any]:
+    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the signed token of the message's link"}
+    return {method: {"summary": summary, "parameters": [token], "responses": ok} for method in methods}
+
+
+def _twilio_form(summary: str, required: list[str], ok: dict[str, Any]) -> dict[str, Any]:
+    fields = ["From", "To", "Body", "MessageSid", "MessageStatus", "ErrorCode", "AccountSid"]
+    return {"post": {
+        "summary": summary,
+        "parameters": [{"name": twilio.SIGNATURE_HEADER, "in": "header", "required": True,
+                        "schema": {"type": "string"},
+                        "description": "HMAC-SHA1 of the full URL and the sorted form fields with the auth token"}],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": required,
+            "properties": {name: {"type": "string"} for name in fields}}}}},
+        "responses": {**ok, "400": {"description": "a signed request without a field it needs"},
+                      "403": {"description": "a bad signature (stores nothing)"}},
+    }}
+
+
+def _components(*models: type[BaseModel]) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Problems": {"type": "object", "properties": {"errors": {"type": "array", "items": {
+        "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                                         "hint": {"type": ["string", "null"]}}}}}}}
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def describe() -> dict[str, Any]:
+    """The OpenAPI document of every endpoint the server can have."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION,
+                 "description": "What customers' mail clients, the shop, Twilio and operators send to "
+                                "`outreach serve`. Safe methods never change anything."},
+        "paths": {
+            "/u/{token}": {
+                **_link("the unsubscribe page: asks, changes nothing",
+                        {"200": {"description": "the question", "content": html},
+                         "400": {"description": "a tampered or unknown link", "content": html}}),
+                **_link("unsubscribe (the page's POST, or RFC 8058 one-click)",
+                        {"200": {"description": "unsubscribed (recorded, or durably queued on SQLite)",
+                                 "content": html},
+                         "400": {"description": "a tampered or unknown link", "content": html}}, ("post",)),
+            },
+            "/o/{token}": _link("the open pixel (a HEAD records nothing)",
+                                {"200": {"description": "a 1×1 GIF, always", "content": {"image/gif": {}}}}),
+            "/c/{token}": _link("a tracked link (a HEAD records nothing)",
+                                {"302": {"description": "to exactly the signed URL"},
+                                 "400": {"description": "a tampered link", "content": html}}),
+            orders.PATH: _signed_json("OrderIn", "an order from the shop",
+                                      "One order; a delivery signed no later than the stored version changes "
+                                      "nothing.", "the order's id; `unchanged` when an older version"),
+            events.PATH: _signed_json("EventIn", "custom events (one, or a JSON array of at most "
+                                      f"{events.MAX_EVENTS})", "Upserted by `id`; all or nothing.",
+                                      "the stored events' ids"),
+            twilio.INBOUND_PATH: _twilio_form("an incoming SMS (STOP, START, HELP, other replies)", ["From"],
+                                              {"200": {"description": "TwiML", "content": {"text/xml": {}}}}),
+            twilio.STATUS_PATH: _twilio_form("an SMS delivery status", ["MessageSid"],
+                                             {"204": {"description": "recorded (or an intermediate status)"}}),
+            "/healthz": {"get": {"summary": "the database answers",
+                                 "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "text exposition format"}}}},
+        },
+        "components": {"schemas": _components(orders.OrderIn, events.EventIn)},
+    }
+
+
+def render() -> str:
+    return json.dumps(describe(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m outreach.webhooks.openapi > docs/openapi.json
+    print(render(), end="")
