@@ -149,6 +149,8 @@ def test_erase_removes_every_personal_value_and_keeps_the_books_and_the_opt_out(
     result = shop("customers", "erase", "B1", "--yes")
     assert result.returncode == 0, result.stderr
     assert "erased" in result.stdout and "kept for the books: 3 order(s), revenue 170.50" in result.stdout
+    # And the log has the audit line, without a personal value
+    assert "customer erased" in result.stderr and not [p for p in PERSONAL if p in result.stderr]
     # Then no personal value is left in any column of any table
     values = dump(engine)
     for personal in PERSONAL:
@@ -249,3 +251,16 @@ def test_the_erasure_migration_downgrades_and_upgrades_again(engine: Engine) -> 
     assert {"erased_addresses", "erasures"} <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_another_customer_with_the_erased_address_is_suppressed_on_it(shop: Cli) -> None:
+    # Given a second customer record with the same email (a duplicate in the shop)
+    write(shop, "customers", f"external_id,name,email\nB3,A. Q.,{EMAIL}\n", "--now", NOW)
+    # When B1 is erased
+    erased = shop("customers", "erase", "B1", "--yes", "--format", "json")
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["other_customers_suppressed"] == 1
+    # Then the address that was erased is never mailed through the duplicate either
+    held = json.loads(shop("customers", "export", "B3").stdout)
+    assert [(s["channel"], s["address"], s["reason"]) for s in held["suppressions"]] == [
+        ("email", EMAIL, "erased customer")]

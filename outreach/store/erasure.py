@@ -43,6 +43,7 @@ from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import Channel, ConsentStatus
+from outreach.logs import get_logger
 from outreach.store import dialect, permission
 from outreach.store.erased import ErasedAddress, Erasure, address_hash
 from outreach.store.export import find_customer
@@ -231,4 +232,7 @@ def erase(engine: Engine, external_id: str, *, now: datetime, dry_run: bool = Fa
             session.rollback()
         else:
             session.commit()
+            # The audit line in the log too: the row id and counts, no personal value.
+            get_logger("outreach.privacy").warning("customer erased", erased_at=now.isoformat(),
+                                                   **report.summary())
         return report
