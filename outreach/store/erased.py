@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, UniqueConstraint, select, tuple_
+from sqlalchemy import DateTime, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from outreach.domain import Channel
@@ -33,7 +33,7 @@ from outreach.store.base import Base, BigId, enum_column
 HASH_PREFIX = "outreach:erased-address:v1:"
 #: The suppression reason of an address that matches an erased one.
 ERASED_REASON = "erased customer"
-#: Addresses looked up per query: two bound parameters each, well under SQLite's limit.
+#: Hashes looked up per query (bound parameters: well under SQLite's limit).
 LOOKUP_CHUNK = 1000
 
 
@@ -76,14 +76,22 @@ def address_hash(channel: Channel, address: str) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+def any_erased(session: Session | Any) -> bool:
+    """Whether any customer was ever erased (most imports need not hash a thing)."""
+    return session.scalar(select(ErasedAddress.id).limit(1)) is not None
+
+
 def erased_among(session: Session | Any, addresses: Iterable[tuple[Channel, str]]) -> set[tuple[Channel, str]]:
     """The (channel, address) pairs among ``addresses`` that belong to an erased customer."""
-    by_hash = {(channel, address_hash(channel, address)): (channel, address) for channel, address in addresses}
-    keys = list(by_hash)
+    by_hash: dict[Channel, dict[str, str]] = {}
+    for channel, address in addresses:
+        by_hash.setdefault(channel, {})[address_hash(channel, address)] = address
     found: set[tuple[Channel, str]] = set()
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        rows = session.execute(
-            select(ErasedAddress.channel, ErasedAddress.address_hash)
-            .where(tuple_(ErasedAddress.channel, ErasedAddress.address_hash).in_(keys[start:start + LOOKUP_CHUNK])))
-        found.update(by_hash[(Channel(channel), digest)] for channel, digest in rows)
+    for channel, hashes in by_hash.items():
+        digests = list(hashes)
+        for start in range(0, len(digests), LOOKUP_CHUNK):
+            rows = session.scalars(select(ErasedAddress.address_hash).where(
+                ErasedAddress.channel == channel,
+                ErasedAddress.address_hash.in_(digests[start:start + LOOKUP_CHUNK])))
+            found.update((channel, hashes[digest]) for digest in rows)
     return found

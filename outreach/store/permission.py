@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from outreach.domain import Channel, ConsentStatus
 from outreach.store import dialect
-from outreach.store.erased import ERASED_REASON, erased_among
+from outreach.store.erased import ERASED_REASON, any_erased, erased_among
 from outreach.store.models import ConsentRecord, CurrentConsent, Customer, Message, Suppression
 
 
@@ -120,7 +120,7 @@ def suppress_erased(session: Session | Connection, customer_ids: list[int], *, n
     """Suppress every address of these customers that an erased customer had
     (``erased_addresses``), so a person erased once is never contacted again
     when an import brings them back. Returns how many addresses it suppressed."""
-    if not customer_ids:
+    if not customer_ids or not any_erased(session):
         return 0
     held: set[tuple[Channel, str]] = set()
     for email, phone in session.execute(select(Customer.email, Customer.phone).where(Customer.id.in_(customer_ids))):
