@@ -73,7 +73,7 @@ MIN_NAME_PART = 3
 #: Things in free text that look like an address of someone, whoever's.
 LOOKS_PERSONAL = re.compile(
     r"[^@\s<>()\[\],;:'\"]+@[^@\s<>()\[\],;:'\"]+"      # an email address
-    r"|\+?\d[\d \-().]{5,}\d"                           # a phone number (7+ digits with punctuation)
+    r"|\+\d[\d \-().]{5,}\d|\b\d{7,}\b"                # a phone number (+ and digits, or 7+ digits)
     r"|\b\d{1,3}(?:\.\d{1,3}){3}\b"                     # an IPv4 address
     r"|\b(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}\b"  # an IPv6 address
 )
