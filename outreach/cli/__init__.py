@@ -7,6 +7,7 @@
     campaigns.py  campaign launch, run, scheduler
     services.py   worker, serve
     report.py     report
+    customers.py  customers export | erase (the rights of access and erasure)
 
 Every command prints ``--help`` with an example. Every error reaches the
 user as one located line with a hint, and the exit code says what kind it
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import click
 
-from outreach.cli import campaigns, data, project, report, rules, services
+from outreach.cli import campaigns, customers, data, project, report, rules, services
 from outreach.logs import FORMATS, LEVELS
 
 
@@ -50,6 +51,6 @@ def main(ctx: click.Context, database_url: str | None, broker_url: str | None, l
     }
 
 
-for _module in (project, data, rules, campaigns, services, report):
+for _module in (project, data, rules, campaigns, services, report, customers):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -168,9 +168,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def to_json(data: Any) -> str:
+    """``data`` (dataclasses, Decimals, times… included) as indented JSON text."""
+    return json.dumps(_plain(data), indent=2, ensure_ascii=False)
+
+
 def emit_json(data: Any) -> None:
-    """Write ``data`` (dataclasses, Decimals, times… included) as JSON to standard output."""
-    click.echo(json.dumps(_plain(data), indent=2, ensure_ascii=False))
+    """Write ``data`` as JSON (:func:`to_json`) to standard output."""
+    click.echo(to_json(data))
 
 
 def problem_json(problem: Problem) -> dict[str, Any]:

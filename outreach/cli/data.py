@@ -63,6 +63,7 @@ def import_(ctx: click.Context, kind: str, file: Path, skip_invalid: bool, rejec
     console.print(
         f"{kind}: {result.rows} rows, {result.inserted} inserted, {result.updated} updated, "
         f"{result.rejected} rejected" + (f" (see {result.reject_path})" if result.rejected else "")
+        + (f"; {result.suppressed} address(es) of erased customers suppressed" if result.suppressed else "")
     )
 
 

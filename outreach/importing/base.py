@@ -70,6 +70,8 @@ class Rejected:
 class Written:
     inserted: int = 0
     updated: int = 0
+    #: Addresses suppressed because an erased customer had them.
+    suppressed: int = 0
 
 
 class Kind(Generic[R]):

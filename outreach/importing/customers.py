@@ -2,7 +2,9 @@
 
 The columns a file has are authoritative for the customers it names (an
 empty ``email`` cell clears the address, an empty ``tags`` cell removes all
-tags); columns it does not have are left as they are. ``created_at`` of an
+tags); columns it does not have are left as they are.
+An address that belonged to an erased customer (``outreach customers erase``)
+is suppressed as it comes in, so that person is never contacted again. ``created_at`` of an
 existing customer is kept. Other columns go into ``attributes`` key by key:
 a filled cell sets the key, an empty cell removes it, keys of columns the file
 does not have stay.
@@ -30,6 +32,7 @@ from outreach.importing.values import (
     parse_timezone,
 )
 from outreach.store.models import Customer, CustomerTag
+from outreach.store.permission import suppress_erased
 
 CUSTOMER_TYPES = tuple(t.value for t in CustomerType)
 DEFAULT_TIMEZONE = "UTC"
@@ -132,7 +135,9 @@ class Customers(Kind[CustomerRecord]):
             if tags:
                 conn.execute(insert(CustomerTag), tags)
         inserted = sum(1 for p in rows if p.record.external_id not in existing)
-        return Written(inserted=inserted, updated=len(batch) - inserted)
+        # A person erased earlier is never contacted again: their addresses, back in, are suppressed.
+        suppressed = suppress_erased(conn, list(by_external.values()), now=self.now)
+        return Written(inserted=inserted, updated=len(batch) - inserted, suppressed=suppressed)
 
     def _params(self, record: CustomerRecord, existing: tuple[int, dict[str, Any]] | None) -> dict[str, Any]:
         attributes: dict[str, Any] = dict(existing[1]) if existing else {}

@@ -67,6 +67,8 @@ class ImportResult:
     updated: int
     rejected: int
     reject_path: Path | None
+    #: Addresses suppressed on the way in: an erased customer had them.
+    suppressed: int = 0
 
 
 def default_reject_path(path: Path) -> Path:
@@ -179,7 +181,7 @@ def _run(
     batch_size: int,
 ) -> ImportResult:
     log = ProblemLog(file=source.file)
-    rows = inserted = updated = rejected = 0
+    rows = inserted = updated = rejected = suppressed = 0
     bar = Progress(
         TextColumn(f"importing {importer.name}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), disable=not progress, transient=True,
@@ -199,12 +201,13 @@ def _run(
             if good and (rejects or not log.count):
                 written = importer.write(conn, good)
                 inserted, updated = inserted + written.inserted, updated + written.updated
+                suppressed += written.suppressed
             bar.update(task, completed=source.position())
         if log.count and not rejects:
             raise log.error()
     return ImportResult(
         kind=importer.name, rows=rows, inserted=inserted, updated=updated, rejected=rejected,
-        reject_path=rejects.path if rejects else None,
+        reject_path=rejects.path if rejects else None, suppressed=suppressed,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from outreach.domain import Channel, ConsentStatus
 from outreach.store import dialect
+from outreach.store.erased import ERASED_REASON, any_erased, erased_among
 from outreach.store.models import ConsentRecord, CurrentConsent, Customer, Message, Suppression
 
 
@@ -113,3 +114,19 @@ def lift(session: Session | Connection, *, channel: Channel, address: str, reaso
         delete(Suppression).where(Suppression.channel == channel, Suppression.address == address,
                                   Suppression.reason.in_(reasons)))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def suppress_erased(session: Session | Connection, customer_ids: list[int], *, now: datetime) -> int:
+    """Suppress every address of these customers that an erased customer had
+    (``erased_addresses``), so a person erased once is never contacted again
+    when an import brings them back. Returns how many addresses it suppressed."""
+    if not customer_ids or not any_erased(session):
+        return 0
+    held: set[tuple[Channel, str]] = set()
+    for email, phone in session.execute(select(Customer.email, Customer.phone).where(Customer.id.in_(customer_ids))):
+        held.update((channel, address) for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone))
+                    if address)
+    matches = erased_among(session, held)
+    for channel, address in sorted(matches):
+        suppress(session, channel=channel, address=address, reason=ERASED_REASON, now=now)
+    return len(matches)
