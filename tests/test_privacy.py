@@ -249,7 +249,7 @@ def test_the_erasure_migration_downgrades_and_upgrades_again(engine: Engine) -> 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0014-1")
+        command.downgrade(cfg, "0012-1")
     assert not {"erased_addresses", "erasures"} & set(inspect(engine).get_table_names())
     migrate(engine)
     assert {"erased_addresses", "erasures"} <= set(inspect(engine).get_table_names())

@@ -5,7 +5,7 @@ hash of each address (``outreach.store.erased``), so an import that brings
 the address back suppresses it. ``erasures`` is the audit line of each
 erasure: which anonymized customer row, when, and counts — no personal data.
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02 21:00:00
 
@@ -16,7 +16,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0014'
+revision: str = '0012'
 down_revision: Union[str, Sequence[str], None] = '0011'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
