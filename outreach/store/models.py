@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, MessageStatus
 from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
+from outreach.store.webhook_tokens import WebhookToken as WebhookToken
 
 
 class Customer(Base):
