@@ -3,6 +3,7 @@
     links.py   /u (unsubscribe), /o (open pixel), /c (click redirect)
     orders.py  /webhooks/orders (the shop, HMAC-signed JSON)
     twilio.py  /webhooks/twilio/inbound (STOP replies), /webhooks/twilio/status
+    esp/       /webhooks/esp/{ses,sendgrid,mailgun,postmark} (bounces, complaints, …)
 
 Every endpoint runs the same pipeline: verify (constant-time signature or
 token check) → parse into normalized events → store idempotently → act.
@@ -30,10 +31,10 @@ from outreach import metrics
 from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.sending.exposition import OutboxCollector
-from outreach.webhooks import links, orders, twilio
+from outreach.webhooks import esp, links, orders, twilio
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
-SOURCES = (links.routes, orders.routes, twilio.routes)
+SOURCES = (links.routes, orders.routes, twilio.routes, esp.routes)
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:
