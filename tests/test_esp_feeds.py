@@ -163,6 +163,16 @@ def test_ses_forged_or_foreign_messages_store_nothing(engine: Engine, client: ht
     assert stored_count(engine) == 0 and suppressed(engine) is None
 
 
+def test_ses_signed_nonsense_is_a_400(engine: Engine, client: httpx.Client, amazon: Any) -> None:
+    # Signed by Amazon but not an SES notification, or with an address PostgreSQL cannot store
+    bounce = fixture("ses_bounce.json")
+    bounce["bounce"]["bouncedRecipients"] = [{"emailAddress": "jane\x00@example.com"}]
+    for message in (bounce, ["not", "an", "object"]):
+        answer = ses_post(client, amazon, None, Message=json.dumps(message))
+        assert answer.status_code == 400 and answer.json()["errors"][0]["message"]
+    assert stored_count(engine) == 0
+
+
 def test_ses_subscription_is_confirmed_only_for_our_topic(client: httpx.Client, amazon: Any) -> None:
     confirm = fixture("sns_subscription_confirmation.json")
     subscribe = amazon.base + "/?Action=ConfirmSubscription&Token=" + confirm["Token"][:16]

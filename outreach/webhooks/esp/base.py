@@ -29,6 +29,8 @@ from outreach.store.engine import transaction
 from outreach.store.feedback import FeedEvent
 from outreach.webhooks.orders import MAX_BODY, _bounded_body
 
+#: The longest id, address or URL taken from a provider's event.
+MAX_TEXT = 2000
 #: A refusal to answer, or None when the request is the provider's.
 Verify = Callable[[Request, bytes], Awaitable[Response | None]]
 #: The provider's JSON → events (raises BadPayload).
@@ -89,7 +91,7 @@ def text(data: dict[str, Any], key: str, where: str, *, required: bool = True) -
         value = str(value)
     if not isinstance(value, str):
         raise BadPayload(f"{where}.{key}" if where else key, f"expected text, got {type(value).__name__}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 2000:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > MAX_TEXT:
         raise BadPayload(f"{where}.{key}" if where else key, "holds control characters or is too long")
     return value
 
@@ -108,6 +110,18 @@ def iso_time(value: Any, where: str) -> datetime:
         return to_naive_utc(parsed)
     except (ValueError, OverflowError):
         raise BadPayload(where, f"expected an ISO 8601 time, got {value!r}") from None
+
+
+def checked(events: list[FeedEvent]) -> list[FeedEvent]:
+    """``events``, unless an id or address in them holds control characters
+    (PostgreSQL refuses NUL in text; nothing legitimate carries them)."""
+    for event in events:
+        for name, value in (("event id", event.event_id), ("recipient", event.recipient or ""),
+                            ("message reference", " ".join(event.references)), ("url", event.url or ""),
+                            ("outreach_message_id", event.outreach_id or "")):
+            if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > MAX_TEXT:
+                raise BadPayload(name, "holds control characters or is too long")
+    return events
 
 
 # ---------------------------------------------------------------- pipeline
@@ -138,7 +152,7 @@ def feed_route(path: str, *, source: str, verify: Verify, parse: Parse, engine: 
             return refusal
         try:
             data = parse_json(body)
-            events = parse(data)
+            events = checked(parse(data))
             once = token(data) if token else None
         except BadPayload as exc:
             return bad_payload(exc, hint)

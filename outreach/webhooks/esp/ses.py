@@ -33,6 +33,7 @@ from outreach.webhooks.esp import sns
 from outreach.webhooks.esp.base import (
     BadPayload,
     bad_payload,
+    checked,
     iso_time,
     obj,
     parse_json,
@@ -131,7 +132,7 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             return refuse(503, str(exc), "SNS will retry; check that Amazon's certificate server is reachable")
         except sns.Unverified as exc:
             return refuse(403, f"not a message signed by Amazon SNS: {exc}", HINT)
-        if message.get("TopicArn") not in topics:
+        if str(message.get("TopicArn")) not in topics:
             return refuse(403, f"topic '{str(message.get('TopicArn'))[:200]}' is not in ses_topic_arns",
                           "add the topic's ARN to ses_topic_arns (OUTREACH_SES_TOPIC_ARNS)")
         if kind == "SubscriptionConfirmation":
@@ -151,8 +152,8 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
                 raise BadPayload("Message", "expected the SES notification as JSON text")
             if raw == VALIDATION_TEXT:
                 return JSONResponse({"acknowledged": "topic validation"})
-            events = parse_ses(obj(parse_json(raw.encode()), "Message"), sns_id=str(message["MessageId"]),
-                               sent=str(message["Timestamp"]))
+            events = checked(parse_ses(obj(parse_json(raw.encode()), "Message"), sns_id=str(message["MessageId"]),
+                               sent=str(message["Timestamp"])))
         except BadPayload as exc:
             return bad_payload(exc, HINT)
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
