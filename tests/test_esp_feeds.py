@@ -332,3 +332,12 @@ def test_feeds_exist_only_when_configured(engine: Engine) -> None:
     with serve_in_thread(bare) as base, httpx.Client(base_url=base) as http:
         for feed in ("ses", "sendgrid", "mailgun", "postmark"):
             assert http.post(f"/webhooks/esp/{feed}", json={}).status_code == 404
+
+
+def test_a_database_down_is_a_503_the_provider_retries(settings: Settings) -> None:
+    from outreach.store.engine import make_engine
+
+    unreachable = make_engine("postgresql+psycopg://outreach@127.0.0.1:9/none?connect_timeout=2")
+    with serve_in_thread(create_app(settings, unreachable)) as base, httpx.Client(base_url=base) as http:
+        answer = postmark_post(http, fixture("postmark_bounce.json"))
+    assert answer.status_code == 503 and "retries" in answer.json()["hint"]

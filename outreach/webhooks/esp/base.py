@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -135,7 +136,17 @@ def store(engine: Engine, settings: Settings, events: Sequence[FeedEvent], *, so
         return feedback.record_feed_events(session, events, soft_bounce_limit=settings.soft_bounce_limit, now=now)
 
 
-def stored(events: Sequence[FeedEvent], new: int) -> JSONResponse:
+async def saved(engine: Engine, settings: Settings, events: Sequence[FeedEvent], *, source: str,
+                token: str | None = None, now: datetime) -> Response:
+    """Store ``events`` (off the event loop) and answer: how many were new;
+    406 for a replayed token; 503 when the database cannot be reached (the
+    provider retries later)."""
+    try:
+        new = await run_in_threadpool(store, engine, settings, events, source=source, token=token, now=now)
+    except OperationalError:
+        return refuse(503, "the database is unavailable", "the provider retries the delivery later")
+    if new is None:
+        return refuse(406, "this delivery's token was used before: a replay", "each signed delivery is accepted once")
     return JSONResponse({"events": len(events), "stored": new, "duplicates": len(events) - new})
 
 
@@ -158,10 +169,6 @@ def feed_route(path: str, *, source: str, verify: Verify, parse: Parse, engine: 
             return bad_payload(exc, hint)
         except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a shape no parser foresaw
             return bad_payload(BadPayload("(body)", f"not the provider's event format ({exc!r})"), hint)
-        new = await run_in_threadpool(store, engine, settings, events, source=source, token=once, now=clock())
-        if new is None:
-            return refuse(406, "this delivery's token was used before: a replay",
-                          "each signed delivery is accepted once")
-        return stored(events, new)
+        return await saved(engine, settings, events, source=source, token=once, now=clock())
 
     return Route(path, endpoint, methods=["POST"])

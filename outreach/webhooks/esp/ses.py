@@ -39,8 +39,7 @@ from outreach.webhooks.esp.base import (
     parse_json,
     read_body,
     refuse,
-    store,
-    stored,
+    saved,
     text,
 )
 
@@ -158,7 +157,6 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             return bad_payload(exc, HINT)
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             return bad_payload(BadPayload("Message", f"not an SES notification ({exc!r})"), HINT)
-        new = await run_in_threadpool(store, engine, settings, events, source=SOURCE, now=clock())
-        return stored(events, new or 0)
+        return await saved(engine, settings, events, source=SOURCE, now=clock())
 
     return [Route(PATH, endpoint, methods=["POST"])]
