@@ -39,6 +39,11 @@ DEFAULT_BROKER_URL = "memory://"
 #: first use, readable by its owner only). No published secret ever signs.
 SECRET_FILE_SUFFIX = ".secret"
 
+#: Amazon SNS's hosts (sns.<region>.amazonaws.com, China's .com.cn), over HTTPS.
+SNS_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+#: Consecutive soft bounces (without a delivery between) that suppress an address.
+SOFT_BOUNCE_LIMIT = 3
+
 
 class Settings(BaseSettings):
     """Every setting, with its environment variable ``OUTREACH_<NAME>``."""
@@ -116,6 +121,22 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+
+    #: ESP feeds (docs/esp-feeds.md): each route exists only with its setting.
+    #: Amazon SES through SNS: the topics whose notifications are accepted.
+    ses_topic_arns: list[str] = Field(default_factory=list)
+    #: Where SNS signing certificates and subscription URLs may live (Amazon's
+    #: own hosts); tests point it at a local server, nothing else should.
+    sns_url_pattern: str = SNS_URL_PATTERN
+    #: SendGrid's Signed Event Webhook verification key (base64 DER or PEM; public, not a secret).
+    sendgrid_webhook_public_key: str | None = None
+    #: Mailgun's HTTP webhook signing key.
+    mailgun_webhook_signing_key: SecretStr | None = None
+    #: Postmark: the basic-auth user and password written into the webhook URL.
+    postmark_webhook_username: str = "postmark"
+    postmark_webhook_password: SecretStr | None = None
+    #: This many soft bounces in a row (no delivery between) suppress an address.
+    soft_bounce_limit: int = Field(default=SOFT_BOUNCE_LIMIT, ge=1)
 
     #: debug | info | warning | error; unset: info for the long-running
     #: services (worker, serve, scheduler), warning for the other commands.

@@ -50,10 +50,15 @@ class EventType(enum.StrEnum):
     """Normalized response vocabulary; what a source does not know becomes UNKNOWN."""
 
     DELIVERED = "delivered"
+    #: The receiving server said "not now"; the ESP keeps trying.
+    DEFERRED = "deferred"
     OPEN = "open"
     CLICK = "click"
     REPLY = "reply"
+    #: A permanent (hard) bounce: the address does not exist or refuses for good.
     BOUNCE = "bounce"
+    #: A temporary bounce (mailbox full, blocked for now); enough in a row suppress.
+    SOFT_BOUNCE = "soft_bounce"
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
     STOP = "stop"

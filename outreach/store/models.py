@@ -31,6 +31,7 @@ from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
+from outreach.store.webhook_tokens import WebhookToken as WebhookToken
 
 
 class Customer(Base):

@@ -4,6 +4,7 @@
     orders.py  /webhooks/orders (the shop, HMAC-signed JSON)
     events.py  /webhooks/events (custom events, signed like orders)
     twilio.py  /webhooks/twilio/inbound (STOP replies), /webhooks/twilio/status
+    esp/       /webhooks/esp/{ses,sendgrid,mailgun,postmark} (bounces, complaints, …)
 
 Every endpoint runs the same pipeline: verify (constant-time signature or
 token check) → parse into normalized events → store idempotently → act.
@@ -34,12 +35,12 @@ from outreach.clock import utcnow
 from outreach.config import Settings
 from outreach.sending.exposition import OutboxCollector
 from outreach.store import optouts
-from outreach.webhooks import events, links, openapi, orders, twilio
+from outreach.webhooks import esp, events, links, openapi, orders, twilio
 
 log = logs.get_logger("outreach.webhooks")
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
-SOURCES = (links.routes, orders.routes, events.routes, twilio.routes)
+SOURCES = (links.routes, orders.routes, events.routes, twilio.routes, esp.routes)
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:

@@ -88,7 +88,7 @@ def unstorable(exc: PayloadError) -> JSONResponse:
 async def verified_body(request: Request, *, secret: str, clock: Callable[[], datetime],
                         too_long_hint: str) -> tuple[bytes, datetime]:
     """The body and the time it was signed (naive UTC); :class:`Refused` otherwise."""
-    body = await _bounded_body(request)
+    body = await bounded_body(request)
     if body is None:
         raise Refused(JSONResponse({"error": f"the body is longer than {MAX_BODY:,} bytes", "hint": too_long_hint},
                                    status_code=413))
@@ -125,7 +125,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _bounded_body(request: Request) -> bytes | None:
+async def bounded_body(request: Request) -> bytes | None:
     """The body, or None once it passes MAX_BODY (what was read is dropped)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
