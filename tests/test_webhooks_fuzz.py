@@ -1,6 +1,7 @@
 """Fuzzing the webhook server from its own OpenAPI description (schemathesis):
 whatever a sender posts — valid or not, signed or not — it never answers
-5xx, on SQLite and PostgreSQL. Signed endpoints get correctly signed
+5xx, on SQLite and PostgreSQL (an SES post whose certificate URL cannot be
+fetched — there is no network here — is a 503 that SNS retries). Signed endpoints get correctly signed
 deliveries for most cases, so the fuzzing reaches the parsing and storing
 behind the signature check; links get valid tokens half of the time."""
 
@@ -14,6 +15,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, settings
 from schemathesis.generation.case import Case
 from sqlalchemy import Engine
@@ -30,6 +33,10 @@ from test_webhooks import ARRIVAL, sent  # noqa: F401 - a fixture
 #: Examples per endpoint and database: enough to find a 500, quick enough for CI.
 EXAMPLES = 50
 SHOP_SECRET, TWILIO_TOKEN = "shop-secret", "twilio-token"
+SENDGRID_PUBLIC_KEY = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+#: Only a 503 (the database or Amazon's certificate host unreachable: retry) may be a 5xx.
+RETRY_LATER = 503
 
 schema = schemathesis.openapi.from_dict(openapi.describe())
 
@@ -37,7 +44,10 @@ schema = schemathesis.openapi.from_dict(openapi.describe())
 @pytest.fixture
 def server(engine: Engine, sent: dict[str, int]) -> Iterator[tuple[httpx.Client, Settings, dict[str, int]]]:  # noqa: F811
     config = load_settings(public_url=f"http://127.0.0.1:{free_port()}", secret_key="s3cret",
-                           order_webhook_secret=SHOP_SECRET, twilio_auth_token=TWILIO_TOKEN)
+                           order_webhook_secret=SHOP_SECRET, twilio_auth_token=TWILIO_TOKEN,
+                           ses_topic_arns=["arn:aws:sns:us-east-1:123456789012:outreach"],
+                           sendgrid_webhook_public_key=SENDGRID_PUBLIC_KEY, mailgun_webhook_signing_key="mg-key",
+                           postmark_webhook_password="pm-pass")
     app = create_app(config, engine, clock=lambda: ARRIVAL)
     port = int(config.public_url.rsplit(":", 1)[1])
     with serve_in_thread(app, port=port) as base, httpx.Client(base_url=base, timeout=30) as http:
@@ -83,7 +93,8 @@ def test_no_request_is_answered_with_a_server_error(
     request = request_for(case, config, sent_ids)
     response = http.send(http.build_request(request.method, request.url, headers=request.headers,
                                             content=request.content))
-    assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text[:500])
+    retry_later = response.status_code == RETRY_LATER and case.formatted_path == "/webhooks/esp/ses"
+    assert response.status_code < 500 or retry_later, (case.method, case.formatted_path, case.body, response.text[:500])
 
 
 def test_the_served_description_is_the_documented_one(

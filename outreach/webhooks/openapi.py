@@ -4,7 +4,9 @@ pydantic models that parse the bodies (so it cannot drift from them).
 ``serve`` answers it at ``/openapi.json``; ``docs/openapi.json`` is the same
 document (a test checks they agree). Every endpoint is described with what
 it answers, 4xx included: none of them answers 5xx for anything a sender can
-send (``tests/test_webhooks_fuzz.py`` checks that with schemathesis).
+send (``tests/test_webhooks_fuzz.py`` checks that with schemathesis) — only a
+503 when the database (or, for SES, Amazon) cannot be reached, which the
+provider retries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from outreach.webhooks import events, orders, signing, twilio
+from outreach.webhooks.esp import mailgun, postmark, sendgrid, ses
 
 TITLE = "Outreach webhooks"
 VERSION = "1"
@@ -65,6 +68,33 @@ def _twilio_form(summary: str, required: list[str], ok: dict[str, Any]) -> dict[
     }}
 
 
+#: Each ESP's feed: (path, provider, how it is authenticated).
+ESP_FEEDS = (
+    (ses.PATH, "Amazon SES through SNS", "SNS message signature (SignatureVersion 1 or 2) in the body"),
+    (sendgrid.PATH, "SendGrid Event Webhook (a JSON array)",
+     "ECDSA signature headers X-Twilio-Email-Event-Webhook-Signature / -Timestamp"),
+    (mailgun.PATH, "Mailgun webhook", "HMAC-SHA256 `signature` object in the body; each token once"),
+    (postmark.PATH, "Postmark webhook", "HTTP basic auth"),
+)
+
+
+def _esp(provider: str, auth: str) -> dict[str, Any]:
+    return {"post": {
+        "summary": f"{provider}: deliveries, bounces, complaints, opens, clicks, unsubscribes",
+        "description": f"Authenticated by {auth}. Exists only when the provider's setting is configured.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+        "responses": {
+            "200": {"description": "stored (a retried report: stored once); unknown messages too"},
+            "400": {"description": "a malformed report, the field named"},
+            "401": {"description": "missing or wrong credentials (Postmark)"},
+            "403": {"description": "a bad signature (stores nothing)"},
+            "406": {"description": "a Mailgun token used before: a replay"},
+            "413": {"description": f"the body is longer than {signing.MAX_BODY:,} bytes"},
+            "503": {"description": "the database or Amazon's certificate host cannot be reached: retry"},
+        },
+    }}
+
+
 def _components(*models: type[BaseModel]) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problems": {"type": "object", "properties": {"errors": {"type": "array", "items": {
         "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
@@ -109,6 +139,7 @@ def describe() -> dict[str, Any]:
                                               {"200": {"description": "TwiML", "content": {"text/xml": {}}}}),
             twilio.STATUS_PATH: _twilio_form("an SMS delivery status", ["MessageSid"],
                                              {"204": {"description": "recorded (or an intermediate status)"}}),
+            **{path: _esp(provider, auth) for path, provider, auth in ESP_FEEDS},
             "/healthz": {"get": {"summary": "the database answers",
                                  "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
