@@ -61,7 +61,8 @@ def request_for(case: Case, config: Settings, messages: dict[str, int]) -> httpx
     if token is not None and len(str(token)) % 2 == 0:  # half the cases: a valid link of a real message
         message_id = messages["ada"]
         valid = {"/u/": tokens.unsubscribe_url(config, message_id), "/o/": tokens.open_pixel_url(config, message_id),
-                 "/c/": tokens.click_url(config, message_id, "https://shop.example/p?x=1")}
+                 "/c/": tokens.click_url(config, message_id, "https://shop.example/p?x=1"),
+                 "/s/": tokens.survey_url(config, message_id, len(str(token)) % 12)}
         path = valid[path[:3]].removeprefix(config.public_url)
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
     content = b""

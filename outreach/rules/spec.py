@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -50,6 +50,9 @@ class RuleSpec(Strict):
     #: marketing sends, and exempt from the frequency cap — never from
     #: consent or suppression.
     transactional: bool = False
+    #: The message asks for a score: ``nps`` (0–10) or ``satisfaction`` (1–5),
+    #: answered by an SMS reply of the score or a ``survey_url(score)`` link.
+    survey: Literal["nps", "satisfaction"] | None = None
     #: Cron expression for ``outreach scheduler`` (e.g. "0 9 * * *").
     schedule: str | None = None
     #: Allowed local send time; default from policy (SMS 09:00–21:00).

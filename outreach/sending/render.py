@@ -12,7 +12,8 @@ Variables: ``customer`` (name, first_name, email, phone, locale,
 customer_type, attributes, tags, birthday, external_id), ``rule`` (name,
 description), ``message`` (id), ``unsubscribe_url``; for a rule triggered by
 a custom event, ``event`` (name, occurred_at, properties — what the events
-API or events.csv sent, e.g. ``event.properties.cart_url``). An unknown
+API or events.csv sent, e.g. ``event.properties.cart_url``); ``survey_url(score)``
+(an answer link of a survey rule's message). An unknown
 variable is an error (StrictUndefined), never an empty string in a
 customer's inbox.
 """
@@ -260,6 +261,8 @@ class Renderer:
             "rule": rule,
             "message": {"id": message_id},
             "unsubscribe_url": unsubscribe,
+            # A survey rule's answer links: {{ survey_url(9) }} (the page asks before it records).
+            "survey_url": lambda score: tokens.survey_url(self.settings, message_id, int(score)),
         }
         if event is not None:  # only an event rule's message has one: elsewhere `event` is undefined
             context["event"] = event

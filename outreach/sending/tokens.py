@@ -23,6 +23,7 @@ from outreach.errors import OutreachError
 UNSUBSCRIBE_SALT = "outreach.unsubscribe"
 CLICK_SALT = "outreach.click"
 OPEN_SALT = "outreach.open"
+SURVEY_SALT = "outreach.survey"
 
 
 class BadToken(OutreachError):
@@ -94,6 +95,17 @@ def read_click_token(settings: Settings, token: str) -> tuple[int, str]:
     value = _read(settings, CLICK_SALT, token)
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
             and isinstance(value[1], str)):
+        raise BadToken("this link is not valid")
+    return value[0], value[1]
+
+
+def survey_url(settings: Settings, message_id: int, score: int) -> str:
+    return f"{_base(settings)}/s/{_dumps(settings, SURVEY_SALT, [message_id, score])}"
+
+
+def read_survey_token(settings: Settings, token: str) -> tuple[int, int]:
+    value = _read(settings, SURVEY_SALT, token)
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
         raise BadToken("this link is not valid")
     return value[0], value[1]
 

@@ -27,11 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, MessageStatus
+from outreach.store.answers import SurveyAnswer as SurveyAnswer
 from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
 from outreach.store.webhook_tokens import WebhookToken as WebhookToken
+from outreach.store.worker_rows import Worker as Worker
 
 
 class Customer(Base):
@@ -233,19 +235,6 @@ class Rule(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     #: Own queue, ahead of marketing; exempt from the frequency cap.
     transactional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-
-
-class Worker(Base):
-    """A worker process (or an embedded drain) and its last heartbeat: the
-    messages it claimed go back to the queue when the heartbeat stops."""
-
-    __tablename__ = "workers"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    hostname: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class CampaignRun(Base):

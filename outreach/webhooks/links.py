@@ -1,4 +1,4 @@
-"""The links in a message: one-click unsubscribe, the open pixel, click redirects.
+"""The links in a message: one-click unsubscribe, survey answers, the open pixel, click redirects.
 
 Every link carries a signed token (``outreach.sending.tokens``): a tampered
 or foreign token is a 400 page and stores nothing. A GET or HEAD of the
@@ -11,6 +11,7 @@ records no open or click, and OPTIONS is answered 405.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,13 +25,17 @@ from starlette.routing import Route
 from outreach.config import Settings
 from outreach.domain import Channel, EventType
 from outreach.sending import tokens
-from outreach.store import optouts, responses
+from outreach.store import optouts, responses, surveys
 from outreach.store.engine import transaction
-from outreach.store.models import Customer, Message
+from outreach.store.models import Customer, Message, Rule
 from outreach.webhooks import pages
 
 #: A transparent 1×1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+#: The scale of an answer link in a rule that names no survey.
+DEFAULT_SURVEY = "nps"
+#: Control characters (NUL included) in a comment become spaces.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: The open pixel must be fetched each time it is shown.
 NO_STORE = {"Cache-Control": "no-store, max-age=0"}
 
@@ -90,8 +95,43 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             await run_in_threadpool(record, message_id, EventType.CLICK, "redirect", url=url)
         return RedirectResponse(url, status_code=302)
 
+    def survey_of_message(message_id: int) -> tuple[str | None, int, int, str]:
+        """(locale, customer, rule, survey kind) of a message; BadToken when unknown."""
+        with transaction(engine) as session:
+            row = session.execute(
+                select(Customer.locale, Message.customer_id, Message.rule_id, Rule.definition)
+                .join(Customer, Customer.id == Message.customer_id).join(Rule, Rule.id == Message.rule_id)
+                .where(Message.id == message_id)).first()
+        if row is None:
+            raise tokens.BadToken("unknown message")
+        return row[0], row[1], row[2], surveys.survey_of(row[3]) or DEFAULT_SURVEY
+
+    async def survey(request: Request) -> Response:
+        try:
+            message_id, score = tokens.read_survey_token(settings, request.path_params["token"])
+            locale, customer_id, rule_id, kind = await run_in_threadpool(survey_of_message, message_id)
+        except tokens.BadToken:
+            return HTMLResponse(pages.bad_link(), status_code=400)
+        scale = surveys.SCALES[kind]
+        if score not in scale:
+            return HTMLResponse(pages.bad_link(), status_code=400)
+        top = scale.stop - 1
+        if request.method != "POST":  # a scanner's prefetch, or the customer's click: the page asks
+            return HTMLResponse(pages.survey(locale=locale, score=score, top=top))
+        comment = str((await request.form()).get("comment", "") or "")
+
+        def act() -> None:
+            with transaction(engine) as session:
+                surveys.record_answer(session, message_id=message_id, customer_id=customer_id, rule_id=rule_id,
+                                      kind=kind, score=score, source="survey-link", answered_at=clock(),
+                                      comment=_CONTROL.sub(" ", comment))
+
+        await run_in_threadpool(act)
+        return HTMLResponse(pages.thanks(locale=locale, score=score, top=top))
+
     return [
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/s/{token}", survey, methods=["GET", "POST"]),
         Route("/o/{token}", open_pixel),
         Route("/c/{token}", click),
     ]

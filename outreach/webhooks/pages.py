@@ -11,6 +11,11 @@ TEXT = {
         "button": "Unsubscribe",
         "done_title": "You are unsubscribed",
         "done": "You will not receive {channel} messages from us at {address} any more.",
+        "survey_title": "Your answer",
+        "survey": "You are giving us {score} out of {top}. Anything you would like to add?",
+        "survey_button": "Send my answer",
+        "thanks_title": "Thank you",
+        "thanks": "Your answer ({score} out of {top}) is recorded. Thank you for telling us.",
         "bad_title": "This link is not valid",
         "bad": "The link is incomplete or was changed. Please use the link from the message, "
                "or reply STOP to an SMS.",
@@ -21,6 +26,11 @@ TEXT = {
         "button": "确认退订",
         "done_title": "您已成功退订",
         "done": "我们将不再通过{channel}（{address}）向您发送消息。",
+        "survey_title": "您的评分",
+        "survey": "您给我们的评分是 {score} 分（满分 {top} 分）。还有什么想告诉我们的吗？",
+        "survey_button": "提交评分",
+        "thanks_title": "谢谢您",
+        "thanks": "您的评分（{score} / {top}）已记录。感谢您的反馈。",
         "bad_title": "链接无效",
         "bad": "链接不完整或已被修改。请使用消息中的链接，或回复TD退订短信。",
     },
@@ -62,3 +72,18 @@ def done(*, locale: str | None, channel: str, address: str) -> str:
 def bad_link() -> str:
     en, zh = TEXT["en"], TEXT["zh"]
     return _page(f'{en["bad_title"]} / {zh["bad_title"]}', f'<p>{en["bad"]}</p><p>{zh["bad"]}</p>', "en")
+
+
+def survey(*, locale: str | None, score: int, top: int) -> str:
+    lang = _lang(locale)
+    t = TEXT[lang]
+    form = (f'<p>{t["survey"].format(score=score, top=top)}</p><form method="post">'
+            '<p><textarea name="comment" rows="4" maxlength="2000" style="width:100%"></textarea></p>'
+            f'<button type="submit">{t["survey_button"]}</button></form>')
+    return _page(t["survey_title"], form, lang)
+
+
+def thanks(*, locale: str | None, score: int, top: int) -> str:
+    lang = _lang(locale)
+    t = TEXT[lang]
+    return _page(t["thanks_title"], f'<p>{t["thanks"].format(score=score, top=top)}</p>', lang)

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from outreach.config import Settings
 from outreach.domain import Channel, EventType
 from outreach.errors import ConfigError
-from outreach.store import optouts, responses
+from outreach.store import optouts, responses, surveys
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message
 
@@ -119,6 +119,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
                     received_at=clock(), source="twilio", payload=form, dedupe_key=dedupe))
                 return None
             with transaction(engine) as session:
+                score = surveys.sms_score(body)
+                if score is not None:  # "9": the answer to the latest survey SMS it fits, if one waits
+                    surveys.answer_by_sms(session, phone=phone, score=score, at=clock(), source="twilio")
                 found = session.execute(
                     select(Customer.id, Customer.locale).where(Customer.phone == phone).limit(1)).first()
                 customer_id, locale = found if found else (None, None)
