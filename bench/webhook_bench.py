@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -44,7 +43,7 @@ from outreach.store.engine import make_engine, migrate
 from outreach.store.models import Order, TrackingEvent
 from outreach.webhooks.orders import PATH as ORDERS_PATH
 from outreach.webhooks.orders import signed_headers
-from outreach.webhooks.server import free_port
+from outreach.webhooks.server import free_port, wait_until_healthy
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -109,12 +108,17 @@ def populate(engine: Engine, messages: int) -> None:
 @contextmanager
 def database(kind: str, messages: int, folder: Path) -> Iterator[str]:
     if kind == "sqlite":
-        url = f"sqlite:///{folder / 'outreach.db'}"
+        file = folder / "outreach.db"
+        url = f"sqlite:///{file}"
         engine = make_engine(url)
         migrate(engine)
         populate(engine, messages)
         engine.dispose()
-        yield url
+        try:
+            yield url
+        finally:
+            for leftover in folder.glob("outreach.db*"):  # the database, its WAL, its secret
+                leftover.unlink()
         return
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     name = f"outreach_webhook_bench_{os.getpid()}"
@@ -139,17 +143,12 @@ def database(kind: str, messages: int, folder: Path) -> Iterator[str]:
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
     process = subprocess.Popen(command, env={**os.environ, **env}, cwd=BENCH, start_new_session=True)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the server did not start: {' '.join(command)}")
-            time.sleep(0.2)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", alive=lambda: process.poll() is None,
+                               timeout_s=STARTUP_TIMEOUT_S)
+        except RuntimeError:
+            sys.exit(f"the server did not start: {' '.join(command)}")
         yield
     finally:
         os.killpg(process.pid, 15)

@@ -5,7 +5,12 @@ success is stored, and one that could not be stored is never answered so."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +24,7 @@ from outreach.sending import tokens
 from outreach.store.engine import transaction
 from outreach.store.models import Message, Rule, TrackingEvent
 from outreach.webhooks.app import create_app
-from outreach.webhooks.server import serve_in_thread
+from outreach.webhooks.server import free_port, serve_in_thread, wait_until_healthy
 
 #: Requests in flight at once: more than one batch's worth arrives while one is written.
 CONCURRENT = 200
@@ -60,9 +65,10 @@ def path(settings: Settings, url: str) -> str:
 
 
 def fetch_all(base: str, paths: list[str]) -> list[httpx.Response]:
-    """GET every path at once over real HTTP."""
+    """GET every path at once over real HTTP (a connection each: none is
+    reused just as the server closes it for being idle, on a loaded machine)."""
     async def run() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=CONCURRENT)
+        limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
             return list(await asyncio.gather(*(http.get(p) for p in paths)))
     return asyncio.run(run())
@@ -136,3 +142,24 @@ def test_a_click_that_cannot_be_stored_fails_alone_and_the_others_are_stored(
     bad_stored = "https://shop.example/\x00" in stored_urls
     assert statuses[30] == (302 if bad_stored else 503)
     assert bad_stored == (engine.dialect.name == "sqlite")
+
+
+def test_serve_with_two_worker_processes_answers_and_stores_from_each(
+        engine: Engine, settings: Settings, message_ids: list[int]) -> None:
+    # Given `outreach serve --workers 2`, the real command, on the test's database
+    port = free_port()
+    env = {**os.environ, "OUTREACH_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+           "OUTREACH_SECRET_KEY": "s3cret", "OUTREACH_PUBLIC_URL": settings.public_url}
+    command = [str(Path(sys.executable).parent / "outreach"), "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", alive=lambda: server.poll() is None)
+        # When 100 opens arrive at once (on connections the two processes share)
+        opens = [path(settings, tokens.open_pixel_url(settings, message_ids[k % 5])) for k in range(100)]
+        answers = fetch_all(f"http://127.0.0.1:{port}", opens)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    # Then each is answered with the pixel and stored
+    assert {a.status_code for a in answers} == {200}
+    assert len(stored(engine, EventType.OPEN)) == 100
