@@ -42,20 +42,29 @@ def worker(ctx: click.Context, processes: int, threads: int | None, metrics_port
     settings.require_secret()  # the worker processes would fail on every message
     brokers.make_broker(settings)  # Redis answers (ServiceError, exit 3, otherwise)
     open_engine(settings).dispose()  # and so does the database, at the newest schema
+    _pass_options(ctx)
+    sys.exit(supervise(processes=processes, threads=threads, metrics_port=metrics_port or settings.metrics_port))
+
+
+def _pass_options(ctx: click.Context) -> None:
+    """The command line's settings, into the environment the processes it starts read."""
     obj = ctx.find_root().obj
     passed = {**obj["overrides"], "log_level": obj.get("log_level"), "log_format": obj.get("log_format")}
     for key, value in passed.items():
         if value:
             os.environ[f"OUTREACH_{key.upper()}"] = value
-    sys.exit(supervise(processes=processes, threads=threads, metrics_port=metrics_port or settings.metrics_port))
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=1, show_default=True,
+              help="Server processes sharing the port (one per core the server may use).")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request (one record each: slow under load).")
 @click.pass_context
 @friendly
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bool) -> None:
     """Run the webhook server: unsubscribe, open pixel, click redirect, orders, SMS.
 
     \b
@@ -65,7 +74,10 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     from outreach.webhooks.app import serve as run_server
 
     settings = app_settings(ctx, service=True)
-    run_server(settings, open_engine(settings), host=host, port=port)
+    engine = open_engine(settings)
+    if workers > 1:  # each process reads its settings from the environment
+        _pass_options(ctx)
+    run_server(settings, engine, host=host, port=port, workers=workers, access_log=access_log)
 
 
 COMMANDS = (worker, serve)

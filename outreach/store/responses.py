@@ -5,12 +5,13 @@ transaction to its caller (the webhook pipeline: verify → parse → store → 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Engine, bindparam, delete, false, insert, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import Channel, ConsentStatus, EventType
@@ -37,6 +38,37 @@ def record_event(
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     result = session.execute(stmt.returning(TrackingEvent.id))
     return result.scalar()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkEvent:
+    """An open or a click of a message's link (its token already verified)."""
+
+    type: EventType
+    message_id: int
+    occurred_at: datetime
+    source: str
+    url: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+_events = TrackingEvent.__table__.c
+#: One statement per event, the customer read from the message in the same
+#: statement (a message that does not exist stores nothing): no round trip before it.
+_LINK_EVENT = insert(TrackingEvent).from_select(
+    ["type", "occurred_at", "source", "url", "payload", "simulated", "message_id", "customer_id"],
+    select(bindparam("type", type_=_events.type.type), bindparam("occurred_at", type_=_events.occurred_at.type),
+           bindparam("source", type_=_events.source.type), bindparam("url", type_=_events.url.type),
+           bindparam("payload", type_=_events.payload.type), false(), Message.id, Message.customer_id)
+    .where(Message.id == bindparam("message_id")))
+
+
+def record_link_events(engine: Engine, events: Sequence[LinkEvent]) -> None:
+    """Store ``events`` (opens, clicks) in one transaction."""
+    with engine.begin() as conn:
+        conn.execute(_LINK_EVENT, [{"type": e.type, "occurred_at": e.occurred_at, "source": e.source,
+                                    "url": e.url, "payload": e.payload or {}, "message_id": e.message_id}
+                                   for e in events])
 
 
 def _set_consent(session: Session, *, customer_id: int, channel: Channel, status: ConsentStatus,
@@ -136,12 +168,12 @@ class IncomingOrder:
 
 
 def record_order(session: Session, order: IncomingOrder, *, source: str, payload: dict[str, Any],
-                 simulated: bool = False, reported_at: datetime | None = None) -> tuple[Order, bool]:
+                 simulated: bool = False, reported_at: datetime | None = None) -> tuple[int, bool]:
     """Upsert an order by external id (items replaced) and record an ORDER event
     once, keeping the source's ``payload`` beside it. With ``reported_at``
     (the signed time of a webhook delivery), a version reported no later
-    than the stored one changes nothing. Returns the order and whether this
-    version was stored."""
+    than the stored one changes nothing. Returns the order's id and whether
+    this version was stored (no reload of the row: one round trip less)."""
     # One customer's orders are written one at a time (PostgreSQL: the row
     # lock below; SQLite has one writer): the per-customer tables the
     # database's triggers keep would otherwise race (two recomputes of the
@@ -163,18 +195,17 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
                                    where=newer if reported_at is not None else None)
         .returning(Order.id)).scalar()
     if stored is None:  # an older (or the same) delivery: the stored version stays
-        return session.scalars(select(Order).where(Order.external_id == order.external_id)).one(), False
+        return session.scalars(select(Order.id).where(Order.external_id == order.external_id)).one(), False
     order_id = stored
     session.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
     if order.items:
         session.execute(insert(OrderItem), [
             {"order_id": order_id, "sku": item.sku, "category": item.category, "quantity": item.quantity,
              "amount": item.amount} for item in order.items])
-    row = session.get_one(Order, order_id, populate_existing=True)
     record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
-                 customer_id=customer_id, order_id=row.id, dedupe_key=f"order:{order.external_id}",
+                 customer_id=customer_id, order_id=order_id, dedupe_key=f"order:{order.external_id}",
                  payload=payload, simulated=simulated)
-    return row, True
+    return order_id, True
 
 
 @dataclass(frozen=True, kw_only=True)

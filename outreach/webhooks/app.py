@@ -19,20 +19,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outreach import logs, metrics
 from outreach.clock import utcnow
-from outreach.config import Settings
+from outreach.config import Settings, load_settings
 from outreach.sending.exposition import OutboxCollector
 from outreach.store import optouts
 from outreach.webhooks import esp, events, links, openapi, orders, twilio
@@ -100,22 +101,57 @@ def _applying_optouts(engine: Engine) -> Callable[[Starlette], AbstractAsyncCont
     return lifespan
 
 
-class Measured(BaseHTTPMiddleware):
-    """Count and time every request by route (its path pattern, never a token)."""
+class Measured:
+    """Count and time every request by route (its path pattern, never a token).
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    Plain ASGI (not ``BaseHTTPMiddleware``, which runs each request in a
+    task group of its own): it only reads the status as the response starts."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.monotonic()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.WEBHOOK_REQUESTS.labels(name, str(response.status_code)).inc()
-        metrics.WEBHOOK_SECONDS.labels(name).observe(time.monotonic() - started)
-        return response
+        status = 500  # what the server answers when the app raises before starting a response
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            metrics.WEBHOOK_REQUESTS.labels(name, str(status)).inc()
+            metrics.WEBHOOK_SECONDS.labels(name).observe(time.monotonic() - started)
 
 
-def serve(settings: Settings, engine: Engine, *, host: str, port: int) -> None:
+def from_environment() -> Starlette:
+    """The app of one ``outreach serve --workers N`` process: settings from
+    the environment (the command passed its options there), an engine of its own."""
+    from outreach.store.engine import make_engine
+
+    settings = load_settings()
+    logs.configure(level=settings.log_level or "info", fmt=settings.log_format)
+    return create_app(settings, make_engine(settings.database_url))
+
+
+def serve(settings: Settings, engine: Engine, *, host: str, port: int, workers: int = 1,
+          access_log: bool = False) -> None:
+    """uvicorn with its fastest loop and parser installed (uvloop, httptools);
+    with ``workers`` > 1, that many processes share the port."""
     import uvicorn
 
     settings.require_secret()
     # log_config=None: uvicorn's records go through Outreach's logging (outreach.logs).
-    uvicorn.run(create_app(settings, engine), host=host, port=port, log_config=None)
+    options: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": access_log}
+    if workers <= 1:
+        uvicorn.run(create_app(settings, engine), **options)
+        return
+    engine.dispose()
+    uvicorn.run("outreach.webhooks.app:from_environment", factory=True, workers=workers, **options)

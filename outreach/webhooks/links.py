@@ -11,12 +11,14 @@ records no open or click, and OPTIONS is answered 405.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +31,9 @@ from outreach.store import optouts, responses, surveys
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message, Rule
 from outreach.webhooks import pages
+from outreach.webhooks.batching import GroupCommit
+
+log = logging.getLogger(__name__)
 
 #: A transparent 1×1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -38,6 +43,8 @@ DEFAULT_SURVEY = "nps"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: The open pixel must be fetched each time it is shown.
 NO_STORE = {"Cache-Control": "no-store, max-age=0"}
+#: Seconds a sender is asked to wait before retrying when the database is down.
+RETRY_AFTER_S = "5"
 
 
 def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) -> list[Route]:
@@ -69,12 +76,20 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         await run_in_threadpool(optouts.submit, engine, optout)
         return HTMLResponse(pages.done(locale=locale, channel=channel, address=address))
 
-    def record(message_id: int, kind: EventType, source: str, *, url: str | None = None,
-               payload: dict[str, Any] | None = None) -> None:
-        with transaction(engine) as session:
-            if session.get(Message, message_id) is not None:
-                responses.record_event(session, type=kind, occurred_at=clock(), source=source,
-                                       message_id=message_id, url=url, payload=payload)
+    events: GroupCommit[responses.LinkEvent] = GroupCommit(
+        lambda batch: responses.record_link_events(engine, batch))
+
+    async def record(message_id: int, kind: EventType, source: str, *, url: str | None = None,
+                     payload: dict[str, Any] | None = None) -> Response | None:
+        """None once the event is stored; otherwise the 503 to answer (the sender may retry)."""
+        try:
+            await events.submit(responses.LinkEvent(type=kind, message_id=message_id, occurred_at=clock(),
+                                                    source=source, url=url, payload=payload))
+        except SQLAlchemyError:
+            log.exception("a %s could not be stored", kind.value)
+            return Response("the database cannot be reached, try again later", status_code=503,
+                            headers={"Retry-After": RETRY_AFTER_S})
+        return None
 
     async def open_pixel(request: Request) -> Response:
         try:
@@ -82,8 +97,10 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         except tokens.BadToken:
             return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
         if request.method != "HEAD":  # a prefetch or a link checker's HEAD: not the image being shown
-            await run_in_threadpool(record, message_id, EventType.OPEN, "pixel",
-                                    payload={"user_agent": request.headers.get("user-agent", "")})
+            failed = await record(message_id, EventType.OPEN, "pixel",
+                                  payload={"user_agent": request.headers.get("user-agent", "")})
+            if failed is not None:
+                return failed
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
     async def click(request: Request) -> Response:
@@ -92,7 +109,9 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         except tokens.BadToken:
             return HTMLResponse(pages.bad_link(), status_code=400)
         if request.method != "HEAD":  # a link checker's HEAD is not a click
-            await run_in_threadpool(record, message_id, EventType.CLICK, "redirect", url=url)
+            failed = await record(message_id, EventType.CLICK, "redirect", url=url)
+            if failed is not None:
+                return failed
         return RedirectResponse(url, status_code=302)
 
     def survey_of_message(message_id: int) -> tuple[str | None, int, int, str]:

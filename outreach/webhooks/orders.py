@@ -92,9 +92,10 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
 
         def act() -> dict[str, Any]:
             with transaction(engine) as session:
-                row, stored = responses.record_order(session, order.incoming(), source="webhook",
-                                                     payload=order.model_dump(mode="json"), reported_at=signed_at)
-                answer: dict[str, Any] = {"order_id": row.id, "external_id": row.external_id}
+                order_id, stored = responses.record_order(session, order.incoming(), source="webhook",
+                                                          payload=order.model_dump(mode="json"),
+                                                          reported_at=signed_at)
+                answer: dict[str, Any] = {"order_id": order_id, "external_id": order.external_id}
                 if not stored:
                     answer["unchanged"] = "a version signed at the same time or later is stored"
                 return answer

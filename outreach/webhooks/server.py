@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,3 +38,20 @@ def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = Non
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_healthy(base_url: str, *, alive: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Wait until a server started elsewhere (``outreach serve`` in another
+    process) answers ``/healthz``; RuntimeError when it stops or the time is up."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {base_url} did not start")
+        time.sleep(0.2)
