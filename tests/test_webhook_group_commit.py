@@ -163,3 +163,39 @@ def test_serve_with_two_worker_processes_answers_and_stores_from_each(
     # Then each is answered with the pixel and stored
     assert {a.status_code for a in answers} == {200}
     assert len(stored(engine, EventType.OPEN)) == 100
+
+
+def test_orders_delivered_together_are_stored_together_and_a_refused_one_alone(
+    engine: Engine, settings: Settings, message_ids: list[int], base: str
+) -> None:
+    """PostgreSQL writes orders arriving together in one transaction, each in
+    its own savepoint; SQLite one transaction each. Either way: every order
+    answered 200 is stored once with its items, and an order for an unknown
+    customer is a 422 that stores nothing — and costs the others nothing."""
+    import json
+
+    from outreach.store.models import Order, OrderItem
+    from outreach.webhooks.orders import signed_headers
+
+    def body(n: int) -> bytes:
+        customer = "nobody" if n % 10 == 7 else f"c{n % 5}"
+        return json.dumps({"external_id": f"o{n}", "customer_id": customer, "ordered_at": "2026-05-01T10:00:00Z",
+                           "amount": "10.00", "items": [{"sku": "A", "amount": "4.00"},
+                                                        {"sku": "B", "amount": "6.00"}]}).encode()
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+            return list(await asyncio.gather(*(
+                http.post("/webhooks/orders", content=body(n), headers=signed_headers("shop", body(n), at=NOW))
+                for n in range(100))))
+
+    answers = asyncio.run(run())
+    codes = {n: a.status_code for n, a in enumerate(answers)}
+    assert {n for n, c in codes.items() if c == 422} == {n for n in range(100) if n % 10 == 7}
+    assert all(c == 200 for n, c in codes.items() if n % 10 != 7), codes
+    assert all("nobody" in answers[n].text for n in range(100) if n % 10 == 7)
+    with Session(engine) as s:
+        orders = set(s.scalars(select(Order.external_id)))
+        items = s.scalar(select(text("count(*)")).select_from(OrderItem))
+    assert orders == {f"o{n}" for n in range(100) if n % 10 != 7} and items == 2 * len(orders)

@@ -13,13 +13,17 @@ recorded once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,9 +35,13 @@ from outreach.importing.values import MAX_AMOUNT
 from outreach.store import responses
 from outreach.store.engine import transaction
 from outreach.webhooks import signing
+from outreach.webhooks.batching import GroupCommit
+from outreach.webhooks.links import RETRY_AFTER_S
 from outreach.webhooks.signing import PLAIN_TEXT, signed_headers
 
 __all__ = ["PATH", "OrderIn", "routes", "signed_headers"]
+
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/orders"
 #: At most this many lines per order (they fit many times over in ``signing.MAX_BODY``).
@@ -80,7 +88,55 @@ class OrderIn(BaseModel):
         )
 
 
+@dataclass(kw_only=True)
+class _Delivery:
+    """One order delivery waiting for its batch, and what became of it."""
+
+    order: OrderIn
+    signed_at: datetime
+    answer: dict[str, Any] | None = None
+    refused: PayloadError | None = None
+
+
+def _store(session: Session, delivery: _Delivery) -> None:
+    order = delivery.order
+    order_id, stored = responses.record_order(session, order.incoming(), source="webhook",
+                                              payload=order.model_dump(mode="json"),
+                                              reported_at=delivery.signed_at)
+    delivery.answer = {"order_id": order_id, "external_id": order.external_id}
+    if not stored:
+        delivery.answer["unchanged"] = "a version signed at the same time or later is stored"
+
+
+def store_batch(engine: Engine, batch: Sequence[_Delivery]) -> None:
+    """Every delivery of ``batch`` in one transaction, each in its own
+    savepoint: one that the store refuses (an unknown customer) is undone
+    alone and answered 422, the others commit together — one commit, one
+    flush to disk, for the batch. Customers are locked in one order, so two
+    batches never wait on each other in a circle."""
+    with transaction(engine) as session:
+        for delivery in sorted(batch, key=lambda d: (d.order.customer_id, d.signed_at)):
+            delivery.answer = delivery.refused = None
+            try:
+                with session.begin_nested():
+                    _store(session, delivery)
+            except PayloadError as exc:
+                delivery.refused = exc
+
+
 def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) -> list[Route]:
+    # PostgreSQL: deliveries arriving together share a transaction (group
+    # commit). SQLite has one writer and cheap commits: one transaction each.
+    grouped = engine.dialect.name == "postgresql"
+    deliveries: GroupCommit[_Delivery] = GroupCommit(lambda batch: store_batch(engine, batch))
+
+    def store_alone(delivery: _Delivery) -> None:
+        try:
+            with transaction(engine) as session:
+                _store(session, delivery)
+        except PayloadError as exc:
+            delivery.refused = exc
+
     async def orders(request: Request) -> Response:
         try:
             body, signed_at = await signing.verified_body(
@@ -89,20 +145,19 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             order = signing.parsed(OrderIn, body, context={"now": clock()})
         except signing.Refused as refused:
             return refused.response
-
-        def act() -> dict[str, Any]:
-            with transaction(engine) as session:
-                order_id, stored = responses.record_order(session, order.incoming(), source="webhook",
-                                                          payload=order.model_dump(mode="json"),
-                                                          reported_at=signed_at)
-                answer: dict[str, Any] = {"order_id": order_id, "external_id": order.external_id}
-                if not stored:
-                    answer["unchanged"] = "a version signed at the same time or later is stored"
-                return answer
-
+        delivery = _Delivery(order=order, signed_at=signed_at)
         try:
-            return JSONResponse(await run_in_threadpool(act))
-        except PayloadError as exc:
-            return signing.unstorable(exc)
+            if grouped:
+                await deliveries.submit(delivery)
+            else:
+                await run_in_threadpool(store_alone, delivery)
+        except SQLAlchemyError:
+            log.exception("an order could not be stored")
+            return JSONResponse({"error": "the database cannot be reached", "hint": "deliver it again later"},
+                                status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        if delivery.refused is not None:
+            return signing.unstorable(delivery.refused)
+        assert delivery.answer is not None
+        return JSONResponse(delivery.answer)
 
     return [Route(PATH, orders, methods=["POST"])]
