@@ -109,18 +109,18 @@ def _store(session: Session, delivery: _Delivery) -> None:
 
 
 def store_batch(engine: Engine, batch: Sequence[_Delivery]) -> None:
-    """Every delivery of ``batch`` in one transaction, each in its own
-    savepoint: one that the store refuses (an unknown customer) is undone
-    alone and answered 422, the others commit together — one commit, one
-    flush to disk, for the batch. Customers are locked in one order, so two
-    batches never wait on each other in a circle."""
+    """Every delivery of ``batch`` in one transaction: one commit, one flush
+    to disk, for the batch. One the store refuses (an unknown customer) is
+    refused before it writes anything and answered 422, the others commit;
+    a database error fails the batch, and :class:`GroupCommit` writes each
+    delivery again alone. Customers are locked in one order, so two batches
+    never wait on each other in a circle."""
     with transaction(engine) as session:
         for delivery in sorted(batch, key=lambda d: (d.order.customer_id, d.signed_at)):
             delivery.answer = delivery.refused = None
             try:
-                with session.begin_nested():
-                    _store(session, delivery)
-            except PayloadError as exc:
+                _store(session, delivery)
+            except PayloadError as exc:  # refused before it wrote anything: the transaction goes on
                 delivery.refused = exc
 
 
