@@ -35,6 +35,7 @@ bench: install-test
 	$(BIN)/python bench/mjml_compilers.py
 	$(BIN)/python bench/rules_bench.py --customers 100000 --db both
 	$(BIN)/python bench/send_bench.py --customers 10000 100000 --mode both
+	$(BIN)/python bench/webhook_bench.py --requests 10000    # needs wrk (apt-get install wrk)
 
 clean:
 	rm -rf $(VENV) demo outbox outreach.db* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist
