@@ -688,3 +688,12 @@ def test_a_plugin_registers_its_backend_through_an_entry_point(tmp_path: Path) -
     # Then the plugin's backend is one of them, selected by the setting
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["['outbox', 'owl', 'smtp']", "owl-1"]
+
+
+def test_every_email_carries_its_id_where_each_esp_echoes_it_back() -> None:
+    # So a provider's bounce or complaint finds the message even when it replaces the Message-ID
+    message = build_email(email_envelope(message_id=42), from_address=SHOP_FROM)
+    assert message["X-PM-Metadata-outreach_message_id"] == "42"
+    assert json.loads(str(message["X-Mailgun-Variables"])) == {"outreach_message_id": "42"}
+    assert json.loads(str(message["X-SMTPAPI"])) == {"unique_args": {"outreach_message_id": "42"}}
+    assert message["X-SES-MESSAGE-TAGS"] == "outreach_message_id=42"

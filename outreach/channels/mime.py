@@ -14,6 +14,7 @@ import base64
 import binascii
 import email
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ RESERVED_HEADERS = frozenset(
         "Content-Type", "Content-Transfer-Encoding",
     )
 )
+#: The name under which providers echo our message's id back (``outreach.webhooks.esp``).
+ESP_ECHO_NAME = "outreach_message_id"
 #: RFC 5322 limit on a header line, CRLF excluded.
 MAX_HEADER_LINE = 998
 #: What may stand left of the "@" in a Message-ID (RFC 5322 dot-atom text).
@@ -230,6 +233,21 @@ def _part(content: str, subtype: str) -> tuple[str, bytes]:
     return headers, body
 
 
+def esp_echo_headers(message_id: int) -> dict[str, str]:
+    """Headers an email service provider copies into its reports about the
+    message (a SendGrid custom arg, a Mailgun user variable, Postmark
+    metadata, an SES message tag), so its bounce or complaint finds our
+    message even where it replaces the Message-ID (Postmark does). Relays
+    that know none of them pass them on unread."""
+    echo = json.dumps({ESP_ECHO_NAME: str(message_id)})
+    return {
+        "X-SMTPAPI": json.dumps({"unique_args": {ESP_ECHO_NAME: str(message_id)}}),
+        "X-Mailgun-Variables": echo,
+        f"X-PM-Metadata-{ESP_ECHO_NAME}": str(message_id),
+        "X-SES-MESSAGE-TAGS": f"{ESP_ECHO_NAME}={message_id}",
+    }
+
+
 def build(envelope: Envelope, *, from_address: str) -> Built:
     """The MIME message of ``envelope``: text (+ HTML alternative), UTF-8 headers.
 
@@ -256,6 +274,7 @@ def build(envelope: Envelope, *, from_address: str) -> Built:
         if envelope.subject is not None:
             head.append(_header("Subject", envelope.subject))
         head += [f"Date: {format_datetime(when)}\n", f"Message-ID: {message_id}\n"]
+        head += [f"{name}: {value}\n" for name, value in esp_echo_headers(envelope.message_id).items()]
         for name, value in envelope.headers.items():
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"header '{name}' is set by Outreach and cannot be overridden")
