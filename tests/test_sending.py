@@ -245,6 +245,19 @@ def test_a_provider_outage_is_retried_later_then_given_up(engine: Engine, db_url
         assert m.status is MessageStatus.FAILED and m.last_error.startswith("gave up after")
 
 
+def test_retries_over_days_with_a_short_cap_count_every_attempt_without_overflowing() -> None:
+    # Given retries one second apart at most, for two days (the fault tests' settings)
+    policy = RetryPolicy(base=1, cap=2, total=48 * 3600)
+    # Then every attempt that fits is counted (1 s, then 2 s each: 86,400 waits in all) …
+    waited = sum(policy.delay(n) for n in range(1, policy.max_attempts))
+    assert waited <= policy.total < waited + policy.delay(policy.max_attempts)
+    assert policy.max_attempts == 86_401
+    # … and a message far along still gets its next attempt (2.0 ** 86,000 would overflow)
+    now = datetime(2026, 1, 1)
+    assert now + timedelta(seconds=2) <= policy.next_attempt(86_000, now=now) <= now + timedelta(seconds=2.2)
+    assert policy.next_attempt(86_401, now=now) is None
+
+
 def test_a_provider_asking_to_wait_longer_than_the_backoff_is_obeyed(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:

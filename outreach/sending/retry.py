@@ -13,12 +13,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from outreach.config import Settings
 
 #: Up to this share of a delay is added at random, so messages that failed
 #: together (a server down) do not all come back in the same second.
 JITTER = 0.1
+#: Doublings after which a delay is taken to be the cap.
+MAX_DOUBLINGS = 64
 
 
 @dataclass(frozen=True)
@@ -34,16 +37,22 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
-        return float(min(self.cap, self.base * 2.0 ** max(0, attempts - 1)))
+        doublings = max(0, attempts - 1)
+        if doublings >= MAX_DOUBLINGS:
+            return self.cap  # (2.0 ** 1024 overflows; any cap is reached long before)
+        return float(min(self.cap, self.base * 2.0 ** doublings))
 
-    @property
+    @cached_property
     def max_attempts(self) -> int:
         """Attempts in all before a transient failure becomes final: as many
-        as the delays that fit into ``total``."""
+        as the delays that fit into ``total`` (the doubling ones counted, the
+        rest at ``cap`` each computed)."""
         attempts, waited = 1, 0.0
-        while waited + self.delay(attempts) <= self.total:
+        while self.delay(attempts) < self.cap and waited + self.delay(attempts) <= self.total:
             waited += self.delay(attempts)
             attempts += 1
+        if self.delay(attempts) >= self.cap and waited + self.cap <= self.total:
+            attempts += int((self.total - waited) // self.cap)
         return attempts
 
     def next_attempt(self, attempts: int, *, now: datetime, retry_after: float | None = None) -> datetime | None:
