@@ -39,6 +39,7 @@ from outreach.channels import (
     registered_backends,
     transports,
 )
+from outreach.channels.base import deliver_all
 from outreach.channels.mime import build_email
 from outreach.channels.outbox import OutboxSms
 from outreach.channels.sms import sms_encoding, sms_segments
@@ -420,6 +421,30 @@ def test_smtp_connection_is_reused_and_survives_a_refusal(
     backend.deliver(email_envelope(message_id=3, to="li@example.cn", idempotency_key="outreach-msg-3"))
     # Then the two others arrived, each once, over the one connection
     assert [r.rcpt_tos for r in smtp.received] == [["wang@example.cn"], ["li@example.cn"]]
+    assert smtp.sink.sessions == 1
+
+
+def test_smtp_batch_goes_over_one_connection_each_message_settled_in_order(
+    make_settings: Callable[..., Settings], smtp: SmtpServer
+) -> None:
+    # Given a batch of five: one refused for good, one greylisted, one with dot lines, one not wanted
+    backend = backend_for(smtp_settings(make_settings, smtp), "email")
+    recipients = ["wang@example.cn", "nobody@example.cn", "greylisted@example.cn", "li@example.cn", "zhao@example.cn"]
+    envelopes = [email_envelope(message_id=i, to=to, idempotency_key=f"outreach-msg-{i}",
+                                text=".\n..dots\n" if i == 3 else "Hello\n") for i, to in enumerate(recipients)]
+    settled: list[tuple[int, object]] = []
+    # When it is delivered as one batch (pipelined when the server offers PIPELINING)
+    deliver_all(backend, envelopes, wanted=lambda index: index != 4,
+                settle=lambda index, outcome: settled.append((index, outcome)))
+    # Then each wanted message is settled once, in order, with its own outcome
+    assert [index for index, _ in settled] == [0, 1, 2, 3]
+    outcomes = dict(settled)
+    assert outcomes[0] == "<outreach-msg-0@jadeleaf.example>" and outcomes[3] == "<outreach-msg-3@jadeleaf.example>"
+    assert isinstance(outcomes[1], PermanentChannelError) and "550 5.1.1" in str(outcomes[1])
+    assert isinstance(outcomes[2], ChannelError) and not isinstance(outcomes[2], PermanentChannelError)
+    # And the two taken arrived once each, intact, over one connection; the unwanted one never left
+    assert [r.rcpt_tos for r in smtp.received] == [["wang@example.cn"], ["li@example.cn"]]
+    assert smtp.received[1].parsed().get_body(("plain",)).get_content().rstrip("\n") == ".\n..dots"
     assert smtp.sink.sessions == 1
 
 

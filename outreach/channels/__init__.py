@@ -13,7 +13,8 @@ backend name            channel  chosen by
     registry.py  backends by name; what the transport settings may say
     mime.py      MIME messages for email backends
     outbox.py    the file outbox (one .eml per email, one JSON line per SMS)
-    smtp.py      SMTP (smtplib)
+    smtp.py      SMTP: connections per thread (smtplib), failures classified
+    smtpwire.py  SMTP on an open connection: a batch pipelined, replies read off the socket
     twilio.py    Twilio's Messages API (httpx)
     sms.py       SMS segments and encodings, as carriers count them
 

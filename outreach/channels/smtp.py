@@ -1,5 +1,7 @@
-"""Email through an SMTP server (smtplib): one open connection per worker
-thread and server, reused for every message it sends.
+"""Email through an SMTP server: one open connection per worker thread and
+server, reused for every message it sends (smtplib connects, says EHLO,
+upgrades to TLS and logs in; a batch then goes out pipelined when the
+server allows, :mod:`outreach.channels.smtpwire`).
 
 Settings: ``smtp_host``, ``smtp_port``, ``smtp_username`` / ``smtp_password``
 (login only when a username is set), ``smtp_starttls`` (upgrade a plain
@@ -16,15 +18,16 @@ How a failure is classified:
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from outreach.channels.base import Envelope
-from outreach.channels.mime import build
+from outreach.channels.base import Envelope, Outcome, Settle, Wanted
+from outreach.channels.mime import Built, build
+from outreach.channels.smtpwire import Session
 from outreach.config import Settings
 from outreach.errors import ChannelError, ConfigError, PermanentChannelError, ProviderUnavailable
 
@@ -33,8 +36,6 @@ PERMANENT_REPLY = 500
 #: A connection idle longer than this is opened anew (servers drop idle ones).
 IDLE_REUSE_S = 30.0
 _local = threading.local()
-#: Dot-stuffing (RFC 5321 §4.5.2): a line that starts with "." gets another.
-_LEADING_DOT = re.compile(rb"^\.", re.M)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,25 +84,65 @@ class SmtpBackend:
         return f"SMTP server {self.options.host}:{self.options.port}"
 
     def deliver(self, envelope: Envelope) -> str:
-        built = build(envelope, from_address=self.from_address)
-        options = ["SMTPUTF8", "BODY=8BITMIME"] if not (built.sender + built.recipient).isascii() else []
-        for attempt in range(2):
-            client, reused = self._connection()
+        outcomes: list[Outcome] = []
+        self.deliver_many([envelope], wanted=lambda index: True, settle=lambda index, outcome: outcomes.append(outcome))
+        [outcome] = outcomes
+        if isinstance(outcome, ChannelError):
+            raise outcome
+        return outcome
+
+    def deliver_many(self, envelopes: Sequence[Envelope], *, wanted: Wanted, settle: Settle) -> None:
+        """The batch over this thread's connection, pipelined when the server
+        allows (:meth:`Session.pipeline`). A connection that breaks settles
+        what was sent and not answered with a retryable error — the message
+        whose content had gone may have arrived — and the rest untried."""
+        pending: dict[int, tuple[Built, list[str]]] = {}
+        for index, envelope in enumerate(envelopes):
             try:
-                _transaction(client, built.sender, built.recipient, built.wire, options)
-            except smtplib.SMTPServerDisconnected as exc:
-                self._drop()
-                if reused and attempt == 0:
-                    continue  # the server closed an idle connection before taking it: once more, anew
-                raise self._classify(exc, envelope) from None
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
-                # The server answered (and smtplib reset the transaction): the connection stays.
-                raise self._classify(exc, envelope) from None
+                built = build(envelope, from_address=self.from_address)
+            except ChannelError as exc:
+                settle(index, exc)
+                continue
+            ascii_only = (built.sender + built.recipient).isascii()
+            pending[index] = (built, [] if ascii_only else ["SMTPUTF8", "BODY=8BITMIME"])
+
+        def answered(index: int, error: BaseException | None) -> None:
+            built, _ = pending.pop(index)
+            settle(index, built.message_id if error is None else self._classify(error, envelopes[index]))
+
+        if not pending:
+            return
+        broken = self._pipeline(pending, wanted=wanted, settle=answered)
+        if broken is None:
+            return
+        error, offered = broken
+        for index in list(pending):
+            # What was offered and not answered failed with the connection (its
+            # content may have arrived: retried, reported); the rest wait with it
+            # when the server is unavailable, else go back untried.
+            if index in offered or isinstance(error, ProviderUnavailable):
+                del pending[index]
+                settle(index, error)
+
+    def _pipeline(self, pending: dict[int, tuple[Built, list[str]]], *, wanted: Wanted,
+                  settle: Callable[[int, BaseException | None], None]) -> tuple[ChannelError, set[int]] | None:
+        """Run the batch on this thread's connection; None when it held, else
+        the connection's error and the indexes offered on it."""
+        for attempt in range(2):
+            try:
+                session, reused = self._session()
+            except ChannelError as exc:  # no connection or no login: what each message would meet
+                return exc, set(pending)
+            try:
+                session.pipeline(pending, wanted=wanted, settle=settle)
             except (smtplib.SMTPException, OSError) as exc:
                 self._drop()
-                raise self._classify(exc, envelope) from None
-            self._touch(client)
-            return built.message_id
+                if (reused and attempt == 0 and not session.content_sent
+                        and isinstance(exc, smtplib.SMTPServerDisconnected)):
+                    continue  # the server closed an idle connection before taking anything: once more, anew
+                return self._classify(exc, None), session.offered
+            session.last_used = time.monotonic()
+            return None
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -------------------------------------------------------------- the pool
@@ -109,15 +150,14 @@ class SmtpBackend:
         o = self.options
         return (o.host, o.port, o.username, o.password, o.starttls, o.ssl)
 
-    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+    def _session(self) -> tuple[Session, bool]:
         """This thread's open connection to the server (opened and logged in
         when there is none, or when it sat idle too long); whether it was reused."""
-        pool: dict[tuple[object, ...], tuple[smtplib.SMTP, float]] = _pool()
+        pool = _pool()
         found = pool.get(self._key())
         if found is not None:
-            client, last_used = found
-            if time.monotonic() - last_used < IDLE_REUSE_S:
-                return client, True
+            if time.monotonic() - found.last_used < IDLE_REUSE_S:
+                return found, True
             self._drop()
         try:
             client = self._connect()
@@ -125,18 +165,16 @@ class SmtpBackend:
                 client.starttls(context=ssl.create_default_context())
             if self.options.username:
                 client.login(self.options.username, self.options.password or "")
+            client.ehlo_or_helo_if_needed()
         except (smtplib.SMTPException, OSError) as exc:
             raise self._classify(exc, None) from None
-        pool[self._key()] = (client, time.monotonic())
-        return client, False
-
-    def _touch(self, client: smtplib.SMTP) -> None:
-        _pool()[self._key()] = (client, time.monotonic())
+        session = pool[self._key()] = Session(client)
+        return session, False
 
     def _drop(self) -> None:
         found = _pool().pop(self._key(), None)
         if found is not None:
-            _quit_quietly(found[0])
+            _quit_quietly(found.client)
 
     def _connect(self) -> smtplib.SMTP:
         o = self.options
@@ -190,66 +228,8 @@ def _text(reply: bytes | str) -> str:
     return str(reply)
 
 
-def _transaction(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, options: list[str]) -> None:
-    """One message: MAIL, RCPT, DATA — what ``smtplib.SMTP.sendmail`` does, for
-    addresses ``mime.build`` has already checked, so without parsing them
-    again per message. A refusal resets the transaction: the connection stays usable."""
-    client.ehlo_or_helo_if_needed()
-    extra = " " + " ".join(options) if options else ""
-    if client.has_extn("pipelining"):
-        _pipelined(client, sender, recipient, data, extra)
-        return
-    code, reply = client.docmd("mail", f"FROM:<{sender}>{extra}")
-    if code != 250:
-        _reset(client, code)
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = client.docmd("rcpt", f"TO:<{recipient}>")
-    if code not in (250, 251):
-        _reset(client, code)
-        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-    code, reply = client.data(data)
-    if code != 250:
-        _reset(client, code)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def _pipelined(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, extra: str) -> None:
-    """The same transaction with PIPELINING (RFC 2920), as servers that offer
-    it allow: MAIL, RCPT and DATA in one write, their three replies read
-    together, then the message — two round trips instead of four."""
-    client.send(f"MAIL FROM:<{sender}>{extra}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
-    (mail, mail_reply), (rcpt, rcpt_reply), (go, go_reply) = client.getreply(), client.getreply(), client.getreply()
-    if go == 354 and (mail != 250 or rcpt not in (250, 251)):
-        client.send(b".\r\n")  # DATA was accepted although an envelope command was not: end it empty
-        client.getreply()
-    if mail != 250:
-        _reset(client, mail)
-        raise smtplib.SMTPSenderRefused(mail, mail_reply, sender)
-    if rcpt not in (250, 251):
-        _reset(client, rcpt)
-        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_reply)})
-    if go != 354:
-        _reset(client, go)
-        raise smtplib.SMTPDataError(go, go_reply)
-    body = _LEADING_DOT.sub(b"..", data)
-    client.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-    code, reply = client.getreply()
-    if code != 250:
-        _reset(client, code)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def _reset(client: smtplib.SMTP, code: int) -> None:
-    if code == 421:  # the server is closing the connection
-        raise smtplib.SMTPServerDisconnected("the server closed the connection (421)")
-    try:
-        client.rset()
-    except smtplib.SMTPServerDisconnected:
-        pass
-
-
-def _pool() -> dict[tuple[object, ...], tuple[smtplib.SMTP, float]]:
-    """This thread's connections, by server and login (smtplib is not thread-safe)."""
+def _pool() -> dict[tuple[object, ...], Session]:
+    """This thread's connections, by server and login (a connection is not thread-safe)."""
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
@@ -258,8 +238,8 @@ def _pool() -> dict[tuple[object, ...], tuple[smtplib.SMTP, float]]:
 
 def close_connections() -> None:
     """Say goodbye to this thread's servers (a worker thread that stops)."""
-    for client, _ in _pool().values():
-        _quit_quietly(client)
+    for session in _pool().values():
+        _quit_quietly(session.client)
     _pool().clear()
 
 
