@@ -75,12 +75,12 @@ class MailPolicy(EmailPolicy):
                     return f"{name}: {text}{self.linesep}"
             return None
         if isinstance(value, UnstructuredHeader) and text.isprintable():
-            words = _encoded_words(text)
-            return f"{name}: " + f"{self.linesep} ".join(words) + self.linesep
+            return f"{name}: " + f"{self.linesep} ".join(_encoded_words(text)) + self.linesep
         return None
 
 
-def _encoded_words(text: str) -> list[str]:
+@lru_cache(maxsize=1024)  # a subject is the same for many messages
+def _encoded_words(text: str) -> tuple[str, ...]:
     """``text`` as RFC 2047 base64 encoded-words of whole characters."""
     words: list[str] = []
     chunk = b""
@@ -91,7 +91,7 @@ def _encoded_words(text: str) -> list[str]:
             chunk = b""
         chunk += data
     words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
-    return words
+    return tuple(words)
 
 
 #: UTF-8 bytes per encoded-word: 52 base64 characters, so a header line
@@ -185,6 +185,8 @@ class Built:
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 #: The longest header line we fold plain text to (RFC 5322's recommendation).
 FOLD_AT = 78
+#: The longest quoted-printable line, its soft line break included (RFC 2045).
+QP_LINE = 76
 #: base64 body lines of 76 characters (RFC 2045).
 _BASE64_LINES = re.compile(rb"(.{76})")
 
@@ -211,10 +213,12 @@ def _header(name: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _part(content: str, subtype: str) -> tuple[str, bytes]:
+def _part(content: str, subtype: str, pieces: tuple[tuple[str, bool], ...] | None = None) -> tuple[str, bytes]:
     """(the part's headers, its encoded body): 7bit when the text is short-lined
     ASCII, else the shorter of quoted-printable and base64 (never raw 8-bit,
-    so any SMTP server takes it)."""
+    so any SMTP server takes it). ``pieces``: ``content`` in pieces, the
+    static ones encoded once (quoted-printable is line by line, and a soft
+    line break between two pieces decodes to nothing)."""
     text = content.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
@@ -225,12 +229,37 @@ def _part(content: str, subtype: str) -> tuple[str, bytes]:
         ascii_bytes = len(text.encode("ascii", "ignore"))
         # Quoted-printable writes a non-ASCII byte as three characters, base64
         # every byte as 4/3: the shorter is chosen without encoding both.
-        if ascii_bytes + 3 * (len(raw) - ascii_bytes) <= len(raw) * 4 // 3:
-            cte, body = "quoted-printable", binascii.b2a_qp(raw, istext=True)
-        else:
+        if ascii_bytes + 3 * (len(raw) - ascii_bytes) > len(raw) * 4 // 3:
             cte, body = "base64", _BASE64_LINES.sub(b"\\1\n", binascii.b2a_base64(raw, newline=False)) + b"\n"
+        else:
+            joined = _qp_pieces(pieces) if pieces is not None and "\r" not in content else None
+            cte, body = "quoted-printable", joined or binascii.b2a_qp(raw, istext=True)
     headers = f'Content-Type: text/{subtype}; charset="utf-8"\nContent-Transfer-Encoding: {cte}\n'
     return headers, body
+
+
+@lru_cache(maxsize=1024)
+def _qp_static(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+
+
+def _qp_pieces(pieces: tuple[tuple[str, bool], ...]) -> bytes | None:
+    """Quoted-printable of the pieces joined (and a final line break), each
+    ended by a soft line break unless it ends a line; None if a piece's last
+    line has no room left for one (RFC 2045: 76 characters a line)."""
+    out: list[bytes] = []
+    for text, static in pieces:
+        if not text:
+            continue
+        encoded = _qp_static(text) if static else binascii.b2a_qp(text.encode("utf-8"), istext=True)
+        out.append(encoded)
+        if not encoded.endswith(b"\n"):
+            if len(encoded) - encoded.rfind(b"\n") > QP_LINE:  # the last line and its "=" would pass 76
+                return None
+            out.append(b"=\n")
+    if out and out[-1] == b"=\n":
+        out[-1] = b"\n"
+    return b"".join(out)
 
 
 def esp_echo_headers(message_id: int) -> dict[str, str]:
@@ -286,7 +315,7 @@ def build(envelope: Envelope, *, from_address: str) -> Built:
         if envelope.html is None:
             data = ("".join(head) + text_headers + "\n").encode("ascii") + text_body
         else:
-            html_headers, html_body = _part(envelope.html, "html")
+            html_headers, html_body = _part(envelope.html, "html", envelope.html_parts)
             boundary = "==outreach-" + hashlib.sha1(message_id.encode()).hexdigest()[:24] + "=="
             if boundary.encode() in text_body or boundary.encode() in html_body:
                 raise ValueError("the message contains its own MIME boundary")

@@ -31,21 +31,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 
 from outreach.config import Settings
 from outreach.domain import Channel, CustomerType
 from outreach.errors import Problem, TemplateError
 from outreach.sending import tokens
+from outreach.sending.plans import Bodies, slot_finalize
 from outreach.sending.sandbox import MAX_DIGITS, MAX_LOOP_STEPS, MAX_OUTPUT, BoundedSandbox, render_bounded
+from outreach.sending.tracking import Tracker
 from outreach.store.claims import Person
 from outreach.store.models import Customer
 
 #: Files a channel needs, relative to the template folder.
 REQUIRED_FILES = {Channel.EMAIL: ("subject.txt", "email.mjml"), Channel.SMS: ("sms.txt",)}
-_HREF = re.compile(r'href="(https?://[^"]+)"')
-_TEXT_URL = re.compile(r"https?://[^\s<>\"')]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -67,6 +67,9 @@ class Rendered:
     subject: str | None = None
     html: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: ``html`` as the pieces of its plan, (text, static): static pieces are
+    #: the same objects for every message (``mime`` encodes each once).
+    html_parts: tuple[tuple[str, bool], ...] | None = None
 
 
 def first_name(name: str) -> str:
@@ -150,7 +153,9 @@ def renderer_for(settings: Settings) -> Renderer:
 class Renderer:
     """Renders messages from ``settings.templates_dir``."""
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, plan_bodies: bool = True) -> None:
+        """``plan_bodies``: email bodies from plans (``sending.plans``); off,
+        each message's MJML is compiled (what plans are checked against)."""
         self.settings = settings
         self.root = Path(settings.templates_dir)
         # auto_reload off: Jinja would look at every file on every render;
@@ -163,6 +168,10 @@ class Renderer:
             auto_reload=False,
         )
         self.html_env = self.env.overlay(autoescape=True)
+        # The MJML body with a slot for each value (outreach.sending.plans).
+        self.skeleton_env = self.html_env.overlay(finalize=slot_finalize)
+        self.tracker = Tracker(settings)
+        self.bodies = Bodies(self.tracker, enabled=plan_bodies)
         self._found: dict[tuple[str, str, str, str | None], str | None] = {}
         self._checked = 0.0
         self._signature: tuple[int, float] | None = None
@@ -190,9 +199,10 @@ class Renderer:
         if signature != self._signature:
             self._signature = signature
             self._found.clear()
-            for env in (self.env, self.html_env):
+            for env in (self.env, self.html_env, self.skeleton_env):
                 if env.cache is not None:
                     env.cache.clear()
+            self.bodies.clear()
 
     def _look(self, template: str, stem: str, ext: str, locale: str | None) -> str | None:
         candidates = []
@@ -216,8 +226,8 @@ class Renderer:
             hint=f"create {self.root / template / f'{stem}.{ext}'}",
         )
 
-    def _render(self, name: str, context: dict[str, Any], *, html: bool = False) -> str:
-        env = self.html_env if html else self.env
+    def _render(self, name: str, context: dict[str, Any], *, html: bool = False, env: Environment | None = None) -> str:
+        env = env or (self.html_env if html else self.env)
         try:
             return render_bounded(env.get_template(name), context)
         except Exception as exc:  # noqa: BLE001 - each kind becomes a located TemplateError
@@ -275,41 +285,18 @@ class Renderer:
         )
         mjml_name = self._pick(template, "email", "mjml", locale)
         mjml = self._render(mjml_name, context, html=True)
-        html = compile_mjml(mjml, file=str(self.root / mjml_name))
+        html, parts = self.bodies.body(
+            mjml, message_id=message_id, unsubscribe=unsubscribe, key=mjml_name,
+            skeleton=lambda: self._render(mjml_name, context, env=self.skeleton_env),
+            compile=lambda source: compile_mjml(source, file=str(self.root / mjml_name)))
         text_name = self._find(template, "email", "txt", locale)
         text = self._render(text_name, context).strip() if text_name else html_to_text(mjml)
-        html = self._track(html, message_id, unsubscribe)
-        text = self._track_text(text, message_id, unsubscribe)
+        text = self.tracker.text(text, message_id, unsubscribe)
         headers = {
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-        return Rendered(channel=channel, text=text, subject=subject, html=html, headers=headers)
-
-    def _track(self, html: str, message_id: int, unsubscribe: str) -> str:
-        def swap(match: re.Match[str]) -> str:
-            url = match.group(1).replace("&amp;", "&")
-            if url == unsubscribe:
-                return match.group(0)
-            return f'href="{tokens.click_url(self.settings, message_id, url)}"'
-
-        html = _HREF.sub(swap, html)
-        pixel = (
-            f'<img src="{tokens.open_pixel_url(self.settings, message_id)}" width="1" '
-            'height="1" alt="" style="display:block;height:1px;width:1px;border:0" />'
-        )
-        if "</body>" in html:
-            return html.replace("</body>", pixel + "</body>", 1)
-        return html + pixel
-
-    def _track_text(self, text: str, message_id: int, unsubscribe: str) -> str:
-        def swap(match: re.Match[str]) -> str:
-            url = match.group(0)
-            if url == unsubscribe:
-                return url
-            return tokens.click_url(self.settings, message_id, url)
-
-        return _TEXT_URL.sub(swap, text)
+        return Rendered(channel=channel, text=text, subject=subject, html=html, headers=headers, html_parts=parts)
 
     # -------------------------------------------------------------- checks
     def check(self, template: str, channels: list[Channel], *, rule_file: str,
