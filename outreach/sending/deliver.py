@@ -5,10 +5,12 @@ re-enqueue after a crash or a lost queue). The rows' state machine decides:
 a worker sends only what its compare-and-set moved ``queued → sending``
 (``store.claims``). Per chunk of a batch: one claim, one query for the
 customers with their live consent and suppression (permission is re-checked
-right before delivery), rendering with templates compiled once per process,
-delivery over the provider's reused connection, and outcomes recorded in
-bulk every few messages — so a worker killed mid-batch leaves at most those
-few in doubt, and they are reported (``redelivered``) when taken back.
+right before delivery), rendering with templates compiled once per process
+(email bodies from plans, ``sending.plans``), then per group of
+``FLUSH_EVERY`` messages one batch to the provider over its reused
+connection (SMTP pipelines it: one round trip a message) and the outcomes
+recorded in bulk — so a worker killed mid-batch leaves at most one group in
+doubt, and it is reported (``redelivered``) when taken back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import Connection, Engine, select
 
 from outreach import logs, metrics
 from outreach.channels import ChannelBackend, Envelope, backend_for
+from outreach.channels.base import Outcome, deliver_all
 from outreach.channels.sms import sms_segments
 from outreach.clock import utcnow
 from outreach.config import Settings, parse_rate
@@ -43,9 +46,11 @@ log = logs.get_logger("outreach.sending")
 #: Messages claimed at a time from a broker batch: claimed shortly before
 #: they are sent, so a rate limit never leaves many waiting in ``sending``.
 CLAIM_CHUNK = 100
-#: Outcomes are written after this many messages or seconds, whichever first:
-#: what a killed worker can leave in doubt.
+#: Messages rendered, then handed to their provider as one batch, then
+#: recorded together: what a killed worker can leave in doubt. (Under a rate
+#: limit a chunk is about a second's worth, so outcomes wait at most that.)
 FLUSH_EVERY = 50
+#: … and outcomes are written at least this often while a batch goes out (a slow provider).
 FLUSH_SECONDS = 0.5
 #: How often a worker looks whether a rule's definition changed (seconds).
 RULES_TTL_S = 5.0
@@ -77,17 +82,27 @@ class _Rule:
 
 
 @dataclass
-class _Pending:
-    """Outcomes not yet written."""
+class _Chunk:
+    """A claimed chunk being sent: its outcomes not yet written, and what
+    sending it has found out so far."""
 
+    as_of: datetime | None  # the simulated send time (``--now``)
+    tally: Tally = field(default_factory=Tally)
     sent: list[claims.Sent] = field(default_factory=list)
     ended: list[claims.Ended] = field(default_factory=list)
     retry: list[claims.Retry] = field(default_factory=list)
     suppress: list[tuple[Channel, str]] = field(default_factory=list)
-    since: float = field(default_factory=time.monotonic)
+    since: float = field(default_factory=time.monotonic)  # when the oldest unwritten outcome came
+    unavailable: dict[Channel, ChannelError] = field(default_factory=dict)  # providers down: the rest waits
+    done: set[int] = field(default_factory=set)  # messages with an outcome
+    paused: set[int] = field(default_factory=set)  # rules that paused themselves meanwhile
 
     def __len__(self) -> int:
         return len(self.sent) + len(self.ended) + len(self.retry)
+
+    def written(self) -> None:
+        self.sent, self.ended, self.retry, self.suppress = [], [], [], []
+        self.since = time.monotonic()
 
 
 class Sender:
@@ -105,7 +120,6 @@ class Sender:
         self._backends: dict[str, ChannelBackend] = {}
         self._timers: dict[Channel, Any] = {}
         self._outcomes: dict[int, deque[bool]] = {}  # rule id → recent outcomes (True: failed)
-        self._paused: set[int] = set()  # rules this sender paused during the current chunk
         #: Claimed at a time: under a rate limit, about a second's worth, so a
         #: pause or a stop takes effect within a second and nothing waits long in ``sending``.
         per_second = [limit * 1000 / window for limit, window in
@@ -124,132 +138,162 @@ class Sender:
         return tally
 
     def _chunk(self, ids: Sequence[int], *, as_of: datetime | None) -> Tally:
-        tally = Tally()
+        chunk = _Chunk(as_of)
         with self.engine.begin() as conn:  # one transaction: claim, and read what sending needs
             held = claims.claim_batch(conn, ids, worker_id=self.worker_id, now=self.clock())
             rows = claims.load_claimed(conn, held)
             if rows:
                 self._load_rules(conn, {r.rule_id for r in rows})
         if not held:
-            return tally
-        tally.claimed = len(held)
-        pending = _Pending()
-        unavailable: dict[Channel, ChannelError] = {}
-        done: set[int] = set()
-        self._paused.clear()
+            return chunk.tally
+        chunk.tally.claimed = len(held)
         try:
-            for row in rows:
-                if row.rule_id in self._paused:
-                    continue  # its campaign paused itself: back to the queue below
-                self._one(row, pending, unavailable, as_of=as_of)
-                done.add(row.id)
-                if len(pending) >= FLUSH_EVERY or time.monotonic() - pending.since >= FLUSH_SECONDS:
-                    self._flush(pending, tally)
-                    pending = _Pending()
+            for start in range(0, len(rows), FLUSH_EVERY):
+                self._group(rows[start:start + FLUSH_EVERY], chunk)
+                self._flush(chunk)
         except BaseException:
             # Something unexpected (the database, a bug, a stop): what was tried is
             # recorded, the rest goes back to the queue untouched.
-            self._flush(pending, tally)
-            untried = [r.id for r in rows if r.id not in done]
+            self._flush(chunk)
+            untried = [r.id for r in rows if r.id not in chunk.done]
             with self.engine.begin() as conn:
-                tally.released += claims.release(conn, untried, worker_id=self.worker_id,
-                                                 error="released: the worker stopped before trying it")
+                chunk.tally.released += claims.release(conn, untried, worker_id=self.worker_id,
+                                                       error="released: the worker stopped before trying it")
             raise
-        self._flush(pending, tally)
-        held_back = [r.id for r in rows if r.id not in done]
+        held_back = [r.id for r in rows if r.id not in chunk.done]
         if held_back:
             with self.engine.begin() as conn:
-                tally.released += claims.release(conn, held_back, worker_id=self.worker_id,
-                                                 error="held: the campaign paused itself")
-        return tally
+                chunk.tally.released += claims.release(conn, held_back, worker_id=self.worker_id,
+                                                       error="held: the campaign paused itself")
+        return chunk.tally
 
-    def _one(self, row: claims.Claimed, pending: _Pending, unavailable: dict[Channel, ChannelError], *,
-             as_of: datetime | None) -> None:
+    def _group(self, rows: Sequence[claims.Claimed], chunk: _Chunk) -> None:
+        """Re-check and render each message of ``rows``, then hand each
+        channel's to its provider as one batch (SMTP pipelines it)."""
+        ready: dict[Channel, list[tuple[claims.Claimed, Rendered]]] = {}
+        for row in rows:
+            if row.rule_id in chunk.paused:
+                continue  # its campaign paused itself: back to the queue
+            rendered = self._prepare(row, chunk)
+            if rendered is None:
+                chunk.done.add(row.id)  # skipped, failed or waiting: its outcome is pending
+            else:
+                ready.setdefault(row.channel, []).append((row, rendered))
+        for channel, items in ready.items():
+            self._send(channel, items, chunk)
+
+    def _prepare(self, row: claims.Claimed, chunk: _Chunk) -> Rendered | None:
+        """The rendered message, or None with its outcome recorded: permission
+        first (skipped), its provider down (retry), its template broken (failed)."""
         rule = self._rules[row.rule_id]
-        about = {"message_id": row.id, "rule": rule.name, "run_id": row.run_id, "channel": row.channel.value}
         refusal = row.refusal()
         if refusal:
-            pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
-            log.info("message skipped", reason=refusal, **about)
-            return
-        if row.channel in unavailable:
-            self._retry(row, unavailable[row.channel], pending, about)
-            return
+            chunk.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
+            log.info("message skipped", reason=refusal, **self._about(row))
+            return None
+        if row.channel in chunk.unavailable:
+            self._retry(row, chunk.unavailable[row.channel], chunk)
+            return None
         try:
-            rendered = self._render(row, rule)
+            return self._render(row, rule)
         except TemplateError as exc:
-            self._fail(row, str(exc), pending, about)
-            return
-        backend = self._backend(row.channel)
+            self._fail(row, str(exc), chunk)
+            return None
+
+    def _send(self, channel: Channel, items: list[tuple[claims.Claimed, Rendered]], chunk: _Chunk) -> None:
+        backend = self._backend(channel)
         limiter = limiter_for(self.settings, backend.name, self.broker)
-        if limiter is not None:
-            limiter.wait()
-        sent_at = as_of or self.clock()
-        envelope = Envelope(
-            message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
-            subject=rendered.subject, html=rendered.html, headers=rendered.headers,
-            idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of,
-        )
-        started = time.monotonic()
-        try:
-            provider_id = backend.deliver(envelope)
-        except PermanentChannelError as exc:
-            self._fail(row, str(exc), pending, about)
-            if TWILIO_UNSUBSCRIBED in str(exc) and row.address:
-                # The carrier says the recipient opted out (replied STOP): never again.
-                pending.suppress.append((row.channel, row.address))
-            return
-        except ProviderUnavailable as exc:
-            unavailable[row.channel] = exc  # the rest of this chunk waits with it
-            self._retry(row, exc, pending, about)
-            return
-        except ChannelError as exc:
-            self._retry(row, exc, pending, about)
-            return
-        self._timer(row.channel).observe(time.monotonic() - started)
-        pending.sent.append(claims.Sent(
+        timer = self._timer(channel)
+        offered: dict[int, float] = {}
+        envelopes = [
+            Envelope(message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
+                     subject=rendered.subject, html=rendered.html, html_parts=rendered.html_parts,
+                     headers=rendered.headers, idempotency_key=f"outreach-msg-{row.id}", sent_at=chunk.as_of)
+            for row, rendered in items
+        ]
+
+        def wanted(index: int) -> bool:
+            if items[index][0].rule_id in chunk.paused:
+                return False  # its campaign paused itself while this batch was going out
+            if limiter is not None:
+                limiter.wait()
+            offered[index] = time.monotonic()
+            return True
+
+        def settle(index: int, outcome: Outcome) -> None:
+            row, rendered = items[index]
+            chunk.done.add(row.id)
+            if isinstance(outcome, str):
+                if index in offered:
+                    timer.observe(time.monotonic() - offered[index])
+                self._sent(row, rendered, outcome, chunk)
+            elif isinstance(outcome, PermanentChannelError):
+                self._fail(row, str(outcome), chunk)
+                if TWILIO_UNSUBSCRIBED in str(outcome) and row.address:
+                    # The carrier says the recipient opted out (replied STOP): never again.
+                    chunk.suppress.append((row.channel, row.address))
+            else:
+                if isinstance(outcome, ProviderUnavailable):
+                    chunk.unavailable[row.channel] = outcome  # the rest of this chunk waits with it
+                self._retry(row, outcome, chunk)
+            if len(chunk) >= FLUSH_EVERY or time.monotonic() - chunk.since >= FLUSH_SECONDS:
+                self._flush(chunk)  # a slow provider: outcomes are written as they come
+
+        deliver_all(backend, envelopes, wanted=wanted, settle=settle)
+
+    def _sent(self, row: claims.Claimed, rendered: Rendered, provider_id: str, chunk: _Chunk) -> None:
+        rule = self._rules[row.rule_id]
+        sent_at = chunk.as_of or self.clock()
+        chunk.sent.append(claims.Sent(
             id=row.id, to_address=row.address or "", provider_id=provider_id,
             cost=self._cost(rule.spec, row.channel, rendered.text), subject=rendered.subject,
             sent_at=sent_at, attribute_until=sent_at + timedelta(days=rule.spec.attribution_window_days),
         ))
-        self._outcome(row.rule_id, failed=False)
-        log.info("message sent", provider_id=provider_id, **about)
+        self._outcome(row.rule_id, chunk, failed=False)
+        log.info("message sent", provider_id=provider_id, **self._about(row))
+
+    def _about(self, row: claims.Claimed) -> dict[str, Any]:
+        """What a message's log records say of it."""
+        return {"message_id": row.id, "rule": self._rules[row.rule_id].name, "run_id": row.run_id,
+                "channel": row.channel.value}
 
     # -------------------------------------------------------------- outcomes
-    def _retry(self, row: claims.Claimed, exc: ChannelError, pending: _Pending, about: dict[str, Any]) -> None:
+    def _retry(self, row: claims.Claimed, exc: ChannelError, chunk: _Chunk) -> None:
         when = self.policy.next_attempt(row.attempts, now=self.clock(), retry_after=exc.retry_after)
         if when is None:
-            self._fail(row, f"gave up after {row.attempts} attempts: {exc}", pending, about)
+            self._fail(row, f"gave up after {row.attempts} attempts: {exc}", chunk)
             return
-        pending.retry.append(claims.Retry(id=row.id, not_before=when, error=str(exc)))
+        chunk.retry.append(claims.Retry(id=row.id, not_before=when, error=str(exc)))
         log.warning("delivery failed, will retry", attempts=row.attempts, not_before=when.isoformat(),
-                    error=str(exc), **about)
+                    error=str(exc), **self._about(row))
 
-    def _fail(self, row: claims.Claimed, error: str, pending: _Pending, about: dict[str, Any]) -> None:
-        pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.FAILED, error=error))
-        log.warning("message failed", error=error, **about)
-        self._outcome(row.rule_id, failed=True, error=error)
+    def _fail(self, row: claims.Claimed, error: str, chunk: _Chunk) -> None:
+        chunk.ended.append(claims.Ended(id=row.id, status=MessageStatus.FAILED, error=error))
+        log.warning("message failed", error=error, **self._about(row))
+        self._outcome(row.rule_id, chunk, failed=True, error=error)
 
-    def _flush(self, pending: _Pending, tally: Tally) -> None:
-        if not len(pending) and not pending.suppress:
+    def _flush(self, chunk: _Chunk) -> None:
+        if not len(chunk) and not chunk.suppress:
             return
         now = self.clock()
         with self.engine.begin() as conn:
-            claims.record(conn, worker_id=self.worker_id, now=now, sent=pending.sent, ended=pending.ended,
-                          retry=pending.retry)
-            for channel, address in pending.suppress:
+            claims.record(conn, worker_id=self.worker_id, now=now, sent=chunk.sent, ended=chunk.ended,
+                          retry=chunk.retry)
+            for channel, address in chunk.suppress:
                 permission.suppress(conn, channel=channel, address=address, reason="carrier opt-out", now=now)
-        skipped = sum(1 for e in pending.ended if e.status is MessageStatus.SKIPPED)
-        tally.sent += len(pending.sent)
+        tally = chunk.tally
+        skipped = sum(1 for e in chunk.ended if e.status is MessageStatus.SKIPPED)
+        tally.sent += len(chunk.sent)
         tally.skipped += skipped
-        tally.failed += len(pending.ended) - skipped
-        tally.retried += len(pending.retry)
-        for kind, count in (("sent", len(pending.sent)), ("skipped", skipped),
-                            ("failed", len(pending.ended) - skipped), ("retried", len(pending.retry))):
+        tally.failed += len(chunk.ended) - skipped
+        tally.retried += len(chunk.retry)
+        for kind, count in (("sent", len(chunk.sent)), ("skipped", skipped),
+                            ("failed", len(chunk.ended) - skipped), ("retried", len(chunk.retry))):
             if count:
                 metrics.MESSAGES.labels(kind).inc(count)
+        chunk.written()
 
-    def _outcome(self, rule_id: int, *, failed: bool, error: str = "") -> None:
+    def _outcome(self, rule_id: int, chunk: _Chunk, *, failed: bool, error: str = "") -> None:
         """Pause a campaign whose recent messages mostly fail (a broken
         template, a provider refusing everything) instead of burning its audience."""
         window = self._outcomes.setdefault(rule_id, deque(maxlen=self.settings.auto_pause_after))
@@ -262,7 +306,7 @@ class Sender:
                       f"(last error: {error[:300]})")
             with transaction(self.engine) as session:
                 paused = campaigns.pause_rule(session, rule_id, reason=reason, now=self.clock())
-            self._paused.add(rule_id)
+            chunk.paused.add(rule_id)
             if paused:
                 log.error("campaign paused: too many failures", rule=self._rules[rule_id].name,
                           failure_rate=round(rate, 2), error=error[:300])

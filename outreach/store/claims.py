@@ -18,11 +18,27 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Numeric,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
-from outreach.store import campaigns, optouts
+from outreach.store import campaigns, dialect, optouts
 from outreach.store.models import CurrentConsent, Customer, CustomerTag, CustomEvent, Message, Suppression
 from outreach.store.triggers import EVENT_OCCURRENCE
 
@@ -209,7 +225,9 @@ def record(conn: Connection, *, worker_id: str, now: datetime, sent: Sequence[Se
     """Record outcomes in bulk (one executemany per kind); only rows this
     worker still holds change. Returns how many rows changed."""
     changed = 0
-    if sent:
+    if sent and dialect.is_postgresql(conn):
+        changed += _record_sent_pg(conn, worker_id=worker_id, now=now, sent=sent)
+    elif sent:
         stmt = update(MESSAGES).where(_mine(worker_id)).values(
             status=MessageStatus.SENT, finished_at=now, last_error=None, to_address=bindparam("b_to"),
             sent_at=bindparam("b_sent_at"), provider_id=bindparam("b_provider"), cost=bindparam("b_cost"),
@@ -233,6 +251,38 @@ def record(conn: Connection, *, worker_id: str, now: datetime, sent: Sequence[Se
         changed += _rows(conn.execute(stmt, [
             {"b_id": r.id, "b_not_before": r.not_before, "b_error": r.error} for r in retry]))
     return changed
+
+
+#: The sent messages of a flush as one table of arrays (PostgreSQL's unnest).
+_SENT_ROWS = func.unnest(
+    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("tos", type_=ARRAY(String)),
+    bindparam("sent_ats", type_=ARRAY(DateTime)), bindparam("providers", type_=ARRAY(String)),
+    bindparam("costs", type_=ARRAY(Numeric)), bindparam("subjects", type_=ARRAY(String)),
+    bindparam("untils", type_=ARRAY(DateTime)),
+).table_valued(
+    column("id", BigInteger), column("to_address", String), column("sent_at", DateTime),
+    column("provider_id", String), column("cost", Numeric), column("subject", String),
+    column("attribute_until", DateTime),
+).render_derived(name="sent_rows")
+
+
+def _record_sent_pg(conn: Connection, *, worker_id: str, now: datetime, sent: Sequence[Sent]) -> int:
+    """``sent`` recorded in one statement, its values as arrays: one
+    executemany row each cost PostgreSQL and the worker a statement a message."""
+    v = _SENT_ROWS.c
+    stmt = (
+        update(MESSAGES)
+        .where(M.id == v.id, M.status == MessageStatus.SENDING, M.claimed_by == bindparam("worker"))
+        .values(status=MessageStatus.SENT, finished_at=bindparam("now"), last_error=None, to_address=v.to_address,
+                sent_at=v.sent_at, provider_id=v.provider_id, cost=v.cost, subject=v.subject,
+                attribute_until=v.attribute_until)
+    )
+    return _rows(conn.execute(stmt, {
+        "worker": worker_id, "now": now, "ids": [s.id for s in sent], "tos": [s.to_address for s in sent],
+        "sent_ats": [s.sent_at for s in sent], "providers": [s.provider_id for s in sent],
+        "costs": [s.cost for s in sent], "subjects": [s.subject for s in sent],
+        "untils": [s.attribute_until for s in sent],
+    }))
 
 
 def release(conn: Connection, ids: Sequence[int], *, worker_id: str, error: str) -> int:
