@@ -255,7 +255,7 @@ def counts(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
         return {str(s): n for s, n in session.execute(select(Message.status, func.count()).group_by(Message.status))}
 
 
-def production(customers: int, sink: Sink, processes: int, console: Console) -> dict[str, object]:
+def production(customers: int, sink: Sink, processes: int, threads: int, console: Console) -> dict[str, object]:
     name = f"outreach_sendbench_{customers}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -275,6 +275,7 @@ def production(customers: int, sink: Sink, processes: int, console: Console) -> 
         "OUTREACH_SMTP_PORT": str(sink.port), "OUTREACH_SECRET_KEY": "bench-secret",
         "OUTREACH_TEMPLATES_DIR": str(ROOT / "templates"), "OUTREACH_OUTBOX_DIR": str(folder),
         "OUTREACH_CONFIG": str(folder / "none.toml"), "OUTREACH_LOG_LEVEL": "warning",
+        "OUTREACH_WORKER_THREADS": str(threads),
     })
     worker = subprocess.Popen([str(Path(sys.executable).parent / "outreach"), "worker", "--processes",
                                str(processes)], env=env, start_new_session=True)
@@ -356,7 +357,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, nargs="+", default=[100_000])
     parser.add_argument("--mode", choices=["production", "embedded", "both"], default="both")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2,
+                        help="worker processes (default: one per core, as outreach worker starts)")
+    parser.add_argument("--threads", type=int, default=load_settings().worker_threads,
+                        help="threads per worker process (default: the worker_threads setting's default)")
     args = parser.parse_args()
     console = Console(width=200)
     for tool in (SMTP_SOURCE, SMTP_SINK):
@@ -372,7 +376,7 @@ def main() -> None:
         for n in args.customers:
             if args.mode in ("production", "both"):
                 limit = wire(sink, size)
-                r = production(n, sink, args.processes, console)
+                r = production(n, sink, args.processes, args.threads, console)
                 total, unique = r["sink"]  # type: ignore[misc]
                 ok = total == unique == n and r["sent"] == n
                 table.add_row("PostgreSQL + Redis → SMTP", f"{n:,}", f"{r['enqueue_s']:.2f}", f"{r['elapsed_s']:.1f}",
