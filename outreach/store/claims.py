@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Numeric,
+    Select,
     String,
     Table,
     and_,
@@ -106,7 +108,8 @@ def claim_batch(conn: Connection, ids: Sequence[int], *, worker_id: str, now: da
         return []
     candidates = (
         select(Message.id)
-        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.QUEUED, campaigns.sending_allowed())
+        .where(dialect.among(conn, Message.id, ids), Message.status == MessageStatus.QUEUED,
+               campaigns.sending_allowed())
         .with_for_update(skip_locked=True)
     )
     result = conn.execute(
@@ -123,6 +126,39 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     suppression — one query, plus one for the customers' tags."""
     if not ids:
         return []
+    rows = conn.execute(_loading(dialect.is_postgresql(conn)), {"ids": list(ids)}).all()
+    tags: dict[int, list[str]] = defaultdict(list)
+    customer_ids = sorted({r.cid for r in rows if r.cid is not None})
+    for start in range(0, len(customer_ids), IN_CHUNK):
+        for cid, tag in conn.execute(
+            select(CustomerTag.customer_id, CustomerTag.tag)
+            .where(dialect.among(conn, CustomerTag.customer_id, customer_ids[start:start + IN_CHUNK]))
+        ):
+            tags[cid].append(tag)
+    events = _events(conn, [r.occurrence_key for r in rows])
+    inbox = optouts.inbox_for(conn.engine)
+    arriving = inbox.pending_addresses() if inbox is not None else set()
+    claimed = []
+    for (message_id, rule_id, run_id, channel, attempts, planned_at, occurrence_key, cid, external_id, name, email,
+         phone, locale, customer_type, attributes, birthday, address, consent, suppressed) in rows:
+        claimed.append(Claimed(
+            id=message_id, rule_id=rule_id, run_id=run_id, channel=channel, attempts=attempts,
+            planned_at=planned_at, address=address, consent=consent,
+            # An opt-out still in the inbox (the database was busy) counts as recorded.
+            suppressed=OPT_OUT_ARRIVING if (channel, address) in arriving else suppressed,
+            event=events.get(occurrence_key),
+            customer=None if cid is None else Person(
+                external_id=external_id, name=name, email=email, phone=phone, locale=locale,
+                customer_type=customer_type, attributes=dict(attributes or {}), tags=sorted(tags[cid]),
+                birthday=birthday,
+            ),
+        ))
+    return claimed
+
+
+@lru_cache(maxsize=2)
+def _loading(postgresql: bool) -> Select[*tuple[Any, ...]]:
+    """The statement of :func:`load_claimed` (built once: its ids are the parameter ``ids``)."""
     consent = aliased(CurrentConsent)
     address = case((Message.channel == Channel.EMAIL, Customer.email), else_=Customer.phone)
     suppressed = (
@@ -131,7 +167,8 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
         .limit(1)
         .scalar_subquery()
     )
-    rows = conn.execute(
+    among = dialect.among("postgresql" if postgresql else "sqlite", Message.id, "ids")
+    return (
         select(Message.id, Message.rule_id, Message.run_id, Message.channel, Message.attempts, Message.planned_at,
                Message.occurrence_key,
                Customer.id.label("cid"), Customer.external_id, Customer.name, Customer.email, Customer.phone,
@@ -139,35 +176,9 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
                address.label("address"), consent.status.label("consent"), suppressed.label("suppressed"))
         .outerjoin(Customer, Customer.id == Message.customer_id)
         .outerjoin(consent, and_(consent.customer_id == Message.customer_id, consent.channel == Message.channel))
-        .where(Message.id.in_(list(ids)))
+        .where(among)
         .order_by(Message.id)
-    ).all()
-    tags: dict[int, list[str]] = defaultdict(list)
-    customer_ids = sorted({r.cid for r in rows if r.cid is not None})
-    for start in range(0, len(customer_ids), IN_CHUNK):
-        for cid, tag in conn.execute(
-            select(CustomerTag.customer_id, CustomerTag.tag)
-            .where(CustomerTag.customer_id.in_(customer_ids[start:start + IN_CHUNK]))
-        ):
-            tags[cid].append(tag)
-    events = _events(conn, [r.occurrence_key for r in rows])
-    inbox = optouts.inbox_for(conn.engine)
-    arriving = inbox.pending_addresses() if inbox is not None else set()
-    return [
-        Claimed(
-            id=r.id, rule_id=r.rule_id, run_id=r.run_id, channel=r.channel, attempts=r.attempts,
-            planned_at=r.planned_at, address=r.address, consent=r.consent,
-            # An opt-out still in the inbox (the database was busy) counts as recorded.
-            suppressed=OPT_OUT_ARRIVING if (r.channel, r.address) in arriving else r.suppressed,
-            event=events.get(r.occurrence_key),
-            customer=None if r.cid is None else Person(
-                external_id=r.external_id, name=r.name, email=r.email, phone=r.phone, locale=r.locale,
-                customer_type=r.customer_type, attributes=dict(r.attributes or {}), tags=sorted(tags[r.cid]),
-                birthday=r.birthday,
-            ),
-        )
-        for r in rows
-    ]
+    )
 
 
 def _events(conn: Connection, occurrence_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -292,7 +303,7 @@ def release(conn: Connection, ids: Sequence[int], *, worker_id: str, error: str)
         return 0
     result = conn.execute(
         update(MESSAGES)
-        .where(M.id.in_(list(ids)), M.status == MessageStatus.SENDING, M.claimed_by == worker_id)
+        .where(dialect.among(conn, M.id, ids), M.status == MessageStatus.SENDING, M.claimed_by == worker_id)
         .values(status=MessageStatus.QUEUED, claimed_by=None, attempts=M.attempts - 1, last_error=error)
     )
     return _rows(result)
