@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from outreach.channels.base import Envelope
 from outreach.channels.mime import build
 from outreach.config import load_settings
 from outreach.domain import Channel, CustomerType
+from outreach.sending.plans import transparent
 from outreach.sending.render import Rendered, Renderer
 from outreach.store.claims import Person
 
@@ -108,6 +110,28 @@ def test_values_a_template_transforms_or_mjml_reads_are_compiled_each_time(tmp_p
     assert "HELLO BOB" in render(planned, "shout", person("Bob"), 6).html
     assert "https://t.example/c/" in render(planned, "bio", person("x", attributes={"bio": '<a href="https://b.example/">'
                                                                                      "b</a>"}), 7).html
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("<mj-text>Hi {{ customer.name }}</mj-text>", True),
+    ('{% extends "base" %}{% block b %}{{ customer.name|upper }}{% endblock %}', True),
+    ('{% include "base" %}{% if customer.name %}{{ customer.name }}{% endif %}', True),
+    ("{% filter upper %}{{ customer.name }}{% endfilter %}", False),
+    ("{% set x %}{{ customer.name }}{% endset %}{{ x|length }}", False),
+    ("{% macro m() %}{{ customer.name }}{% endmacro %}{{ m()|upper }}", False),
+    ('{% extends "base" %}{% block b %}{{ super()|upper }}{% endblock %}', False),
+    ("{% autoescape false %}{{ customer.name }}{% endautoescape %}", False),
+    ('{% import "base" as b %}{{ customer.name }}', False),
+    ("{% include customer.attributes.part %}", False),
+    ('{% extends "broken" %}', False),
+])
+def test_a_template_is_rendered_once_only_when_its_values_reach_the_output_unchanged(
+    tmp_path: Path, source: str, expected: bool
+) -> None:
+    (tmp_path / "base").write_text("<mjml>{% block b %}{{ rule.name }}{% endblock %}</mjml>")
+    (tmp_path / "broken").write_text("{% filter upper %}{% block b %}{% endblock %}{% endfilter %}")
+    (tmp_path / "it").write_text(source)
+    assert transparent(renderer(tmp_path).skeleton_env, "it") is expected
 
 
 @settings(max_examples=200, deadline=None)

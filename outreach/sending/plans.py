@@ -39,12 +39,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-from jinja2 import pass_context
+from jinja2 import Environment, Undefined, nodes, pass_context
 from markupsafe import escape
 
 from outreach.errors import TemplateError
+from outreach.sending.sandbox import MAX_OUTPUT
 from outreach.sending.tracking import TRACKABLE, Tracker
 
 #: Skeletons remembered per renderer (each holds one compiled body).
@@ -85,8 +87,8 @@ def slot_finalize(context: Any, value: Any) -> Any:
     """Jinja's ``finalize`` of the skeleton environment: while a skeleton
     renders, each output value is kept and a slot is written in its place."""
     rendering = _rendering.get()
-    if rendering is None:
-        return value
+    if rendering is None or isinstance(value, Undefined):
+        return value  # (an undefined value raises where it is written, at its line)
     marker, values = rendering
     values.append(value)
     return marker.slot(len(values) - 1)
@@ -193,34 +195,54 @@ class Bodies:
     file, skeleton): ``None`` for a skeleton that cannot be planned; a
     template whose shapes are rarely reused is not planned at all."""
 
-    def __init__(self, tracker: Tracker, *, enabled: bool = True) -> None:
+    def __init__(self, tracker: Tracker, *, environment: Environment | None = None, enabled: bool = True) -> None:
+        """``environment``: where the templates are read for :meth:`transparent`."""
         self.tracker = tracker
+        self.environment = environment
         self.enabled = enabled
+        self._transparent: dict[str, bool] = {}
         self.marker = Marker()
         self._plans: OrderedDict[tuple[str, str], Plan | None] = OrderedDict()
         self._renders: dict[str, list[int]] = {}  # template → [renders, plans reused]
         self._lock = threading.Lock()
 
-    def body(self, mjml: str, *, message_id: int, unsubscribe: str, key: str, skeleton: Callable[[], str],
-             compile: Callable[[str], str]) -> tuple[str, tuple[tuple[str, bool], ...] | None]:
-        """The body of one message, and its pieces when it came from a plan.
-        ``mjml``: its MJML as rendered; ``key``: its template file;
-        ``skeleton()``: the same render with slots (in the skeleton
-        environment); ``compile``: MJML to HTML."""
-        if self.enabled and self.wanted(key):
-            marker = self.marker
-            shape, values = render_skeleton(marker, skeleton)
+    def body(self, *, key: str, render: Callable[[], str], skeleton: Callable[[], str], compile: Callable[[str], str],
+             message_id: int, unsubscribe: str) -> tuple[str, str, tuple[tuple[str, bool], ...] | None]:
+        """(the MJML, the tracked HTML body, its pieces when it came from a
+        plan) of one message. ``key``: its template file; ``render()``: its
+        MJML rendered; ``skeleton()``: the same render with slots (in the
+        skeleton environment); ``compile``: MJML to HTML. A template whose
+        values reach its output unchanged (:func:`transparent`) is rendered
+        once, as a skeleton; any other also as itself, to compare."""
+        if not (self.enabled and self.wanted(key)):
+            mjml = render()
+            return mjml, self.tracker.html(compile(mjml), message_id, unsubscribe), None
+        marker = self.marker
+        shape, values = render_skeleton(marker, skeleton)
+        try:
             texts = escaped(values)
-            if not unsafe_value(marker, texts) and fill(marker, shape, texts) == mjml:
-                seen, plan = self.get(key, shape)
-                if plan is not None:
-                    parts = self._render(plan, texts, message_id, unsubscribe)
-                    return "".join(text for text, _ in parts), tuple(parts)
-                if not seen:
-                    html = self.tracker.html(compile(mjml), message_id, unsubscribe)
-                    self.put(key, shape, self._plan(shape, texts, html, compile, message_id, unsubscribe))
-                    return html, None
-        return self.tracker.html(compile(mjml), message_id, unsubscribe), None
+        except Exception:  # noqa: BLE001 - a value that cannot be written: the plain render says where
+            texts = None
+        filled = fill(marker, shape, texts) if texts is not None else None
+        mjml = filled if filled is not None and len(filled) <= MAX_OUTPUT and self.transparent(key) else render()
+        if texts is None or unsafe_value(marker, texts) or filled != mjml:
+            return mjml, self.tracker.html(compile(mjml), message_id, unsubscribe), None
+        seen, plan = self.get(key, shape)
+        if plan is not None:
+            parts = self._render(plan, texts, message_id, unsubscribe)
+            return mjml, "".join(text for text, _ in parts), tuple(parts)
+        html = self.tracker.html(compile(mjml), message_id, unsubscribe)
+        if not seen:
+            self.put(key, shape, self._plan(shape, texts, html, compile, message_id, unsubscribe))
+        return mjml, html, None
+
+    def transparent(self, name: str) -> bool:
+        """Whether every value ``name`` writes reaches its output as written
+        (remembered until the templates change)."""
+        found = self._transparent.get(name)
+        if found is None:
+            found = self._transparent[name] = self.environment is not None and transparent(self.environment, name)
+        return found
 
     def _plan(self, shape: str, texts: list[str], html: str, compile: Callable[[str], str], message_id: int,
               unsubscribe: str) -> Plan | None:
@@ -267,3 +289,42 @@ class Bodies:
         with self._lock:
             self._plans.clear()
             self._renders.clear()
+            self._transparent.clear()
+
+
+#: Nodes after which a written value can still be changed or not written as
+#: is: a block filter, a captured block or macro, an autoescape switch, an import.
+_CAPTURING = (nodes.FilterBlock, nodes.AssignBlock, nodes.CallBlock, nodes.Macro, nodes.EvalContextModifier,
+              nodes.Import, nodes.FromImport)
+#: Calls that return rendered output: a block's parent, another block, a macro's caller, a recursive loop.
+_RENDERING_CALLS = frozenset({"super", "caller", "loop", "self"})
+
+
+def transparent(environment: Environment, name: str, *, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether each value the template ``name`` writes (with every template
+    it extends or includes, by constant name) goes to its output exactly as
+    written: nothing in it captures or transforms rendered text. Then the
+    skeleton with its values put back *is* the render, and one render of it
+    is enough."""
+    if name in seen:
+        return False
+    try:
+        source, _, _ = environment.loader.get_source(environment, name)  # type: ignore[union-attr]
+        tree = environment.parse(source)
+    except Exception:  # noqa: BLE001 - not found, not parsable: rendered the plain way, which says why
+        return False
+    if any(True for _ in tree.find_all(_CAPTURING)):
+        return False
+    for call in tree.find_all(nodes.Call):
+        target = call.node
+        while isinstance(target, nodes.Getattr | nodes.Getitem):
+            target = target.node
+        if isinstance(target, nodes.Name) and target.name in _RENDERING_CALLS:
+            return False
+    for template in chain((n.template for n in tree.find_all(nodes.Extends)),
+                          (n.template for n in tree.find_all(nodes.Include))):
+        if not (isinstance(template, nodes.Const) and isinstance(template.value, str)):
+            return False
+        if not transparent(environment, template.value, seen=seen | {name}):
+            return False
+    return True

@@ -171,7 +171,7 @@ class Renderer:
         # The MJML body with a slot for each value (outreach.sending.plans).
         self.skeleton_env = self.html_env.overlay(finalize=slot_finalize)
         self.tracker = Tracker(settings)
-        self.bodies = Bodies(self.tracker, enabled=plan_bodies)
+        self.bodies = Bodies(self.tracker, environment=self.skeleton_env, enabled=plan_bodies)
         self._found: dict[tuple[str, str, str, str | None], str | None] = {}
         self._checked = 0.0
         self._signature: tuple[int, float] | None = None
@@ -284,9 +284,9 @@ class Renderer:
             self._render(self._pick(template, "subject", "txt", locale), context).split()
         )
         mjml_name = self._pick(template, "email", "mjml", locale)
-        mjml = self._render(mjml_name, context, html=True)
-        html, parts = self.bodies.body(
-            mjml, message_id=message_id, unsubscribe=unsubscribe, key=mjml_name,
+        mjml, html, parts = self.bodies.body(
+            key=mjml_name, message_id=message_id, unsubscribe=unsubscribe,
+            render=lambda: self._render(mjml_name, context, html=True),
             skeleton=lambda: self._render(mjml_name, context, env=self.skeleton_env),
             compile=lambda source: compile_mjml(source, file=str(self.root / mjml_name)))
         text_name = self._find(template, "email", "txt", locale)
