@@ -167,7 +167,7 @@ class Sender:
              as_of: datetime | None) -> None:
         rule = self._rules[row.rule_id]
         about = {"message_id": row.id, "rule": rule.name, "run_id": row.run_id, "channel": row.channel.value}
-        refusal = row.refusal()
+        refusal = row.refusal(as_of or self.clock())
         if refusal:
             pending.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
             log.info("message skipped", reason=refusal, **about)

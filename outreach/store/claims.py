@@ -21,8 +21,9 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, bindparam, case, literal, select, update
 from sqlalchemy.orm import aliased
 
+from outreach.clock import utcnow
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
-from outreach.store import campaigns, optouts
+from outreach.store import campaigns, optouts, preferences
 from outreach.store.models import CurrentConsent, Customer, CustomerTag, CustomEvent, Message, Suppression
 from outreach.store.triggers import EVENT_OCCURRENCE
 
@@ -67,9 +68,12 @@ class Claimed:
     suppressed: str | None
     #: The custom event an ``event`` rule's message answers (name, occurred_at, properties).
     event: dict[str, Any] | None = None
+    #: The customer's own choices that hold a marketing message back (``store.preferences``).
+    hold: preferences.Hold = preferences.NO_HOLD
 
-    def refusal(self) -> str | None:
-        """Permission first, at send time: why this message must not go out, or None."""
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Permission first, at send time (``now``, default the wall clock):
+        why this message must not go out, or None."""
         if self.customer is None:
             return "customer deleted"
         if not self.address:
@@ -78,6 +82,10 @@ class Claimed:
             return f"no {self.channel.value} consent (latest: {self.consent.value if self.consent else 'none'})"
         if self.suppressed:
             return f"address suppressed ({self.suppressed})"
+        if self.hold.topic_off:
+            return preferences.topic_refusal(self.hold.topic_off)
+        if self.hold.paused_until is not None and self.hold.paused_until > (now or utcnow()):
+            return preferences.pause_refusal(self.hold.paused_until)
         return None
 
 
@@ -137,13 +145,15 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     events = _events(conn, [r.occurrence_key for r in rows])
     inbox = optouts.inbox_for(conn.engine)
     arriving = inbox.pending_addresses() if inbox is not None else set()
+    # Topics turned off and pauses: one query for the batch, pending changes laid over.
+    held = preferences.holds(conn, [r.id for r in rows], pending=optouts.pending_changes(conn.engine))
     return [
         Claimed(
             id=r.id, rule_id=r.rule_id, run_id=r.run_id, channel=r.channel, attempts=r.attempts,
             planned_at=r.planned_at, address=r.address, consent=r.consent,
             # An opt-out still in the inbox (the database was busy) counts as recorded.
             suppressed=OPT_OUT_ARRIVING if (r.channel, r.address) in arriving else r.suppressed,
-            event=events.get(r.occurrence_key),
+            event=events.get(r.occurrence_key), hold=held.get(r.id, preferences.NO_HOLD),
             customer=None if r.cid is None else Person(
                 external_id=r.external_id, name=r.name, email=r.email, phone=r.phone, locale=r.locale,
                 customer_type=r.customer_type, attributes=dict(r.attributes or {}), tags=sorted(tags[r.cid]),
