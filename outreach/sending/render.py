@@ -10,7 +10,8 @@ A template is a folder under ``templates/``::
 
 Variables: ``customer`` (name, first_name, email, phone, locale,
 customer_type, attributes, tags, birthday, external_id), ``rule`` (name,
-description), ``message`` (id), ``unsubscribe_url``; for a rule triggered by
+description), ``message`` (id), ``unsubscribe_url``, ``preferences_url`` (the
+customer's preference page: channels, topics, a break); for a rule triggered by
 a custom event, ``event`` (name, occurred_at, properties — what the events
 API or events.csv sent, e.g. ``event.properties.cart_url``); ``survey_url(score)``
 (an answer link of a survey rule's message). An unknown
@@ -240,7 +241,7 @@ class Renderer:
         # Undefined variables, errors in filters.
         return TemplateError.single(
             f"cannot render: {exc}", file=path, line=_template_line(exc, path),
-            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url "
+            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url, preferences_url "
                  "(and event.* in a rule triggered by an event)",
         )
 
@@ -256,11 +257,13 @@ class Renderer:
         event: dict[str, Any] | None = None,
     ) -> Rendered:
         unsubscribe = tokens.unsubscribe_url(self.settings, message_id)
+        preferences = tokens.preferences_url(self.settings, message_id)
         context = {
             "customer": customer_context(customer),
             "rule": rule,
             "message": {"id": message_id},
             "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences,
             # A survey rule's answer links: {{ survey_url(9) }} (the page asks before it records).
             "survey_url": lambda score: tokens.survey_url(self.settings, message_id, int(score)),
         }
@@ -278,18 +281,20 @@ class Renderer:
         html = compile_mjml(mjml, file=str(self.root / mjml_name))
         text_name = self._find(template, "email", "txt", locale)
         text = self._render(text_name, context).strip() if text_name else html_to_text(mjml)
-        html = self._track(html, message_id, unsubscribe)
-        text = self._track_text(text, message_id, unsubscribe)
+        # The unsubscribe and preference links are not clicks on the offer: never tracked.
+        untracked = (unsubscribe, preferences)
+        html = self._track(html, message_id, untracked)
+        text = self._track_text(text, message_id, untracked)
         headers = {
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         return Rendered(channel=channel, text=text, subject=subject, html=html, headers=headers)
 
-    def _track(self, html: str, message_id: int, unsubscribe: str) -> str:
+    def _track(self, html: str, message_id: int, untracked: tuple[str, ...]) -> str:
         def swap(match: re.Match[str]) -> str:
             url = match.group(1).replace("&amp;", "&")
-            if url == unsubscribe:
+            if url in untracked:
                 return match.group(0)
             return f'href="{tokens.click_url(self.settings, message_id, url)}"'
 
@@ -302,10 +307,10 @@ class Renderer:
             return html.replace("</body>", pixel + "</body>", 1)
         return html + pixel
 
-    def _track_text(self, text: str, message_id: int, unsubscribe: str) -> str:
+    def _track_text(self, text: str, message_id: int, untracked: tuple[str, ...]) -> str:
         def swap(match: re.Match[str]) -> str:
             url = match.group(0)
-            if url == unsubscribe:
+            if url in untracked:
                 return url
             return tokens.click_url(self.settings, message_id, url)
 
