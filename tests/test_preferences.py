@@ -219,3 +219,28 @@ def test_the_page_speaks_the_customers_language(engine: Engine, db_url: str, tmp
     assert '<html lang="zh-CN">' in page.text and "订阅偏好设置" in page.text and "优惠与推荐" in page.text
     # The end of a break is a date in the customer's own time zone (Shanghai)
     assert "保持暂停至 2026年7月1日" in saved.text and "您的设置已保存。" in saved.text
+
+
+def test_turning_things_off_while_the_database_is_busy_is_never_lost(
+        engine: Engine, db_url: str, tmp_path: Path) -> None:
+    from outreach.store import claims
+    from test_optout_inbox import database_busy, eventually
+
+    settings, queued = settings_for(tmp_path, db_url), offer_queued(engine)
+    with webhooks(engine, settings, Clock()) as http:
+        form = form_of(http.get(page_path(settings, queued[0])).text)
+        del form["topic_offers"]
+        with database_busy(engine):
+            # Given the database is held by a long write, when Ada turns offers off and takes a break
+            saved = http.post(page_path(settings, queued[0]), data={**form, "pause": "30"})
+            assert saved.status_code == 200
+            assert 'name="topic_offers" value="on">' in saved.text  # the page shows what she chose
+            # Then a worker's re-check already holds her queued offer back
+            with engine.connect() as conn:
+                [row] = claims.load_claimed(conn, queued)
+            assert row.refusal(LATER) == "topic offers turned off by the customer"
+            if engine.dialect.name == "sqlite":  # kept in the inbox, said so
+                assert "take effect within a minute" in saved.text
+        # And once the database is free, both are recorded, at the time they arrived
+        assert eventually(lambda: snapshot(engine)[3] == [(ARRIVAL + timedelta(days=30),)])
+    assert snapshot(engine)[2] == [("offers",)]

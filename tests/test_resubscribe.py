@@ -172,3 +172,23 @@ def test_no_confirmation_to_a_bounced_address_or_for_email_already_on(engine: En
         # SMS comes back by a START reply from the number, which the page says
         assert "To receive SMS again, reply START to one of our text messages." in page
     assert confirmation_mails(tmp_path) == []
+
+
+def test_a_confirmation_while_the_database_is_busy_asks_to_try_again(engine: Engine, db_url: str,
+                                                                      tmp_path: Path) -> None:
+    from test_optout_inbox import database_busy
+
+    settings = settings_for(tmp_path, db_url)
+    with webhooks(engine, settings, Clock()) as http:
+        ask(http, settings, unsubscribed(engine, settings, http))
+        link = link_in(confirmation_mails(tmp_path)[0], settings)
+        with database_busy(engine):
+            answer = http.post(link)
+            if engine.dialect.name == "sqlite":  # the writer lock is held: a clear "try again", nothing half done
+                assert answer.status_code == 503 and "try again in a minute" in answer.text
+            else:  # PostgreSQL writes beside the other writer
+                assert answer.status_code == 200
+        if engine.dialect.name == "sqlite":
+            assert email_consent(engine) is ConsentStatus.REVOKED
+            assert http.post(link).status_code == 200  # the same link works once the database is free
+        assert email_consent(engine) is ConsentStatus.GRANTED
