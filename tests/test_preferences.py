@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from factories import NOW
 from outreach.domain import Channel, ConsentStatus, MessageStatus
+from outreach.planning.explain import explain
 from outreach.planning.preview import preview
 from outreach.rules import RuleSet
 from outreach.sending import tokens
@@ -84,6 +85,9 @@ def test_a_topic_turned_off_is_not_planned_and_a_queued_message_of_it_is_skipped
     assert plan(engine, rule("winback-b", topic="offers"), LATER) == []
     assert planned_for(engine, plan(engine, rule("checkin", topic="care"), LATER)) == {"ada": "email"}
     assert preview(engine, rule("winback-c", topic="offers"), now=LATER, ruleset=RuleSet()).turned_off == 1
+    told = explain(engine, rule("winback-c", topic="offers"), customer="ada", now=LATER, ruleset=RuleSet())
+    assert (told.decision, told.would_send) == (
+        "the customer's own choice: topic offers turned off by the customer", False)
     # And the change is recorded with its evidence: how, from where, what the page said
     with Session(engine) as s:
         record = s.scalars(select(PreferenceRecord)).one()

@@ -104,7 +104,7 @@ def _hint_for(error: dict[str, Any], data: Any) -> str | None:
         close = difflib.get_close_matches(str(error.get("input", "")), re.findall(r"'([^']*)'", expected),
                                           n=1, cutoff=0.6)
         if close:
-            return f"did you mean '{close[0]}'? (allowed: {expected})"
+            return f"did you mean '{close[0]}'?"
         return f"allowed: {expected}".strip()
     if kind == "missing":
         return f"add '{loc[-1]}:'"
