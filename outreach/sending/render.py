@@ -324,24 +324,14 @@ class Renderer:
         problems: list[Problem] = []
         folder = self.root / template
         if not folder.is_dir():
-            return [
-                Problem(
-                    f"template '{template}' not found",
-                    file=rule_file,
-                    field="template",
-                    hint=f"create the folder {folder} or fix the name",
-                )
-            ]
+            return [Problem(f"template '{template}' not found", file=rule_file, field="template",
+                            hint=f"create the folder {folder} or fix the name")]
         for channel in channels:
             for required in REQUIRED_FILES[channel]:
                 if not (folder / required).is_file():
-                    problems.append(
-                        Problem(
-                            f"template '{template}' has no {required} for channel {channel.value}",
-                            file=str(folder / required),
-                            hint=f"add {required} or remove '{channel.value}' from channels",
-                        )
-                    )
+                    problems.append(Problem(f"template '{template}' has no {required} for channel {channel.value}",
+                                            file=str(folder / required),
+                                            hint=f"add {required} or remove '{channel.value}' from channels"))
         for path in sorted(folder.iterdir()):
             if path.suffix in (".txt", ".mjml"):
                 try:
