@@ -1,6 +1,6 @@
 """The words of the domain, shared by every layer (no database, no I/O).
 
-Channels, customer types, consent and message states, the normalized
+Channels, customer types, consent and message states, topics, the normalized
 response vocabulary, lifecycle stages, RFM group names and value tiers —
 what a marketer writes in a rule and reads in a report. The rule language
 validates against these names; the store maps them to columns; the report
@@ -26,6 +26,22 @@ class CustomerType(enum.StrEnum):
 class ConsentStatus(enum.StrEnum):
     GRANTED = "granted"
     REVOKED = "revoked"
+
+
+class Topic(enum.StrEnum):
+    """What a marketing message is about (a rule's ``topic:``). A customer
+    may turn each topic off on their preference page; transactional rules
+    have none. Adding one: a member here and its name on the page
+    (``outreach.webhooks.preference_pages``)."""
+
+    #: Discounts, recommendations (cross-sell, up-sell), win-back, cart reminders.
+    OFFERS = "offers"
+    #: Care messages: birthdays, anniversaries, a personal note after a while.
+    CARE = "care"
+    #: New harvests, new products, the newsletter.
+    NEWS = "news"
+    #: Surveys: how did we do (NPS, satisfaction).
+    FEEDBACK = "feedback"
 
 
 class MessageStatus(enum.StrEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +301,19 @@ def test_the_demo_without_faker_says_how_to_install_it(tmp_path: Path) -> None:
                             text=True, timeout=120)
     assert result.returncode == 3
     assert "pip install 'outreach[demo]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rules_list_and_show_name_each_rules_topic() -> None:
+    listed = run("rules", "list", "--format", "json", cwd=REPO)
+    assert listed.returncode == 0, listed.stderr
+    topics = {r["name"]: r["topic"] for r in json.loads(listed.stdout)}
+    assert topics == {"winback": "offers", "upsell-teaware": "offers", "cart-abandoned": "offers",
+                      "birthday": "care", "vip-lapsing": "care"}
+    table = run("rules", "list", cwd=REPO)
+    assert table.returncode == 0 and re.search(r"winback\s.*\boffers\b", table.stdout), table.stdout
+    shown = run("rules", "show", "rules/birthday.yaml", cwd=REPO)
+    assert shown.returncode == 0 and "topic: care" in shown.stdout
+    assert json.loads(run("rules", "show", "rules/winback.yaml", "--format", "json", cwd=REPO).stdout)[
+        "topic"] == "offers"
+    for command in ("list", "show"):
+        assert "Example" in run("rules", command, "--help", cwd=REPO).stdout

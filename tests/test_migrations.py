@@ -82,3 +82,23 @@ def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> Non
                     if i["name"] == "ix_order_items_order"]
         assert by_order == [["order_id", "sku", "category", "quantity", "amount"]]
     engine.dispose()
+
+
+def test_the_preferences_migration_downgrades_and_upgrades_again(engine: Engine) -> None:
+    """0015 (topics, pauses, their evidence, double opt-in requests, rules.topic)
+    comes off and back on both databases, leaving exactly the models' schema."""
+    from alembic import command
+
+    from outreach.store.engine import alembic_config, migrate
+
+    tables = {"topic_optouts", "marketing_pauses", "preference_records", "consent_confirmations"}
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0014")
+    assert not tables & set(inspect(engine).get_table_names())
+    assert "topic" not in {c["name"] for c in inspect(engine).get_columns("rules")}
+    migrate(engine)
+    assert tables <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from outreach.domain import Channel
+from outreach.store import confirmations, preferences
 from outreach.store.engine import transaction
 from outreach.store.erased import ErasedAddress, Erasure
-from outreach.store.models import Base, ConsentRecord, Customer, Message, Order, OrderTotals
+from outreach.store.models import Base, ConsentRecord, Customer, Message, Order, OrderTotals, PreferenceRecord
 from outreach.store.responses import IncomingOrder, OrderLine, record_order, stop_sms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +90,13 @@ def shop(cli: Cli, engine: Engine) -> Cli:
                               amount=Decimal("20.00"), currency="CNY", items=(OrderLine(sku="TEA-002"),))
         record_order(session, order, source="webhook", payload={
             "external_id": "O4", "customer_id": "B1", "amount": "20.00", "note": f"gift wrap, card to {NAME}"})
+        # On their preference page: offers off and a break, and a link asked for to get email back
+        b1 = session.scalars(select(Customer.id).where(Customer.external_id == "B1")).one()
+        preferences.apply(session, preferences.PreferenceChange(
+            customer_id=b1, topics={"offers": False}, pause_until=datetime(2026, 7, 2),
+            evidence=f"on the preference page of {EMAIL}, from 203.0.113.7"), at=datetime(2026, 6, 2))
+        confirmations.request(session, customer_id=b1, channel=Channel.EMAIL, address=EMAIL, message_id=None,
+                              now=datetime(2026, 6, 2))
     return cli
 
 
@@ -136,6 +145,14 @@ def test_export_holds_the_profile_consent_evidence_orders_messages_and_responses
     assert any(t["payload"].get("From") == PHONE for t in held["tracking_events"])
     assert [t["payload"]["customer_id"] for t in held["tracking_events"] if t["order"] == "O4"] == ["B1"]
     assert "stats" in held and "memberships" in held and held["holdouts"] == []
+    choices = held["preferences"]
+    assert [t["topic"] for t in choices["topics_off"]] == ["offers"]
+    assert choices["pause"]["paused_until"] == "2026-07-02T00:00:00"
+    assert [(r["kind"], r["name"], r["value"]) for r in choices["ledger"]] == [
+        ("topic", "offers", "off"), ("pause", "", "until 2026-07-02T00:00:00")]
+    assert "203.0.113.7" in choices["ledger"][0]["evidence"]
+    assert [(c["channel"], c["address"], c["confirmed_at"]) for c in choices["confirmations"]] == [
+        ("email", EMAIL, None)]
     # And --output writes the same document to a file only its owner can read
     to_file = shop("customers", "export", "B1", "--output", str(tmp_path / "B1.json"), "--now", NOW)
     assert to_file.returncode == 0, to_file.stderr
@@ -179,6 +196,12 @@ def test_erase_removes_every_personal_value_and_keeps_the_books_and_the_opt_out(
             for channel, address in (("email", EMAIL), ("sms", PHONE))}
         [summary] = conn.scalars(select(Erasure.summary)).all()
         assert summary["messages_anonymized"] == 1 and summary["orders_kept"] == 3
+        # The choices on the preference page go; their evidence stays, scrubbed
+        assert (summary["preferences_removed"], summary["preference_records_scrubbed"]) == (3, 2)
+        assert conn.execute(select(PreferenceRecord.kind, PreferenceRecord.value, PreferenceRecord.evidence)
+                            .order_by(PreferenceRecord.id)).all() == [
+            ("topic", "off", "on the preference page of [erased], from [erased]"),
+            ("pause", "until 2026-07-02T00:00:00", "on the preference page of [erased], from [erased]")]
     # And the id no longer finds anyone
     again = shop("customers", "export", "B1")
     assert again.returncode == 1 and "no customer with external id 'B1'" in again.stderr

@@ -304,3 +304,28 @@ def test_every_trigger_type_and_condition_of_the_language_has_its_sql() -> None:
     assert set(TRIGGER_MODELS.values()) == set(COMPILERS)
     combining = {AllCondition, AnyCondition, NotCondition, SegmentRef}
     assert set(CONDITION_MODELS.values()) - combining == set(LEAVES)
+
+
+def test_a_rule_names_its_topic_from_the_vocabulary() -> None:
+    assert parse_rule(GOOD + "topic: offers\n", file="w.yaml").topic == "offers"
+    assert parse_rule(GOOD, file="w.yaml").topic is None
+    problem = only(GOOD + "topic: ofers\n")
+    assert problem.line == 16 and "topic" in problem.message and problem.hint == "did you mean 'offers'?"
+
+
+def test_a_transactional_rule_has_no_topic() -> None:
+    problem = only(GOOD + "transactional: true\ntopic: care\n")
+    assert problem.line == 17 and "a transactional rule has no topic" in problem.message
+    assert parse_rule(GOOD + "transactional: true\n", file="w.yaml").transactional
+
+
+def test_validate_warns_about_a_marketing_rule_without_a_topic(tmp_path: Path) -> None:
+    from outreach.rules import RuleSet
+    from outreach.rules.checks import static_warnings
+
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD.replace("winback-90", "receipt") + "transactional: true\n")
+    (tmp_path / "c.yaml").write_text(GOOD.replace("winback-90", "offer") + "topic: offers\n")
+    warnings = static_warnings(load_rules(tmp_path), RuleSet())
+    assert [(Path(w.file or "").name, w.line) for w in warnings] == [("a.yaml", 2)]
+    assert "has no topic" in warnings[0].message and "offers, care, news, feedback" in (warnings[0].hint or "")

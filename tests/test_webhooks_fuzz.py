@@ -22,7 +22,11 @@ from schemathesis.generation.case import Case
 from sqlalchemy import Engine
 
 from outreach.config import Settings, load_settings
+from outreach.domain import Channel
 from outreach.sending import tokens
+from outreach.store import confirmations
+from outreach.store.engine import transaction
+from outreach.store.models import Message
 from outreach.webhooks import openapi
 from outreach.webhooks.app import create_app
 from outreach.webhooks.orders import signed_headers
@@ -42,8 +46,13 @@ schema = schemathesis.openapi.from_dict(openapi.describe())
 
 
 @pytest.fixture
-def server(engine: Engine, sent: dict[str, int]) -> Iterator[tuple[httpx.Client, Settings, dict[str, int]]]:  # noqa: F811
+def server(engine: Engine, sent: dict[str, int],  # noqa: F811
+           tmp_path: Path) -> Iterator[tuple[httpx.Client, Settings, dict[str, int]]]:
+    with transaction(engine) as session:  # a double opt-in link waiting to be confirmed (request 1)
+        confirmations.request(session, customer_id=session.get_one(Message, sent["ada"]).customer_id,
+                              channel=Channel.EMAIL, address="ada@example.com", message_id=sent["ada"], now=ARRIVAL)
     config = load_settings(public_url=f"http://127.0.0.1:{free_port()}", secret_key="s3cret",
+                           outbox_dir=tmp_path / "outbox",
                            order_webhook_secret=SHOP_SECRET, twilio_auth_token=TWILIO_TOKEN,
                            ses_topic_arns=["arn:aws:sns:us-east-1:123456789012:outreach"],
                            sendgrid_webhook_public_key=SENDGRID_PUBLIC_KEY, mailgun_webhook_signing_key="mg-key",
@@ -62,8 +71,10 @@ def request_for(case: Case, config: Settings, messages: dict[str, int]) -> httpx
         message_id = messages["ada"]
         valid = {"/u/": tokens.unsubscribe_url(config, message_id), "/o/": tokens.open_pixel_url(config, message_id),
                  "/c/": tokens.click_url(config, message_id, "https://shop.example/p?x=1"),
-                 "/s/": tokens.survey_url(config, message_id, len(str(token)) % 12)}
-        path = valid[path[:3]].removeprefix(config.public_url)
+                 "/s/": tokens.survey_url(config, message_id, len(str(token)) % 12),
+                 "/p/": tokens.preferences_url(config, message_id), "/r/": tokens.confirm_url(config, 1)}
+        path = valid[path[:3]].removeprefix(config.public_url) + (
+            "/resubscribe" if path.endswith("/resubscribe") else "")
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
     content = b""
     if isinstance(case.body, bytes):  # a negative case: raw bytes
@@ -76,6 +87,8 @@ def request_for(case: Case, config: Settings, messages: dict[str, int]) -> httpx
         headers["Content-Type"] = "application/json"
     elif case.media_type == "application/x-www-form-urlencoded" and isinstance(case.body, dict):
         form = {str(k): str(v) for k, v in case.body.items()}
+        if path.startswith("/p/") and len(form) % 2:  # half the preference forms carry the page's nonce
+            form["nonce"] = tokens.form_nonce(config, messages["ada"], now=ARRIVAL)
         content = urlencode(form).encode()
         headers["Content-Type"] = case.media_type
         if len(form) % 4:

@@ -121,6 +121,8 @@ def _show(external_id: str, report: Any, fmt: str) -> None:
                        ("tracking_events_scrubbed", "tracking events: payloads"),
                        ("events_scrubbed", "custom events: properties"),
                        ("memberships_removed", "memberships"),
+                       ("preferences_removed", "preferences: topics off, breaks, opt-in requests"),
+                       ("preference_records_scrubbed", "preference evidence scrubbed"),
                        ("consent_records_scrubbed", "consent evidence scrubbed"),
                        ("consents_revoked", "consents revoked"),
                        ("suppressions_replaced", "suppressions replaced by hashes"),

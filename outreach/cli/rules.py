@@ -134,6 +134,7 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None, fmt: str
             ("  of which deferred by quiet hours", result.deferred),
             ("held out (control group)", result.held_out),
             ("no consent / no address / suppressed", result.no_consent),
+            ("turned off by the customer (topic or pause)", result.turned_off),
             ("in cooldown", result.cooldown),
             ("over the frequency cap", result.capped),
             ("already planned for this occurrence", result.already_planned)]
@@ -200,6 +201,78 @@ def rules_explain(ctx: click.Context, rule_file: Path, customer: str, now: str |
     console.print(tree)
     colour = "green" if result.would_send else "yellow"
     console.print(f"[bold {colour}]decision[/]: {escape(result.decision)}")
+
+
+def _summary(spec: Any) -> dict[str, Any]:
+    """What ``rules list`` and ``rules show`` say about a rule."""
+    return {"name": spec.name, "description": spec.description, "enabled": spec.enabled,
+            "trigger": spec.trigger.type, "channels": [c.value for c in spec.channels],
+            "topic": spec.topic.value if spec.topic else None, "transactional": spec.transactional,
+            "schedule": spec.schedule, "template": spec.template}
+
+
+@rules.command("list")
+@FORMAT_OPTION
+@click.pass_context
+@friendly
+def rules_list(ctx: click.Context, fmt: str) -> None:
+    """The rules in the rules folder: trigger, channels, topic, schedule.
+
+    A customer who turns a topic off on their preference page gets no
+    message of the rules of that topic; transactional rules have none.
+
+    \b
+    Example:
+      outreach rules list
+      outreach rules list --format json | jq -r '.[] | select(.topic == "offers") | .name'
+    """
+    from rich.table import Table
+
+    from outreach.rules import load_rules
+
+    settings = app_settings(ctx)
+    found = [_summary(rule.spec) for rule in load_rules(settings.rules_dir)]
+    if fmt == "json":
+        emit_json(found)
+        return
+    table = Table(title=f"Rules in {settings.rules_dir}")
+    for col in ("rule", "trigger", "channels", "topic", "schedule", "enabled"):
+        table.add_column(col)
+    for r in found:
+        table.add_row(r["name"], r["trigger"], ", ".join(r["channels"]),
+                      "transactional" if r["transactional"] else (r["topic"] or "-"), r["schedule"] or "-",
+                      "yes" if r["enabled"] else "no")
+    console.print(table)
+
+
+@rules.command("show")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@FORMAT_OPTION
+@friendly
+def rules_show(rule_file: Path, fmt: str) -> None:
+    """One rule as Outreach reads it, with every default filled in.
+
+    \b
+    Example:
+      outreach rules show rules/winback.yaml
+      outreach rules show rules/winback.yaml --format json | jq .topic
+    """
+    import json
+
+    from outreach.rules import load_rule
+
+    spec = load_rule(rule_file).spec
+    definition = json.loads(spec.model_dump_json(by_alias=True, exclude_none=True))
+    if fmt == "json":
+        emit_json(definition)
+        return
+    summary = _summary(spec)
+    console.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
+    console.print(f"topic: {'transactional (no topic)' if spec.transactional else summary['topic'] or 'none'}",
+                  highlight=False)
+    for key, value in definition.items():
+        if key not in ("name", "description", "topic"):
+            console.print(f"{key}: {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
 
 
 @rules.command("schema")

@@ -28,7 +28,7 @@ from outreach.rules.conditions import (
     TagCondition,
     children,
 )
-from outreach.store import eligibility, holdout
+from outreach.store import eligibility, holdout, preferences
 from outreach.store.models import ConsentRecord, Customer, CustomerStats, Message, Order, Suppression
 from outreach.store.segments import compile_condition
 from outreach.store.triggers import trigger_select
@@ -139,7 +139,11 @@ def explain(
             last = None if rule_id is None else session.scalar(
                 select(func.max(Message.planned_at)).where(Message.rule_id == rule_id, Message.customer_id == cid))
             held = holdout.is_held_out(spec.name, cid, spec.holdout_percent)
+            turned_off = preferences.held_reason(session, customer_id=cid, topic=spec.topic.value if spec.topic
+                                                 else None, transactional=spec.transactional, now=now)
             policy = [
+                Check(f"customer's preferences (topic {spec.topic.value if spec.topic else 'none'})",
+                      turned_off is None, value=turned_off or "allowed"),
                 Check(f"cooldown {spec.cooldown_days} days", decision_row is None or bool(decision_row.cooldown_clear),
                       value=f"last message from this rule: {last or 'never'}"),
                 Check(f"holdout {spec.holdout_percent}%", not held, value="control group" if held else "treated"),
@@ -182,6 +186,9 @@ def _decide(trigger: Check, segment: Check | None, row: Any, existing: Any,
         return "cooldown: this rule messaged the customer recently", False, None
     if row.consent_channel is None:
         return "no permitted channel: no consent, no address or suppressed on every channel", False, None
+    if not row.preferred:
+        reason = next((c.value for c in policy if c.label.startswith("customer's preferences")), "")
+        return f"the customer's own choice: {reason}", False, None
     if row.channel is None:
         return "frequency cap reached on every permitted channel", False, None
     if row.held_out:

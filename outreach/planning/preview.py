@@ -30,6 +30,8 @@ class Preview:
     rule: str
     matched: int = 0
     no_consent: int = 0
+    #: Turned the rule's topic off, or paused all marketing.
+    turned_off: int = 0
     cooldown: int = 0
     capped: int = 0
     already_planned: int = 0
@@ -85,6 +87,7 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
             consented = e.c.consent_channel.is_not(None)
             fresh = and_(consented, e.c.cooldown_clear, ~existing) if rule_id else and_(consented, e.c.cooldown_clear)
             sendable = and_(fresh, e.c.channel.is_not(None))
+            turned_off = and_(fresh, ~e.c.preferred)
             row = session.execute(
                 select(
                     func.count(),
@@ -92,13 +95,14 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
                     func.sum(case((and_(consented, ~e.c.cooldown_clear), 1), else_=0)),
                     (func.sum(case((and_(consented, e.c.cooldown_clear, existing), 1), else_=0))
                      if rule_id else func.sum(0)),
-                    func.sum(case((and_(fresh, e.c.channel.is_(None)), 1), else_=0)),
+                    func.sum(case((and_(fresh, e.c.preferred, e.c.channel.is_(None)), 1), else_=0)),
                     func.sum(case((and_(sendable, e.c.held_out), 1), else_=0)),
                     func.sum(case((and_(sendable, ~e.c.held_out, e.c.not_before.is_not(None)), 1), else_=0)),
+                    func.sum(case((turned_off, 1), else_=0)),
                 )
             ).one()
             (result.matched, result.no_consent, result.cooldown, result.already_planned,
-             result.capped, result.held_out, result.deferred) = (int(v or 0) for v in row)
+             result.capped, result.held_out, result.deferred, result.turned_off) = (int(v or 0) for v in row)
             result.by_channel = {
                 str(ch): n
                 for ch, n in session.execute(

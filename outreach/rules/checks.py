@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from outreach.domain import Topic
 from outreach.errors import Problem, RuleError
 from outreach.rules.conditions import SegmentRef, children
 from outreach.rules.loader import LoadedRule
@@ -52,7 +53,8 @@ def require_known_segments(rules: list[LoadedRule], ruleset: RuleSet) -> None:
 
 def static_warnings(rules: list[LoadedRule], ruleset: RuleSet) -> list[Problem]:
     """Suspicious rules that need no data to spot: a cooldown shorter than
-    the frequency-cap window (the cap, not the cooldown, will decide)."""
+    the frequency-cap window (the cap, not the cooldown, will decide); a
+    marketing rule without a topic (no topic a customer turns off stops it)."""
     warnings: list[Problem] = []
     cap = ruleset.policy.frequency_cap if ruleset.policy else None
     for loaded in rules:
@@ -63,5 +65,12 @@ def static_warnings(rules: list[LoadedRule], ruleset: RuleSet) -> list[Problem]:
                 f"({cap.days} days): the cap, not the cooldown, will limit this rule",
                 file=str(loaded.path), line=line_of(loaded, "cooldown_days"), severity="warning",
                 hint="raise cooldown_days or accept that the cap decides",
+            ))
+        if spec.topic is None and not spec.transactional:
+            warnings.append(Problem(
+                f"rule '{spec.name}' has no topic: a customer who turns off every topic on their preference "
+                "page still gets it (only a pause or turning the channel off stops it)",
+                file=str(loaded.path), line=line_of(loaded, "name:"), severity="warning",
+                hint="add 'topic:' with one of " + ", ".join(t.value for t in Topic),
             ))
     return warnings

@@ -100,7 +100,12 @@ def _hint_for(error: dict[str, Any], data: Any) -> str | None:
             return f"did you mean '{close[0]}'?"
         return "trigger types: " + ", ".join(TRIGGER_TYPES)
     if kind in ("literal_error", "enum"):
-        return f"allowed: {error.get('ctx', {}).get('expected', '')}".strip()
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        close = difflib.get_close_matches(str(error.get("input", "")), re.findall(r"'([^']*)'", expected),
+                                          n=1, cutoff=0.6)
+        if close:
+            return f"did you mean '{close[0]}'?"
+        return f"allowed: {expected}".strip()
     if kind == "missing":
         return f"add '{loc[-1]}:'"
     if kind == "plain_type":

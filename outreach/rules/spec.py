@@ -10,9 +10,9 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from outreach.domain import Channel
+from outreach.domain import Channel, Topic
 from outreach.rules.conditions import Condition
 from outreach.rules.model import Strict
 from outreach.rules.policy import SendWindow
@@ -50,6 +50,10 @@ class RuleSpec(Strict):
     #: marketing sends, and exempt from the frequency cap — never from
     #: consent or suppression.
     transactional: bool = False
+    #: What the messages are about (``offers``, ``care``, ``news``, ``feedback``):
+    #: a customer who turned the topic off on their preference page gets none.
+    #: A transactional rule has no topic (it is never marketing).
+    topic: Topic | None = None
     #: The message asks for a score: ``nps`` (0–10) or ``satisfaction`` (1–5),
     #: answered by an SMS reply of the score or a ``survey_url(score)`` link.
     survey: Literal["nps", "satisfaction"] | None = None
@@ -81,6 +85,14 @@ class RuleSpec(Strict):
     def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
         if len(set(value)) != len(value):
             raise ValueError("each channel may be listed once")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _marketing_only(cls, value: Topic | None, info: ValidationInfo) -> Topic | None:
+        if value is not None and info.data.get("transactional"):
+            raise ValueError("a transactional rule has no topic: customers cannot turn off messages "
+                             "about their own orders; remove 'topic:' or set 'transactional: false'")
         return value
 
     @field_validator("schedule")

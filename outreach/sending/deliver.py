@@ -186,7 +186,7 @@ class Sender:
         """The rendered message, or None with its outcome recorded: permission
         first (skipped), its provider down (retry), its template broken (failed)."""
         rule = self._rules[row.rule_id]
-        refusal = row.refusal()
+        refusal = row.refusal(chunk.as_of or self.clock())
         if refusal:
             chunk.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
             log.info("message skipped", reason=refusal, **self._about(row))

@@ -207,7 +207,7 @@ class Bodies:
         self._lock = threading.Lock()
 
     def body(self, *, key: str, render: Callable[[], str], skeleton: Callable[[], str], compile: Callable[[str], str],
-             message_id: int, unsubscribe: str) -> tuple[str, str, tuple[tuple[str, bool], ...] | None]:
+             message_id: int, untracked: tuple[str, ...]) -> tuple[str, str, tuple[tuple[str, bool], ...] | None]:
         """(the MJML, the tracked HTML body, its pieces when it came from a
         plan) of one message. ``key``: its template file; ``render()``: its
         MJML rendered; ``skeleton()``: the same render with slots (in the
@@ -216,7 +216,7 @@ class Bodies:
         once, as a skeleton; any other also as itself, to compare."""
         if not (self.enabled and self.wanted(key)):
             mjml = render()
-            return mjml, self.tracker.html(compile(mjml), message_id, unsubscribe), None
+            return mjml, self.tracker.html(compile(mjml), message_id, untracked), None
         marker = self.marker
         shape, values = render_skeleton(marker, skeleton)
         try:
@@ -226,14 +226,14 @@ class Bodies:
         filled = fill(marker, shape, texts) if texts is not None else None
         mjml = filled if filled is not None and len(filled) <= MAX_OUTPUT and self.transparent(key) else render()
         if texts is None or unsafe_value(marker, texts) or filled != mjml:
-            return mjml, self.tracker.html(compile(mjml), message_id, unsubscribe), None
+            return mjml, self.tracker.html(compile(mjml), message_id, untracked), None
         seen, plan = self.get(key, shape)
         if plan is not None:
-            parts = self._render(plan, texts, message_id, unsubscribe)
+            parts = self._render(plan, texts, message_id, untracked)
             return mjml, "".join(text for text, _ in parts), tuple(parts)
-        html = self.tracker.html(compile(mjml), message_id, unsubscribe)
+        html = self.tracker.html(compile(mjml), message_id, untracked)
         if not seen:
-            self.put(key, shape, self._plan(shape, texts, html, compile, message_id, unsubscribe))
+            self.put(key, shape, self._plan(shape, texts, html, compile, message_id, untracked))
         return mjml, html, None
 
     def transparent(self, name: str) -> bool:
@@ -245,7 +245,7 @@ class Bodies:
         return found
 
     def _plan(self, shape: str, texts: list[str], html: str, compile: Callable[[str], str], message_id: int,
-              unsubscribe: str) -> Plan | None:
+              untracked: tuple[str, ...]) -> Plan | None:
         """The plan of ``shape``, if it gives exactly ``html`` (this message
         compiled the usual way); None if it cannot."""
         if not slots_in_copied_places(self.marker, shape):
@@ -254,11 +254,12 @@ class Bodies:
             plan = Plan.of(self.marker, compile(shape))
         except TemplateError:
             return None
-        parts = self._render(plan, texts, message_id, unsubscribe)
+        parts = self._render(plan, texts, message_id, untracked)
         return plan if "".join(text for text, _ in parts) == html else None
 
-    def _render(self, plan: Plan, texts: list[str], message_id: int, unsubscribe: str) -> list[tuple[str, bool]]:
-        return plan.render(texts, link=self.tracker.link(message_id, unsubscribe),
+    def _render(self, plan: Plan, texts: list[str], message_id: int,
+                untracked: tuple[str, ...]) -> list[tuple[str, bool]]:
+        return plan.render(texts, link=self.tracker.link(message_id, untracked),
                            pixel=self.tracker.pixel(message_id))
 
     def wanted(self, name: str) -> bool:

@@ -10,7 +10,8 @@ A template is a folder under ``templates/``::
 
 Variables: ``customer`` (name, first_name, email, phone, locale,
 customer_type, attributes, tags, birthday, external_id), ``rule`` (name,
-description), ``message`` (id), ``unsubscribe_url``; for a rule triggered by
+description), ``message`` (id), ``unsubscribe_url``, ``preferences_url`` (the
+customer's preference page: channels, topics, a break); for a rule triggered by
 a custom event, ``event`` (name, occurred_at, properties — what the events
 API or events.csv sent, e.g. ``event.properties.cart_url``); ``survey_url(score)``
 (an answer link of a survey rule's message). An unknown
@@ -250,7 +251,7 @@ class Renderer:
         # Undefined variables, errors in filters.
         return TemplateError.single(
             f"cannot render: {exc}", file=path, line=_template_line(exc, path),
-            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url "
+            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url, preferences_url "
                  "(and event.* in a rule triggered by an event)",
         )
 
@@ -266,11 +267,13 @@ class Renderer:
         event: dict[str, Any] | None = None,
     ) -> Rendered:
         unsubscribe = tokens.unsubscribe_url(self.settings, message_id)
+        preferences = tokens.preferences_url(self.settings, message_id)
         context = {
             "customer": customer_context(customer),
             "rule": rule,
             "message": {"id": message_id},
             "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences,
             # A survey rule's answer links: {{ survey_url(9) }} (the page asks before it records).
             "survey_url": lambda score: tokens.survey_url(self.settings, message_id, int(score)),
         }
@@ -284,14 +287,16 @@ class Renderer:
             self._render(self._pick(template, "subject", "txt", locale), context).split()
         )
         mjml_name = self._pick(template, "email", "mjml", locale)
+        # The unsubscribe and preference links are not clicks on the offer: never tracked.
+        untracked = (unsubscribe, preferences)
         mjml, html, parts = self.bodies.body(
-            key=mjml_name, message_id=message_id, unsubscribe=unsubscribe,
+            key=mjml_name, message_id=message_id, untracked=untracked,
             render=lambda: self._render(mjml_name, context, html=True),
             skeleton=lambda: self._render(mjml_name, context, env=self.skeleton_env),
             compile=lambda source: compile_mjml(source, file=str(self.root / mjml_name)))
         text_name = self._find(template, "email", "txt", locale)
         text = self._render(text_name, context).strip() if text_name else html_to_text(mjml)
-        text = self.tracker.text(text, message_id, unsubscribe)
+        text = self.tracker.text(text, message_id, untracked)
         headers = {
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -306,24 +311,14 @@ class Renderer:
         problems: list[Problem] = []
         folder = self.root / template
         if not folder.is_dir():
-            return [
-                Problem(
-                    f"template '{template}' not found",
-                    file=rule_file,
-                    field="template",
-                    hint=f"create the folder {folder} or fix the name",
-                )
-            ]
+            return [Problem(f"template '{template}' not found", file=rule_file, field="template",
+                            hint=f"create the folder {folder} or fix the name")]
         for channel in channels:
             for required in REQUIRED_FILES[channel]:
                 if not (folder / required).is_file():
-                    problems.append(
-                        Problem(
-                            f"template '{template}' has no {required} for channel {channel.value}",
-                            file=str(folder / required),
-                            hint=f"add {required} or remove '{channel.value}' from channels",
-                        )
-                    )
+                    problems.append(Problem(f"template '{template}' has no {required} for channel {channel.value}",
+                                            file=str(folder / required),
+                                            hint=f"add {required} or remove '{channel.value}' from channels"))
         for path in sorted(folder.iterdir()):
             if path.suffix in (".txt", ".mjml"):
                 try:

@@ -1,4 +1,5 @@
-"""Signed tokens for the links in a message: unsubscribe, click, open.
+"""Signed tokens for the links in a message: unsubscribe, click, open,
+survey answers, the preference page (and its forms), double opt-in confirmations.
 
 itsdangerous signs the payload with the installation's secret and a salt per
 purpose, so an unsubscribe token cannot be used as a click token; checks are
@@ -9,9 +10,12 @@ only ever sends people to links that were in the message.
 from __future__ import annotations
 
 import binascii
+import calendar
 import hashlib
 import hmac
 import json
+import secrets
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +28,11 @@ UNSUBSCRIBE_SALT = "outreach.unsubscribe"
 CLICK_SALT = "outreach.click"
 OPEN_SALT = "outreach.open"
 SURVEY_SALT = "outreach.survey"
+PREFERENCES_SALT = "outreach.preferences"
+PREFERENCES_FORM_SALT = "outreach.preferences.form"
+CONFIRM_SALT = "outreach.confirm"
+#: How long a preference page's form may be sent after the page was shown.
+FORM_MAX_AGE = timedelta(hours=24)
 
 
 class BadToken(OutreachError):
@@ -124,5 +133,50 @@ def read_survey_token(settings: Settings, token: str) -> tuple[int, int]:
 def read_open_token(settings: Settings, token: str) -> int:
     value = _read(settings, OPEN_SALT, token.removesuffix(".gif"))
     if not isinstance(value, int):
+        raise BadToken("this link is not valid")
+    return value
+
+
+def preferences_url(settings: Settings, message_id: int) -> str:
+    """The customer's preference page, reached from one of their messages."""
+    return f"{_base(settings)}/p/{_dumps(settings, PREFERENCES_SALT, message_id)}"
+
+
+def read_preferences_token(settings: Settings, token: str) -> int:
+    value = _read(settings, PREFERENCES_SALT, token)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadToken("this link is not valid")
+    return value
+
+
+def _epoch(moment: datetime) -> int:
+    return calendar.timegm(moment.timetuple())  # naive UTC, not the machine's zone
+
+
+def form_nonce(settings: Settings, message_id: int, *, now: datetime) -> str:
+    """A per-form signed nonce: which preference page (message) it was shown
+    for, when, and 8 random bytes. The page's POST must carry one for the
+    same page, at most ``FORM_MAX_AGE`` old."""
+    return _dumps(settings, PREFERENCES_FORM_SALT, [message_id, _epoch(now), secrets.token_hex(8)])
+
+
+def check_form_nonce(settings: Settings, nonce: str, *, message_id: int, now: datetime) -> None:
+    """BadToken unless ``nonce`` was made for this page within ``FORM_MAX_AGE``."""
+    value = _read(settings, PREFERENCES_FORM_SALT, nonce)
+    if not (isinstance(value, list) and len(value) == 3 and value[0] == message_id and isinstance(value[1], int)):
+        raise BadToken("this form is not for this page")
+    if not 0 <= _epoch(now) - value[1] <= FORM_MAX_AGE.total_seconds():
+        raise BadToken("this form is out of date")
+
+
+def confirm_url(settings: Settings, request_id: int) -> str:
+    """The link of a double opt-in confirmation email (its expiry and single
+    use are the request's, in the database)."""
+    return f"{_base(settings)}/r/{_dumps(settings, CONFIRM_SALT, request_id)}"
+
+
+def read_confirm_token(settings: Settings, token: str) -> int:
+    value = _read(settings, CONFIRM_SALT, token)
+    if not isinstance(value, int) or isinstance(value, bool):
         raise BadToken("this link is not valid")
     return value

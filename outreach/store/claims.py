@@ -39,8 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
+from outreach.clock import utcnow
 from outreach.domain import Channel, ConsentStatus, CustomerType, MessageStatus
-from outreach.store import campaigns, dialect, optouts
+from outreach.store import campaigns, dialect, optouts, preferences
 from outreach.store.models import CurrentConsent, Customer, CustomerTag, CustomEvent, Message, Suppression
 from outreach.store.triggers import EVENT_OCCURRENCE
 
@@ -85,9 +86,12 @@ class Claimed:
     suppressed: str | None
     #: The custom event an ``event`` rule's message answers (name, occurred_at, properties).
     event: dict[str, Any] | None = None
+    #: The customer's own choices that hold a marketing message back (``store.preferences``).
+    hold: preferences.Hold = preferences.NO_HOLD
 
-    def refusal(self) -> str | None:
-        """Permission first, at send time: why this message must not go out, or None."""
+    def refusal(self, now: datetime | None = None) -> str | None:
+        """Permission first, at send time (``now``, default the wall clock):
+        why this message must not go out, or None."""
         if self.customer is None:
             return "customer deleted"
         if not self.address:
@@ -96,6 +100,10 @@ class Claimed:
             return f"no {self.channel.value} consent (latest: {self.consent.value if self.consent else 'none'})"
         if self.suppressed:
             return f"address suppressed ({self.suppressed})"
+        if self.hold.topic_off:
+            return preferences.topic_refusal(self.hold.topic_off)
+        if self.hold.paused_until is not None and self.hold.paused_until > (now or utcnow()):
+            return preferences.pause_refusal(self.hold.paused_until)
         return None
 
 
@@ -138,6 +146,8 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     events = _events(conn, [r.occurrence_key for r in rows])
     inbox = optouts.inbox_for(conn.engine)
     arriving = inbox.pending_addresses() if inbox is not None else set()
+    # Topics turned off and pauses: one query for the batch, pending changes laid over.
+    held = preferences.holds(conn, [row.id for row in rows], pending=optouts.pending_changes(conn.engine))
     claimed = []
     for (message_id, rule_id, run_id, channel, attempts, planned_at, occurrence_key, cid, external_id, name, email,
          phone, locale, customer_type, attributes, birthday, address, consent, suppressed) in rows:
@@ -146,7 +156,7 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
             planned_at=planned_at, address=address, consent=consent,
             # An opt-out still in the inbox (the database was busy) counts as recorded.
             suppressed=OPT_OUT_ARRIVING if (channel, address) in arriving else suppressed,
-            event=events.get(occurrence_key),
+            event=events.get(occurrence_key), hold=held.get(message_id, preferences.NO_HOLD),
             customer=None if cid is None else Person(
                 external_id=external_id, name=name, email=email, phone=phone, locale=locale,
                 customer_type=customer_type, attributes=dict(attributes or {}), tags=sorted(tags[cid]),

@@ -2,8 +2,9 @@
 
 ``eligible_select`` combines the trigger (who, for which occurrence), the
 segment, permission per channel in the rule's order, cooldown and
-frequency-cap counts of each candidate's recent messages, the control group
-and quiet hours — evaluated by the database in one statement, which
+frequency-cap counts of each candidate's recent messages, the customer's own
+choices (a topic turned off, a pause: ``preferences.marketing_allowed``), the
+control group and quiet hours — evaluated by the database in one statement, which
 planning writes (``outbox.plan``) and ``rules preview`` / ``explain`` read.
 """
 
@@ -33,7 +34,7 @@ from outreach.clock import zone_or_utc
 from outreach.domain import Channel, MessageStatus
 from outreach.rules.policy import Policy, SendWindow
 from outreach.rules.spec import RuleSpec
-from outreach.store import holdout
+from outreach.store import holdout, preferences
 from outreach.store.models import Customer, Message, Rule
 from outreach.store.permission import address_column, current_consent, permitted
 from outreach.store.segments import compile_condition
@@ -105,6 +106,8 @@ def eligible_select(
     * ``channel`` — the first channel in the rule's order that is permitted
       (consent granted, address, not suppressed) and under the caps; NULL if none;
     * ``consent_channel`` — the same ignoring caps (to tell "capped" from "no consent");
+    * ``preferred`` — the customer's choices allow the rule's topic now (not
+      turned off, not paused; always for a transactional rule): else ``channel`` is NULL;
     * ``to_address``, ``cost``, ``held_out``, ``cooldown_clear``, ``not_before``.
     """
     cand = trigger_select(spec, now, timezones=timezones).subquery("cand")
@@ -156,6 +159,9 @@ def eligible_select(
             cand.c.occurrence_key,
             Customer.timezone.label("timezone"),
             holdout.bucket(spec.name).label("bucket"),
+            preferences.marketing_allowed(topic=spec.topic.value if spec.topic else None,
+                                          transactional=spec.transactional, now=now,
+                                          customer_id=cand.c.customer_id).label("preferred"),
             *[flags[ch].label(f"ok_{ch.value}") for ch in spec.channels],
             *[address_column(ch).label(f"addr_{ch.value}") for ch in spec.channels],
             cooldown_clear.label("cooldown_clear"),
@@ -181,7 +187,7 @@ def eligible_select(
         return and_(*parts) if parts else literal(True)
 
     ok = {ch: inner.c[f"ok_{ch.value}"] for ch in spec.channels}
-    sendable = {ch: and_(ok[ch], under_cap(ch)) for ch in spec.channels}
+    sendable = {ch: and_(ok[ch], under_cap(ch), inner.c.preferred) for ch in spec.channels}
     channel = case(*[(sendable[ch], literal(ch.value)) for ch in spec.channels], else_=None)
     consent_channel = case(*[(ok[ch], literal(ch.value)) for ch in spec.channels], else_=None)
     address = case(*[(sendable[ch], inner.c[f"addr_{ch.value}"]) for ch in spec.channels], else_=None)
@@ -210,6 +216,7 @@ def eligible_select(
         inner.c.occurrence_key,
         channel.label("channel"),
         consent_channel.label("consent_channel"),
+        inner.c.preferred,
         address.label("to_address"),
         cost.label("cost"),
         held.label("held_out"),

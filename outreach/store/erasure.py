@@ -16,6 +16,8 @@ Removed (set empty, or scrubbed of personal values):
   query string and fragment;
 * custom events: their ``properties`` (free data from the shop);
 * segment and lifecycle memberships;
+* preferences: topics turned off, a break, double opt-in requests (their
+  addresses); the evidence of preference changes is kept, scrubbed;
 * suppressions of the customer's addresses — replaced by hashes in
   ``erased_addresses`` (see ``outreach.store.erased``), which keep the opt-out.
 
@@ -53,12 +55,16 @@ from outreach.store.models import (
     Customer,
     CustomerTag,
     CustomEvent,
+    MarketingPause,
     Membership,
     Message,
     Order,
+    PreferenceRecord,
     Suppression,
+    TopicOptOut,
     TrackingEvent,
 )
+from outreach.store.preference_rows import ConsentConfirmation
 
 #: What a scrubbed personal value becomes in free text (evidence, errors).
 PLACEHOLDER = "[erased]"
@@ -96,6 +102,8 @@ class ErasureReport:
     tracking_events_scrubbed: int = 0
     events_scrubbed: int = 0
     memberships_removed: int = 0
+    preferences_removed: int = 0
+    preference_records_scrubbed: int = 0
     other_customers_suppressed: int = 0
     orders_kept: int = 0
     revenue_kept: Decimal = Decimal("0")
@@ -126,6 +134,17 @@ def _personal_values(customer: Customer, addresses: set[tuple[Channel, str]]) ->
 def _count(result: Any) -> int:
     """Rows a DELETE or UPDATE touched."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _scrub_evidence(records: Iterable[ConsentRecord | PreferenceRecord], values: list[str]) -> int:
+    """Scrub the evidence of ledger rows; how many changed."""
+    changed = 0
+    for record in records:
+        cleaned = scrub(record.evidence, values)
+        if cleaned != record.evidence:
+            record.evidence = cleaned
+            changed += 1
+    return changed
 
 
 def _without_query(url: str | None) -> str | None:
@@ -164,11 +183,8 @@ def erase_customer(session: Session, external_id: str, *, now: datetime, dry_run
         report.suppressions_replaced += _count(gone)
 
     # Consent proof, anonymized; still-granted channels revoked.
-    for record in session.scalars(select(ConsentRecord).where(ConsentRecord.customer_id == cid)).all():
-        cleaned = scrub(record.evidence, values)
-        if cleaned != record.evidence:
-            record.evidence = cleaned
-            report.consent_records_scrubbed += 1
+    report.consent_records_scrubbed = _scrub_evidence(session.scalars(
+        select(ConsentRecord).where(ConsentRecord.customer_id == cid)).all(), values)
     granted = session.scalars(select(CurrentConsent.channel).where(
         CurrentConsent.customer_id == cid, CurrentConsent.status == ConsentStatus.GRANTED)).all()
     for channel in granted:
@@ -197,6 +213,10 @@ def erase_customer(session: Session, external_id: str, *, now: datetime, dry_run
         update(CustomEvent).where(CustomEvent.customer_id == cid).values(properties={})))
     report.memberships_removed = _count(session.execute(
         delete(Membership).where(Membership.customer_id == cid)))
+    report.preferences_removed = sum(_count(session.execute(delete(table).where(table.customer_id == cid)))
+                                     for table in (TopicOptOut, MarketingPause, ConsentConfirmation))
+    report.preference_records_scrubbed = _scrub_evidence(session.scalars(
+        select(PreferenceRecord).where(PreferenceRecord.customer_id == cid)).all(), values)
     report.tags = _count(session.execute(delete(CustomerTag).where(CustomerTag.customer_id == cid)))
     session.expire(customer, ["tags"])
 

@@ -17,16 +17,20 @@ from sqlalchemy.orm import Session
 from outreach.domain import MessageStatus
 from outreach.errors import InputError
 from outreach.store.models import (
+    ConsentConfirmation,
     ConsentRecord,
     CurrentConsent,
     Customer,
     CustomerStats,
     CustomEvent,
+    MarketingPause,
     Membership,
     Message,
     Order,
+    PreferenceRecord,
     Rule,
     Suppression,
+    TopicOptOut,
     TrackingEvent,
 )
 
@@ -79,6 +83,7 @@ def export_customer(session: Session, external_id: str, *, now: datetime) -> dic
             "current": [_row(c, "channel", "status", "recorded_at") for c in session.scalars(
                 select(CurrentConsent).where(CurrentConsent.customer_id == cid).order_by(CurrentConsent.channel))],
         },
+        "preferences": _preferences(session, cid),
         "suppressions": [_row(s, "channel", "address", "reason", "created_at") for s in session.scalars(
             select(Suppression).where(Suppression.address.in_(addresses)).order_by(Suppression.id))],
         "orders": [{
@@ -101,4 +106,21 @@ def export_customer(session: Session, external_id: str, *, now: datetime) -> dic
                      for m in messages if m.status is MessageStatus.HELD_OUT],
         "memberships": [_row(m, "key", "entered_at", "left_at", "baseline") for m in session.scalars(
             select(Membership).where(Membership.customer_id == cid).order_by(Membership.entered_at))],
+    }
+
+
+def _preferences(session: Session, cid: int) -> dict[str, Any]:
+    """The customer's choices on their preference page, with their evidence."""
+    pause = session.get(MarketingPause, cid)
+    return {
+        "topics_off": [_row(t, "topic", "opted_out_at") for t in session.scalars(
+            select(TopicOptOut).where(TopicOptOut.customer_id == cid).order_by(TopicOptOut.topic))],
+        "pause": _row(pause, "paused_at", "paused_until") if pause else None,
+        "ledger": [_row(r, "kind", "name", "value", "source", "evidence", "recorded_at") for r in session.scalars(
+            select(PreferenceRecord).where(PreferenceRecord.customer_id == cid)
+            .order_by(PreferenceRecord.recorded_at, PreferenceRecord.id))],
+        "confirmations": [_row(c, "channel", "address", "requested_at", "expires_at", "confirmed_at")
+                          for c in session.scalars(select(ConsentConfirmation)
+                                                   .where(ConsentConfirmation.customer_id == cid)
+                                                   .order_by(ConsentConfirmation.id))],
     }

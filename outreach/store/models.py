@@ -32,6 +32,10 @@ from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
+from outreach.store.preference_rows import ConsentConfirmation as ConsentConfirmation
+from outreach.store.preference_rows import MarketingPause as MarketingPause
+from outreach.store.preference_rows import PreferenceRecord as PreferenceRecord
+from outreach.store.preference_rows import TopicOptOut as TopicOptOut
 from outreach.store.webhook_tokens import WebhookToken as WebhookToken
 from outreach.store.worker_rows import Worker as Worker
 
@@ -235,6 +239,8 @@ class Rule(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     #: Own queue, ahead of marketing; exempt from the frequency cap.
     transactional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: What its messages are about (``domain.Topic``): customers who turned it off get none (0015).
+    topic: Mapped[str | None] = mapped_column(String(32))
 
 
 class CampaignRun(Base):

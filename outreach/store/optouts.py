@@ -4,14 +4,16 @@ SQLite has one writer. While it is busy (a large import, a planning run), an
 unsubscribe or a STOP reply cannot be written for as long as that takes —
 and a sender who waits 30 s and gets a 500 has lost the customer's opt-out.
 So on an embedded (SQLite file) installation every consent change a
-customer makes (unsubscribe link, STOP, START) is first committed to a small
+customer makes (unsubscribe link, STOP, START, a channel turned off or a
+topic or pause changed on the preference page) is first committed to a small
 SQLite file of its own, ``<database>.optouts``, whose lock nothing else
 holds: that commit is what makes the webhook answer 2xx. It is then applied
 to the database at once when it is free, or as soon as it is free — by the
 webhook server, by any worker's maintenance round, at the start of ``run``
 and ``campaign launch`` — in the order the changes arrived, each with the
 time it arrived. Until then, the worker's permission re-check reads the
-inbox too: a pending opt-out stops a send as a recorded one does.
+inbox too: a pending opt-out stops a send as a recorded one does (a pending
+topic turned off or pause as well: ``preferences.holds``).
 
 PostgreSQL has row locks and many writers: consent changes are written to it
 directly and there is no inbox.
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from outreach import logs
 from outreach.domain import Channel
-from outreach.store import responses
+from outreach.store import preferences, responses
 from outreach.store.engine import SQLITE_BUSY_TIMEOUT_MS
 
 log = logs.get_logger("outreach.optouts")
@@ -49,7 +51,10 @@ APPLY_WAIT_MS = 1_000
 #: How long writing to the inbox itself may wait (only other inbox writers hold it).
 INBOX_WAIT_S = 10
 
-Kind = Literal["unsubscribe", "stop_sms", "start_sms"]
+Kind = Literal["unsubscribe", "stop_sms", "start_sms", "channel_off", "preferences"]
+#: Kinds that are about an address of their own (``pending_addresses``): not START (it
+#: opts in), not a preference change (topics and pauses are about a customer).
+_NOT_ADDRESS_OPT_OUTS = ("start_sms", "preferences")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS optouts (
@@ -84,6 +89,13 @@ class OptOut:
             assert self.message_id is not None
             responses.unsubscribe(session, message_id=self.message_id, occurred_at=self.received_at,
                                   source=self.source)
+        elif self.kind == "channel_off":
+            preferences.channel_off(session, customer_id=int(self.payload["customer_id"]), channel=self.channel,
+                                    address=self.address, at=self.received_at, source=self.source,
+                                    evidence=str(self.payload.get("evidence", "")))
+        elif self.kind == "preferences":
+            preferences.apply(session, preferences.PreferenceChange.from_payload(self.payload), at=self.received_at,
+                              source=self.source)
         elif self.kind == "stop_sms":
             responses.stop_sms(session, phone=self.address, occurred_at=self.received_at, source=self.source,
                                payload=self.payload, dedupe_key=self.dedupe_key)
@@ -139,8 +151,13 @@ class Inbox:
         if not self.path.exists():
             return set()
         rows = self._conn().execute(
-            "SELECT channel, address FROM optouts WHERE applied = 0 AND kind != 'start_sms'")
+            "SELECT channel, address FROM optouts WHERE applied = 0 AND kind NOT IN (?, ?)", _NOT_ADDRESS_OPT_OUTS)
         return {(Channel(channel), address) for channel, address in rows}
+
+    def any_pending(self) -> bool:
+        if not self.path.exists():
+            return False
+        return self._conn().execute("SELECT 1 FROM optouts WHERE applied = 0 LIMIT 1").fetchone() is not None
 
     def mark_applied(self, inbox_id: int) -> None:
         self._conn().execute("UPDATE optouts SET applied = 1 WHERE id = ?", (inbox_id,))
@@ -183,16 +200,61 @@ def inbox_for(engine: Engine) -> Inbox | None:
         return _INBOXES.setdefault(path, Inbox(Path(path)))
 
 
-def submit(engine: Engine, optout: OptOut) -> None:
-    """Make ``optout`` durable, then apply it if the database allows now.
-    Returns once it is safe: recorded in the database, or in the inbox."""
+def submit(engine: Engine, *changes: OptOut) -> bool:
+    """Make ``changes`` durable, then apply them (in order) if the database
+    allows now. Returns once they are safe — True when recorded in the
+    database, False when they wait in the inbox."""
     inbox = inbox_for(engine)
     if inbox is None:
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            optout.apply(session)
-        return
-    inbox.put(optout)
+            for change in changes:
+                change.apply(session)
+        return True
+    for change in changes:
+        inbox.put(change)
     drain(engine)
+    return not inbox.any_pending()
+
+
+def pending_changes(engine: Engine) -> list[preferences.PreferenceChange]:
+    """Preference changes (topics, pauses) still in the inbox, in the order they arrived."""
+    inbox = inbox_for(engine)
+    if inbox is None:
+        return []
+    return [preferences.PreferenceChange.from_payload(o.payload) for _, o in inbox.pending() if o.kind == "preferences"]
+
+
+def pending_channel_offs(engine: Engine, customer_id: int) -> set[Channel]:
+    """Channels the customer turned off whose change still waits in the inbox."""
+    inbox = inbox_for(engine)
+    if inbox is None:
+        return set()
+    return {o.channel for _, o in inbox.pending()
+            if o.kind == "channel_off" and int(o.payload.get("customer_id", 0)) == customer_id}
+
+
+def settled(engine: Engine) -> bool:
+    """Nothing waits in the inbox (after applying what the database allows
+    now): a change that grants contact may be written directly without
+    overtaking an older opt-out."""
+    inbox = inbox_for(engine)
+    if inbox is None:
+        return True
+    drain(engine)
+    return not inbox.any_pending()
+
+
+@contextmanager
+def promptly(engine: Engine) -> Iterator[Session]:
+    """A transaction that, on an embedded database whose writer lock is held,
+    gives up after ``APPLY_WAIT_MS`` (OperationalError) instead of waiting
+    30 s — for a page that should answer "try again in a minute" at once."""
+    if inbox_for(engine) is None:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
+    with _waiting_at_most(engine, APPLY_WAIT_MS) as session:
+        yield session
 
 
 def drain(engine: Engine, *, wait_ms: int = APPLY_WAIT_MS) -> int:

@@ -56,6 +56,9 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
         )
     if row.enabled is not spec.enabled or row.transactional is not spec.transactional:
         row.enabled, row.transactional = spec.enabled, spec.transactional
+    topic = spec.topic.value if spec.topic else None
+    if row.topic != topic:
+        row.topic = topic
     return row
 
 

@@ -89,6 +89,10 @@ def _set_consent(session: Session, *, customer_id: int, channel: Channel, status
                                   source=source, evidence=evidence, recorded_at=occurred_at))
 
 
+#: The suppression an unsubscribe adds (the link, an ESP's report, the preference page).
+UNSUBSCRIBED = "unsubscribed"
+
+
 def unsubscribe(session: Session, *, message_id: int, occurred_at: datetime, source: str,
                 simulated: bool = False) -> bool:
     """Revoke consent on the message's channel, suppress its address, record
@@ -103,12 +107,15 @@ def unsubscribe(session: Session, *, message_id: int, occurred_at: datetime, sou
                  occurred_at=occurred_at, source=source, evidence=f"one-click unsubscribe from message {message_id}")
     if message.to_address:
         permission.suppress(session, channel=message.channel, address=message.to_address,
-                       reason="unsubscribed", now=occurred_at)
+                       reason=UNSUBSCRIBED, now=occurred_at)
     return event is not None
 
 
-#: The suppression a STOP reply adds, and the one a START reply lifts.
+#: The suppression a STOP reply adds.
 STOP_REASON = "STOP reply"
+#: Suppressions the customer's own opt-out added, which their own new evidence
+#: (a START reply, a confirmed double opt-in) lifts — never a bounce or a complaint.
+OPT_OUT_REASONS = (STOP_REASON, UNSUBSCRIBED)
 
 
 def _sms_keyword(session: Session, *, phone: str, event: EventType, status: ConsentStatus,
@@ -141,12 +148,13 @@ def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str
 def start_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
               payload: dict[str, Any], dedupe_key: str | None) -> int:
     """A START (UNSTOP, YES) reply: the customers with this number consent to
-    SMS again — the reply is the evidence — and the number's STOP suppression
-    is lifted (a bounce or complaint stays). Returns how many customers."""
+    SMS again — the reply is the evidence — and the number's opt-out
+    suppression (a STOP, or SMS turned off on the preference page) is lifted
+    (a bounce or complaint stays). Returns how many customers."""
     count = _sms_keyword(session, phone=phone, event=EventType.REPLY, status=ConsentStatus.GRANTED,
                          occurred_at=occurred_at, source=source, payload=payload, dedupe_key=dedupe_key,
                          simulated=False)
-    permission.lift(session, channel=Channel.SMS, address=phone, reasons=(STOP_REASON,))
+    permission.lift(session, channel=Channel.SMS, address=phone, reasons=OPT_OUT_REASONS)
     return count
 
 

@@ -1,6 +1,7 @@
 """The webhook server (Starlette under uvicorn): one module per source.
 
-    links.py   /u (unsubscribe), /o (open pixel), /c (click redirect)
+    links.py   /u (unsubscribe), /o (open pixel), /c (click redirect), /s (survey answers)
+    preferences.py  /p (the preference page), /r (double opt-in confirmation links)
     orders.py  /webhooks/orders (the shop, HMAC-signed JSON)
     events.py  /webhooks/events (custom events, signed like orders)
     twilio.py  /webhooks/twilio/inbound (STOP replies), /webhooks/twilio/status
@@ -36,12 +37,12 @@ from outreach.clock import utcnow
 from outreach.config import Settings, load_settings
 from outreach.sending.exposition import OutboxCollector
 from outreach.store import optouts
-from outreach.webhooks import esp, events, links, openapi, orders, twilio
+from outreach.webhooks import esp, events, links, openapi, orders, preferences, twilio
 
 log = logs.get_logger("outreach.webhooks")
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
-SOURCES = (links.routes, orders.routes, events.routes, twilio.routes, esp.routes)
+SOURCES = (links.routes, preferences.routes, orders.routes, events.routes, twilio.routes, esp.routes)
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:

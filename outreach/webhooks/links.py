@@ -1,4 +1,5 @@
-"""The links in a message: one-click unsubscribe, survey answers, the open pixel, click redirects.
+"""The links in a message: one-click unsubscribe, survey answers, the open pixel, click redirects
+(the preference page's: ``preferences``).
 
 Every link carries a signed token (``outreach.sending.tokens``): a tampered
 or foreign token is a 400 page and stores nothing. A GET or HEAD of the
@@ -66,15 +67,17 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
             locale, channel, address = await run_in_threadpool(recipient_of, message_id)
         except tokens.BadToken:
             return HTMLResponse(pages.bad_link(), status_code=400)
+        manage = tokens.preferences_url(settings, message_id)
         if request.method != "POST":
             # Mail scanners follow and prefetch links: a safe method (GET,
             # HEAD) only asks, it never unsubscribes.
-            return HTMLResponse(pages.confirm(locale=locale, channel=channel, address=address))
+            return HTMLResponse(pages.confirm(locale=locale, channel=channel, address=address,
+                                              preferences_url=manage))
 
         optout = optouts.OptOut(kind="unsubscribe", channel=Channel(channel), address=address,
                                 received_at=clock(), source="unsubscribe-link", message_id=message_id)
         await run_in_threadpool(optouts.submit, engine, optout)
-        return HTMLResponse(pages.done(locale=locale, channel=channel, address=address))
+        return HTMLResponse(pages.done(locale=locale, channel=channel, address=address, preferences_url=manage))
 
     events: GroupCommit[responses.LinkEvent] = GroupCommit(
         lambda batch: responses.record_link_events(engine, batch))

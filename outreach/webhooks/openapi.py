@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from outreach.webhooks import events, orders, signing, twilio
+from outreach.domain import Topic
+from outreach.webhooks import events, orders, preference_pages, signing, twilio
 from outreach.webhooks.esp import mailgun, postmark, sendgrid, ses
 
 TITLE = "Outreach webhooks"
@@ -95,6 +96,52 @@ def _esp(provider: str, auth: str) -> dict[str, Any]:
     }}
 
 
+def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}
+
+
+def _preference_paths(html: dict[str, Any]) -> dict[str, Any]:
+    """The preference center: its page, its double opt-in request and confirmation link."""
+    bad = {"400": {"description": "a tampered or unknown link, or a choice the page does not offer",
+                   "content": html}}
+    stale = {"403": {"description": "no nonce of this page, or one older than a day (changes nothing)",
+                     "content": html}}
+    busy = {"503": {"description": "the database cannot take it now: the page says to try again", "content": html}}
+    nonce = {"nonce": {"type": "string", "description": "the signed nonce the page put in its form"}}
+    on = {"type": "string", "enum": ["on"]}
+    form = {**nonce, "channels_shown": {"type": "string", "description": "the channels the form showed ticked"},
+            "topics_shown": {"type": "string"},
+            **{f"channel_{c}": on for c in ("email", "sms")}, **{f"topic_{t.value}": on for t in Topic},
+            "pause": {"type": "string", "enum": ["keep", "none", *map(str, preference_pages.PAUSE_DAYS)]}}
+    page = _link("the preference page: shows, changes nothing", {"200": {"description": "the page", "content": html},
+                                                                   **bad})
+    save = _link("save the preference page's form", {
+        "200": {"description": "saved (recorded, or durably queued on SQLite)", "content": html},
+        **bad, **stale, **busy}, ("post",))
+    save["post"]["requestBody"] = _form_body(form, ["nonce"])
+    ask = _link("email a double opt-in link to the address on file", {
+        "200": {"description": "sent", "content": html}, **bad, **stale,
+        "409": {"description": "email is on already, there is no address, or it bounced", "content": html},
+        "429": {"description": "three links sent in the last 24 hours already", "content": html},
+        "503": {"description": "the database or the email provider cannot take it now", "content": html}},
+        ("post",))
+    ask["post"]["requestBody"] = _form_body({**nonce, "channel": {"type": "string", "enum": ["email"]}}, ["nonce"])
+    refused = {"400": {"description": "a tampered or unknown link", "content": html},
+               "409": {"description": "used already, or the address on file changed", "content": html},
+               "410": {"description": "expired", "content": html}}
+    return {
+        "/p/{token}": {**page, **save},
+        "/p/{token}/resubscribe": ask,
+        "/r/{token}": {
+            **_link("a double opt-in link's page: asks, changes nothing",
+                    {"200": {"description": "the question", "content": html}, **refused}),
+            **_link("confirm: consent granted again, with the evidence",
+                    {"200": {"description": "confirmed", "content": html}, **refused, **busy}, ("post",)),
+        },
+    }
+
+
 def _components(*models: type[BaseModel]) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problems": {"type": "object", "properties": {"errors": {"type": "array", "items": {
         "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
@@ -134,6 +181,7 @@ def describe() -> dict[str, Any]:
                          "400": {"description": "a tampered link, or a score off the survey's scale",
                                  "content": html}}, ("post",)),
             },
+            **_preference_paths(html),
             "/o/{token}": _link("the open pixel (a HEAD records nothing)",
                                 {"200": {"description": "a 1×1 GIF, always", "content": {"image/gif": {}}}}),
             "/c/{token}": _link("a tracked link (a HEAD records nothing)",

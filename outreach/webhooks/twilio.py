@@ -7,8 +7,9 @@ routes exist only with ``twilio_auth_token`` set, and ``sms_transport =
 "twilio"`` without it stops ``serve`` at start.
 
 Replies: STOP words opt out (consent revoked, number suppressed), START
-words opt back in (consent granted with the reply as evidence, the STOP
-suppression lifted), HELP words get an answer saying both. Statuses are
+words opt back in (consent granted with the reply as evidence, the
+customer's own opt-out suppression lifted: a STOP, or SMS turned off on the
+preference page), HELP words get an answer saying both. Statuses are
 mapped to the normalized event vocabulary through a table; a status we do
 not know becomes UNKNOWN; error 21610 (the number opted out at the carrier)
 counts as a STOP. A signed request without the fields it needs is a 400.
