@@ -6,6 +6,10 @@ the worker should try again later (a server down, a timeout, a 4xx/429/5xx
 that says "not now") and :class:`~outreach.errors.PermanentChannelError` when
 trying again cannot help (a refused recipient, an invalid number). Backends
 are registered by name in :mod:`outreach.channels.registry`.
+
+SMS providers that send only pre-approved templates (Aliyun, Tencent Cloud)
+take the :class:`ProviderTemplate` an envelope carries — its code, sign name
+and parameters, filled for the customer — instead of the text.
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderTemplate:
+    """An SMS provider's pre-approved template, filled for one customer
+    (from the template folder's ``sms.providers.yaml``)."""
+
+    provider: str  # the sms_transport it is for: "aliyun" | "tencent"
+    code: str  # Aliyun's TemplateCode (SMS_…), Tencent's TemplateId
+    sign_name: str | None  # the mapping's 签名; None: the provider setting's
+    #: (name, value) in order; Tencent's are positional: "1", "2", …
+    params: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +46,7 @@ class Envelope:
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
     idempotency_key: str  # stable per message; the Message-ID local part
     sent_at: datetime | None = None  # a simulated send time (--now), naive UTC; None: the wall clock
+    template: ProviderTemplate | None = None  # SMS through a provider of approved templates only
 
 
 class ChannelBackend(Protocol):

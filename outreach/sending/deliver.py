@@ -49,8 +49,6 @@ FLUSH_EVERY = 50
 FLUSH_SECONDS = 0.5
 #: How often a worker looks whether a rule's definition changed (seconds).
 RULES_TTL_S = 5.0
-#: Twilio's error code for a recipient who has opted out of messages.
-TWILIO_UNSUBSCRIBED = "21610"
 
 
 @dataclass
@@ -195,8 +193,8 @@ class Sender:
             provider_id = backend.deliver(envelope)
         except PermanentChannelError as exc:
             self._fail(row, str(exc), pending, about)
-            if TWILIO_UNSUBSCRIBED in str(exc) and row.address:
-                # The carrier says the recipient opted out (replied STOP): never again.
+            if exc.opted_out and row.address:
+                # The provider says the recipient opted out (replied STOP, 退订): never again.
                 pending.suppress.append((row.channel, row.address))
             return
         except ProviderUnavailable as exc:
