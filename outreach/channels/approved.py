@@ -55,6 +55,12 @@ LINK = re.compile(r"https?://|www\.", re.I)
 DOCS = "see docs/sms-providers.md"
 
 
+def _matching(value: str, pattern: str, what: str, use: str) -> str:
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"'{value}' is not {what}; use {use}")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,8 +94,14 @@ class _Section(BaseModel):
 class AliyunTemplate(_Section):
     """Aliyun's Dysmsapi template: ``${name}`` variables, a JSON object of values."""
 
-    template_code: StrictStr = Field(pattern=r"^SMS_\d{1,20}$")
+    template_code: StrictStr
     params: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("template_code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return _matching(value, r"SMS_\d{1,20}", "an Aliyun template code", "the code the console shows, "
+                         "e.g. SMS_468120345")
 
     @field_validator("params")
     @classmethod
@@ -122,7 +134,7 @@ class AliyunTemplate(_Section):
 class TencentTemplate(_Section):
     """Tencent Cloud's template: ``{1}``, ``{2}`` … filled from a list of strings."""
 
-    template_id: StrictStr = Field(pattern=r"^\d{1,20}$")
+    template_id: StrictStr
     params: list[StrictStr] = Field(default_factory=list)
     #: Personal-verified accounts: at most 12 characters per parameter; enterprise: no limit.
     max_param_length: int | None = Field(default=None, ge=1)
@@ -131,6 +143,12 @@ class TencentTemplate(_Section):
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("template_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return _matching(value, r"\d{1,20}", "a Tencent template id", "the ID (digits) the console shows, "
+                         'e.g. "2118345"')
 
     @property
     def code(self) -> str:

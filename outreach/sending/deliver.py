@@ -186,7 +186,7 @@ class Sender:
         envelope = Envelope(
             message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
             subject=rendered.subject, html=rendered.html, headers=rendered.headers,
-            idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of,
+            idempotency_key=f"outreach-msg-{row.id}", sent_at=as_of, template=rendered.template,
         )
         started = time.monotonic()
         try:
