@@ -8,6 +8,7 @@ against both providers; the tests after it cover what only one of them does.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,14 @@ def test_parameters_with_spaces_and_reserved_characters_are_signed_as_documented
     backend_for(account.settings(make_settings), "sms").deliver(account.envelope(values=("Ada L*~+%/ 王", "X Y&Z=1")))
     assert account.server.state.accepted[0].params in ({"name": "Ada L*~+%/ 王", "coupon": "X Y&Z=1"},
                                                        {"1": "Ada L*~+%/ 王", "2": "X Y&Z=1"})
+
+
+@pytest.mark.parametrize("provider, module", [("aliyun", "alibabacloud_dysmsapi20170525"),
+                                              ("tencent", "tencentcloud.sms.v20210111")])
+def test_without_the_providers_sdk_the_start_says_how_to_install_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, provider: str, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    with provider_account(provider) as account, \
+            pytest.raises(ConfigError, match=rf'pip install "outreach\[{provider}\]"'):
+        check_settings(account.settings(make_settings))

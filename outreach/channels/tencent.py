@@ -31,6 +31,7 @@ How a failure is classified (a whole request's ``Error``, or the number's
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,7 +137,7 @@ class TencentBackend:
     def deliver(self, envelope: Envelope) -> str:
         where = self._where(envelope)
         request = self.models.SendSmsRequest()
-        request._deserialize(self.request(envelope))
+        request.from_json_string(json.dumps(self.request(envelope), ensure_ascii=False))
         try:
             response = self._client().SendSms(request)
         except self.sdk_error as exc:
