@@ -121,6 +121,25 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+    #: Aliyun SMS (Dysmsapi SendSms) and Tencent Cloud SMS (SendSms, API 3.0):
+    #: pre-approved templates only (docs/sms-providers.md). The endpoints are
+    #: the providers' own; tests point them at a local server.
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    #: The approved sign name (签名) shown as 【…】; a template's mapping may name another.
+    aliyun_sign_name: str | None = None
+    aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    #: The secret path segment of Aliyun's report and reply pushes (unsigned by Aliyun).
+    aliyun_webhook_secret: SecretStr | None = None
+    tencent_secret_id: str | None = None
+    tencent_secret_key: SecretStr | None = None
+    #: The SMS application's SdkAppId (1400…), from the Tencent Cloud SMS console.
+    tencent_sms_app_id: str | None = None
+    tencent_sign_name: str | None = None
+    tencent_region: str = "ap-guangzhou"
+    tencent_endpoint: str = "https://sms.tencentcloudapi.com"
+    #: The secret path segment of Tencent's status and reply callbacks (unsigned by Tencent).
+    tencent_webhook_secret: SecretStr | None = None
 
     #: ESP feeds (docs/esp-feeds.md): each route exists only with its setting.
     #: Amazon SES through SNS: the topics whose notifications are accepted.

@@ -132,7 +132,13 @@ class ProviderUnavailable(ChannelError):
 
 
 class PermanentChannelError(ChannelError):
-    """A delivery failed in a way that retrying cannot fix."""
+    """A delivery failed in a way that retrying cannot fix; ``opted_out``:
+    the provider says the recipient opted out (replied STOP or 退订), so the
+    address is suppressed as well."""
+
+    def __init__(self, message: str, *, opted_out: bool = False) -> None:
+        super().__init__(message)
+        self.opted_out = opted_out
 
 
 class RegistryError(ConfigError):

@@ -51,6 +51,10 @@ templates_dir = "templates"
 # sms_transport = "twilio"
 # twilio_account_sid = "AC…"
 # twilio_from = "+1…"
+# SMS in mainland China (approved templates only: docs/sms-providers.md), pip install "outreach[aliyun]":
+# sms_transport = "aliyun"
+# aliyun_access_key_id = "LTAI…"
+# aliyun_sign_name = "翠叶茶庄"
 """
 
 

@@ -687,7 +687,7 @@ def test_a_transport_nobody_registered_fails_at_start_naming_the_setting(
     make_settings: Callable[..., Settings]
 ) -> None:
     with pytest.raises(ConfigError, match=r"OUTREACH_SMS_TRANSPORT 'fax' is not one of the sms transports; "
-                                          r"choose one of: outbox, .*twilio"):
+                                          r"choose one of: aliyun, outbox, .*tencent, twilio"):
         check_settings(make_settings(sms_transport="fax"))
 
 

@@ -11,6 +11,7 @@ from outreach.config import load_settings
 from outreach.domain import Channel, CustomerType
 from outreach.errors import TemplateError
 from outreach.sending.render import Renderer, first_name, html_to_text
+from outreach.sending.template_checks import check_template
 from outreach.store.models import Customer, CustomerTag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def test_syntax_error_is_reported_by_validate_with_line(tmp_path: Path) -> None:
     folder = tmp_path / "promo"
     folder.mkdir()
     (folder / "sms.txt").write_text("line one\n{% if customer.name %}unclosed\n")
-    problems = renderer(tmp_path).check("promo", [Channel.SMS, Channel.EMAIL], rule_file="rules/promo.yaml")
+    problems = check_template(renderer(tmp_path), "promo", [Channel.SMS, Channel.EMAIL], rule_file="rules/promo.yaml")
     messages = [str(p) for p in problems]
     assert any("subject.txt" in m for m in messages)  # email files missing
     assert any("sms.txt" in m and "syntax" in m for m in messages)
@@ -116,7 +117,7 @@ def test_a_template_cannot_run_unbounded(tmp_path: Path, body: str, bound: str) 
     assert bound in problem.message and problem.file == str(folder / "sms.txt") and "sandbox" in (problem.hint or "")
     assert problem.line == (None if "output" in bound else 2)  # the output's bound is no one line's
     # And rules validate finds it before any campaign sends (it renders for a sample customer)
-    found = renderer(tmp_path).check("bomb", [Channel.SMS], rule_file="rules/bomb.yaml", rule_name="bomb")
+    found = check_template(renderer(tmp_path), "bomb", [Channel.SMS], rule_file="rules/bomb.yaml", rule_name="bomb")
     assert any(bound in p.message for p in found)
 
 
@@ -127,13 +128,14 @@ def test_validate_renders_each_locale_for_a_sample_customer(tmp_path: Path) -> N
     (folder / "sms.txt").write_text("Hi {{ customer.first_name }}, reply STOP to opt out\n")
     (folder / "sms.zh_CN.txt").write_text("{{ customer.first_name }}，您的优惠码 {{ customer.coupon }}\n")
     # Then validate reports it, at its file and line, though the syntax is fine
-    problems = renderer(tmp_path).check("promo", [Channel.SMS], rule_file="rules/promo.yaml", rule_name="promo")
+    problems = check_template(renderer(tmp_path), "promo", [Channel.SMS], rule_file="rules/promo.yaml",
+                              rule_name="promo")
     assert [(p.file, p.line) for p in problems] == [(str(folder / "sms.zh_CN.txt"), 1)]
     assert "coupon" in problems[0].message
     # And the shipped templates pass
     shipped = renderer(REPO / "templates")
     for name in ("winback", "birthday", "upsell-teaware"):
-        assert shipped.check(name, [Channel.EMAIL, Channel.SMS], rule_file="x", rule_name=name) == []
+        assert check_template(shipped, name, [Channel.EMAIL, Channel.SMS], rule_file="x", rule_name=name) == []
 
 
 def test_names_and_text_fallback() -> None:

@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-LOOPBACK = "127.0.0.1"
-#: Seconds between the server loop's checks for shutdown (stdlib default: 0.5).
-SHUTDOWN_POLL = 0.02
+from provider_server import serving
+
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 #: Twilio's error catalogue entries this server produces.
@@ -87,7 +86,7 @@ def _segments(body: str) -> int:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -183,14 +182,6 @@ class _Handler(BaseHTTPRequestHandler):
         return resource
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, state: TwilioState) -> None:
-        super().__init__((LOOPBACK, 0), _Handler)
-        self.state = state
-
-
 @dataclass
 class TwilioServer:
     url: str
@@ -205,15 +196,5 @@ class TwilioServer:
 def twilio_server(*, account_sid: str, auth_token: str) -> Iterator[TwilioServer]:
     """Serve the fake Twilio API on 127.0.0.1 for the ``with`` block."""
     state = TwilioState(account_sid=account_sid, auth_token=auth_token)
-    server = _Server(state)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL}, name="fake-twilio", daemon=True
-    )
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        yield TwilioServer(url=f"http://{host}:{port}", state=state)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(state, _Handler, "fake-twilio") as server:  # type: ignore[arg-type]
+        yield TwilioServer(url=server.url, state=state)

@@ -11,6 +11,10 @@ The worker hands a backend a batch at a time through :func:`deliver_all`:
 a backend with a ``deliver_many`` of its own uses it (SMTP pipelines a
 batch over one connection, one round trip a message), any other is called
 once per envelope.
+
+SMS providers that send only pre-approved templates (Aliyun, Tencent Cloud)
+take the :class:`ProviderTemplate` an envelope carries — its code, sign name
+and parameters, filled for the customer — instead of the text.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ Settle = Callable[[int, Outcome], None]
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProviderTemplate:
+    """An SMS provider's pre-approved template, filled for one customer
+    (from the template folder's ``sms.providers.yaml``)."""
+
+    provider: str  # the sms_transport it is for: "aliyun" | "tencent"
+    code: str  # Aliyun's TemplateCode (SMS_…), Tencent's TemplateId
+    sign_name: str | None  # the mapping's 签名; None: the provider setting's
+    #: (name, value) in order; Tencent's are positional: "1", "2", …
+    params: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Envelope:
     """One message, ready to hand to a provider."""
 
@@ -47,6 +63,7 @@ class Envelope:
     headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
     idempotency_key: str  # stable per message; the Message-ID local part
     sent_at: datetime | None = None  # a simulated send time (--now), naive UTC; None: the wall clock
+    template: ProviderTemplate | None = None  # SMS through a provider of approved templates only
 
 
 class ChannelBackend(Protocol):

@@ -34,6 +34,8 @@ ENTRY_POINT_GROUP = "outreach.channels"
 CHANNELS = tuple(c.value for c in Channel)
 
 BackendFactory = Callable[["Settings"], "ChannelBackend"]
+#: Raises ConfigError naming what a backend is missing (a setting, its SDK) at start.
+BackendCheck = Callable[["Settings"], None]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Registered:
     channel: str  # "email" | "sms"
     transport: str  # what the setting {channel}_transport says to pick it
     factory: BackendFactory
+    #: The section of a template's sms.providers.yaml it sends (approved templates only), or None.
+    templates: str | None = None
+    check: BackendCheck | None = None
 
 
 _by_name: dict[str, Registered] = {}
@@ -49,10 +54,13 @@ _lock = threading.RLock()
 _plugins_loaded = False
 
 
-def register_backend(name: str, factory: BackendFactory, *, channel: str, transport: str | None = None) -> None:
+def register_backend(name: str, factory: BackendFactory, *, channel: str, transport: str | None = None,
+                     templates: str | None = None, check: BackendCheck | None = None) -> None:
     """Make a backend available for ``channel`` under the setting value
     ``transport`` (default: its name). A name, and a transport of a channel,
-    is registered once."""
+    is registered once. ``templates``: the backend sends only pre-approved
+    templates, mapped in each template folder's ``sms.providers.yaml`` under
+    this name; ``check``: what ``check_settings`` runs at start."""
     transport = transport or name
     if channel not in CHANNELS:
         raise RegistryError(f"unknown channel '{channel}' for backend '{name}'; known channels: {', '.join(CHANNELS)}")
@@ -67,7 +75,7 @@ def register_backend(name: str, factory: BackendFactory, *, channel: str, transp
             raise RegistryError(
                 f"{channel} transport '{transport}' is already backend '{taken.name}'; choose another transport name"
             )
-        _by_name[name] = Registered(name, channel, transport, factory)
+        _by_name[name] = Registered(name, channel, transport, factory, templates, check)
 
 
 def _load_plugins() -> None:
@@ -110,16 +118,29 @@ def _lookup(channel: str, transport: str) -> Registered | None:
 
 
 def check_settings(settings: Settings) -> None:
-    """Both transports in the settings name a registered backend (ConfigError
-    naming the setting otherwise), so a typo fails at start, not at the first send."""
+    """Both transports in the settings name a registered backend, and the
+    backends have what they need (ConfigError naming the setting otherwise),
+    so a typo or a missing key fails at start, not at the first send."""
     for channel in CHANNELS:
         setting = f"{channel}_transport"
         transport = str(getattr(settings, setting))
-        if _lookup(channel, transport) is None:
+        found = _lookup(channel, transport)
+        if found is None:
             raise ConfigError(
                 f"OUTREACH_{setting.upper()} '{transport}' is not one of the {channel} transports; "
                 f"choose one of: {', '.join(transports(channel))}"
             )
+        if found.check is not None:
+            found.check(settings)
+
+
+def templates_for(settings: Settings, channel: str) -> str | None:
+    """The ``sms.providers.yaml`` section the configured backend of ``channel``
+    sends (None: it sends the rendered text, or the transport is unknown)."""
+    if channel not in CHANNELS:
+        return None
+    found = _lookup(channel, str(getattr(settings, f"{channel}_transport")))
+    return found.templates if found else None
 
 
 def backend_for(settings: Settings, channel: str) -> ChannelBackend:

@@ -44,6 +44,8 @@ RETRYABLE_STATUS = frozenset({408, 429})
 UNAVAILABLE_STATUS = frozenset({429, 502, 503, 504})
 #: A "From" of this shape is a Messaging Service, not a phone number.
 MESSAGING_SERVICE_PREFIX = "MG"
+#: Twilio's "Attempt to send to unsubscribed recipient": the number replied STOP.
+OPTED_OUT = 21610
 #: What a marketer can do about the Twilio error codes seen most often.
 ERROR_HINTS = {
     20003: "check twilio_account_sid and twilio_auth_token",
@@ -167,7 +169,7 @@ def _error_of(response: httpx.Response, where: str) -> ChannelError:
         return ProviderUnavailable(text, retry_after=retry_after)
     if status >= 500 or status in RETRYABLE_STATUS:
         return ChannelError(text, retry_after=retry_after)
-    return PermanentChannelError(text)
+    return PermanentChannelError(text, opted_out=code == OPTED_OUT)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -47,18 +47,21 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     from outreach.rules import load_rules
     from outreach.rules.checks import static_warnings, unknown_segments
     from outreach.sending.render import Renderer
+    from outreach.sending.template_checks import check_template
 
     loaded = load_rules(path)
     ruleset = ruleset_for(path)
     renderer = Renderer(settings=settings)
-    errors: list[Problem] = []
+    found: list[Problem] = []
     for rule in loaded:
         trigger = rule.spec.trigger
-        errors += renderer.check(rule.spec.template, rule.spec.channels, rule_file=str(rule.path),
-                                 rule_name=rule.spec.name, event=getattr(trigger, "name", None)
-                                 if getattr(trigger, "type", None) == "event" else None)
+        found += [p for p in check_template(renderer, rule.spec.template, rule.spec.channels, rule_file=str(rule.path),
+                                            rule_name=rule.spec.name, event=getattr(trigger, "name", None)
+                                            if getattr(trigger, "type", None) == "event" else None)
+                  if p not in found]  # rules sharing a template: its problems once
+    errors = [p for p in found if p.severity == "error"]
     errors += [p for rule in loaded for p in unknown_segments(rule, ruleset)]
-    warnings = static_warnings(loaded, ruleset)
+    warnings = [p for p in found if p.severity != "error"] + static_warnings(loaded, ruleset)
     if not no_db and not errors:
         warnings += data_warnings(loaded, ruleset, engine=open_engine(settings), now=now_option(now)[0])
     return len(loaded), errors, warnings

@@ -54,8 +54,6 @@ FLUSH_EVERY = 50
 FLUSH_SECONDS = 0.5
 #: How often a worker looks whether a rule's definition changed (seconds).
 RULES_TTL_S = 5.0
-#: Twilio's error code for a recipient who has opted out of messages.
-TWILIO_UNSUBSCRIBED = "21610"
 
 
 @dataclass
@@ -208,7 +206,8 @@ class Sender:
         envelopes = [
             Envelope(message_id=row.id, channel=row.channel.value, to=row.address or "", text=rendered.text,
                      subject=rendered.subject, html=rendered.html, html_parts=rendered.html_parts,
-                     headers=rendered.headers, idempotency_key=f"outreach-msg-{row.id}", sent_at=chunk.as_of)
+                     headers=rendered.headers, idempotency_key=f"outreach-msg-{row.id}", sent_at=chunk.as_of,
+                     template=rendered.template)
             for row, rendered in items
         ]
 
@@ -229,8 +228,8 @@ class Sender:
                 self._sent(row, rendered, outcome, chunk)
             elif isinstance(outcome, PermanentChannelError):
                 self._fail(row, str(outcome), chunk)
-                if TWILIO_UNSUBSCRIBED in str(outcome) and row.address:
-                    # The carrier says the recipient opted out (replied STOP): never again.
+                if outcome.opted_out and row.address:
+                    # The provider says the recipient opted out (replied STOP, 退订): never again.
                     chunk.suppress.append((row.channel, row.address))
             else:
                 if isinstance(outcome, ProviderUnavailable):

@@ -28,37 +28,25 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 
+from outreach.channels import ProviderTemplate, templates_for
 from outreach.config import Settings
-from outreach.domain import Channel, CustomerType
-from outreach.errors import Problem, TemplateError
+from outreach.domain import Channel
+from outreach.errors import TemplateError
 from outreach.sending import tokens
+from outreach.sending.approved import ApprovedTemplates
 from outreach.sending.plans import Bodies, slot_finalize
-from outreach.sending.sandbox import MAX_DIGITS, MAX_LOOP_STEPS, MAX_OUTPUT, BoundedSandbox, render_bounded
+from outreach.sending.sandbox import BOUNDS_HINT, VARIABLES_HINT, BoundedSandbox, render_bounded
 from outreach.sending.tracking import Tracker
 from outreach.store.claims import Person
 from outreach.store.models import Customer
 
-#: Files a channel needs, relative to the template folder.
-REQUIRED_FILES = {Channel.EMAIL: ("subject.txt", "email.mjml"), Channel.SMS: ("sms.txt",)}
 _CJK = re.compile(r"[\u3400-\u9fff]")
-
-
-#: When the sample event of ``rules validate`` happened.
-SAMPLE_TIME = datetime(2026, 1, 1, 12, 0)
-
-
-class AnyProperty(dict[str, Any]):
-    """The sample event's properties: any name has a value (a short text)."""
-
-    def __missing__(self, key: str) -> str:
-        return f"<{key}>"
 
 
 @dataclass(frozen=True)
@@ -71,6 +59,7 @@ class Rendered:
     #: ``html`` as the pieces of its plan, (text, static): static pieces are
     #: the same objects for every message (``mime`` encodes each once).
     html_parts: tuple[tuple[str, bool], ...] | None = None
+    template: ProviderTemplate | None = None  # SMS: the provider's approved template, filled
 
 
 def first_name(name: str) -> str:
@@ -136,14 +125,15 @@ def compile_mjml(source: str, *, file: str) -> str:
 LOOKUP_TTL_S = 2.0
 
 
-_renderers: dict[tuple[str, str, str], Renderer] = {}
+_renderers: dict[tuple[str, str, str, str], Renderer] = {}
 _renderers_lock = threading.Lock()
 
 
 def renderer_for(settings: Settings) -> Renderer:
     """One renderer per process, templates folder, public URL and secret:
     templates are read and compiled once, not per message."""
-    key = (str(Path(settings.templates_dir).resolve()), settings.public_url, settings.require_secret())
+    key = (str(Path(settings.templates_dir).resolve()), settings.public_url, settings.require_secret(),
+           settings.sms_transport)
     with _renderers_lock:
         found = _renderers.get(key)
         if found is None:
@@ -173,6 +163,9 @@ class Renderer:
         self.skeleton_env = self.html_env.overlay(finalize=slot_finalize)
         self.tracker = Tracker(settings)
         self.bodies = Bodies(self.tracker, environment=self.skeleton_env, enabled=plan_bodies)
+        #: The provider of approved templates SMS go through (sms.providers.yaml), if any.
+        self.sms_provider = templates_for(settings, "sms")
+        self.approved = ApprovedTemplates(env=self.env, root=self.root, find=self._find)
         self._found: dict[tuple[str, str, str, str | None], str | None] = {}
         self._checked = 0.0
         self._signature: tuple[int, float] | None = None
@@ -200,6 +193,7 @@ class Renderer:
         if signature != self._signature:
             self._signature = signature
             self._found.clear()
+            self.approved.clear()
             for env in (self.env, self.html_env, self.skeleton_env):
                 if env.cache is not None:
                     env.cache.clear()
@@ -246,14 +240,11 @@ class Renderer:
         if isinstance(exc, SecurityError):
             return TemplateError.single(
                 f"cannot render: {exc}", file=path, line=_template_line(exc, path),
-                hint=f"templates run in a sandbox: no Python internals, at most {MAX_OUTPUT:,} characters "
-                     f"of output, {MAX_LOOP_STEPS:,} loop steps and numbers of {MAX_DIGITS:,} digits")
+                hint=BOUNDS_HINT)
         # Undefined variables, errors in filters.
         return TemplateError.single(
             f"cannot render: {exc}", file=path, line=_template_line(exc, path),
-            hint="variables available: customer.*, rule.*, message.id, unsubscribe_url, preferences_url "
-                 "(and event.* in a rule triggered by an event)",
-        )
+            hint=VARIABLES_HINT)
 
     # -------------------------------------------------------------- render
     def render(
@@ -282,7 +273,9 @@ class Renderer:
         locale = customer.locale
         if channel is Channel.SMS:
             body = self._render(self._pick(template, "sms", "txt", locale), context).strip()
-            return Rendered(channel=channel, text=body)
+            approved = None if self.sms_provider is None else self.approved.fill(
+                template=template, provider=self.sms_provider, locale=locale, context=context)
+            return Rendered(channel=channel, text=body, template=approved)
         subject = " ".join(
             self._render(self._pick(template, "subject", "txt", locale), context).split()
         )
@@ -302,60 +295,6 @@ class Renderer:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         return Rendered(channel=channel, text=text, subject=subject, html=html, headers=headers, html_parts=parts)
-
-    # -------------------------------------------------------------- checks
-    def check(self, template: str, channels: list[Channel], *, rule_file: str,
-              rule_name: str | None = None, event: str | None = None) -> list[Problem]:
-        """Problems that would stop this template from rendering (for validate);
-        ``event``: the rule's trigger is this custom event."""
-        problems: list[Problem] = []
-        folder = self.root / template
-        if not folder.is_dir():
-            return [Problem(f"template '{template}' not found", file=rule_file, field="template",
-                            hint=f"create the folder {folder} or fix the name")]
-        for channel in channels:
-            for required in REQUIRED_FILES[channel]:
-                if not (folder / required).is_file():
-                    problems.append(Problem(f"template '{template}' has no {required} for channel {channel.value}",
-                                            file=str(folder / required),
-                                            hint=f"add {required} or remove '{channel.value}' from channels"))
-        for path in sorted(folder.iterdir()):
-            if path.suffix in (".txt", ".mjml"):
-                try:
-                    self.env.parse(path.read_text(encoding="utf-8"))
-                except TemplateSyntaxError as exc:
-                    problems.append(
-                        Problem(
-                            f"template syntax error: {exc.message}",
-                            file=str(path),
-                            line=exc.lineno,
-                            hint="check the {{ }} and {% %} tags",
-                        )
-                    )
-        return problems or self._sample_renders(template, channels, rule_name or template, event)
-
-    def _sample_renders(self, template: str, channels: list[Channel], rule_name: str,
-                        event: str | None) -> list[Problem]:
-        """Render for a sample customer in each locale the folder has a file
-        for: an undefined variable or a template past its bounds is found
-        now, not when a campaign sends. An event rule's sample event has
-        every property (their values are the sender's)."""
-        locales = {"en"} | {path.name.split(".")[1] for path in (self.root / template).iterdir()
-                            if path.name.count(".") == 2}
-        samples = [Person(external_id="sample", name="Sample Customer", email="sample@example.com",
-                          phone="+8613800000000", locale=locale, customer_type=CustomerType.RETAIL,
-                          attributes={}, tags=[], birthday=date(1990, 5, 17)) for locale in sorted(locales)]
-        problems: list[Problem] = []
-        for channel in channels:
-            for sample in samples:
-                try:
-                    self.render(template=template, channel=channel, customer=sample, message_id=0,
-                                rule={"name": rule_name, "description": ""},
-                                event=None if event is None else {"name": event, "occurred_at": SAMPLE_TIME,
-                                                                  "properties": AnyProperty()})
-                except TemplateError as exc:
-                    problems += [p for p in exc.problems if p not in problems]
-        return problems
 
 
 def _tree_signature(root: Path) -> tuple[int, float]:

@@ -30,6 +30,12 @@ MAX_LOOP_STEPS = 100_000
 #: Digits a number computed with ** may have.
 MAX_DIGITS = 10_000
 
+#: What a template error's hint says: the sandbox's bounds, the variables there are.
+BOUNDS_HINT = (f"templates run in a sandbox: no Python internals, at most {MAX_OUTPUT:,} characters "
+               f"of output, {MAX_LOOP_STEPS:,} loop steps and numbers of {MAX_DIGITS:,} digits")
+VARIABLES_HINT = ("variables available: customer.*, rule.*, message.id, unsubscribe_url, preferences_url "
+                  "(and event.* in a rule triggered by an event)")
+
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("outreach_loop_budget", default=None)
 
 
@@ -85,7 +91,6 @@ class BoundedSandbox(SandboxedEnvironment):
             raise SecurityError(f"an argument larger than {MAX_OUTPUT:,} (a width or a count this big "
                                 "cannot be meant)")
         return super().call(__context, __obj, *args, **kwargs)
-
 
 
 def render_bounded(template: Template, context: dict[str, Any]) -> str:

@@ -82,6 +82,8 @@ class OptOut:
     message_id: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
+    #: An SMS reply's words, kept as the consent's evidence (None: Twilio's ``Body`` in the payload).
+    reply: str | None = None
 
     def apply(self, session: Session) -> None:
         """Record it in the database (idempotent: applying it twice changes nothing more)."""
@@ -98,10 +100,10 @@ class OptOut:
                               source=self.source)
         elif self.kind == "stop_sms":
             responses.stop_sms(session, phone=self.address, occurred_at=self.received_at, source=self.source,
-                               payload=self.payload, dedupe_key=self.dedupe_key)
+                               payload=self.payload, dedupe_key=self.dedupe_key, reply=self.reply)
         else:
             responses.start_sms(session, phone=self.address, occurred_at=self.received_at, source=self.source,
-                                payload=self.payload, dedupe_key=self.dedupe_key)
+                                payload=self.payload, dedupe_key=self.dedupe_key, reply=self.reply)
 
     def to_json(self) -> str:
         body = asdict(self)

@@ -120,7 +120,7 @@ OPT_OUT_REASONS = (STOP_REASON, UNSUBSCRIBED)
 
 def _sms_keyword(session: Session, *, phone: str, event: EventType, status: ConsentStatus,
                  occurred_at: datetime, source: str, payload: dict[str, Any], dedupe_key: str | None,
-                 simulated: bool) -> int:
+                 simulated: bool, reply: str | None) -> int:
     """One event and one consent change per customer with this number, the
     reply kept as evidence. Returns how many customers it concerned."""
     customers = list(session.scalars(select(Customer.id).where(Customer.phone == phone)))
@@ -130,32 +130,63 @@ def _sms_keyword(session: Session, *, phone: str, event: EventType, status: Cons
                      dedupe_key=f"{dedupe_key}:{index}" if dedupe_key else None)
         _set_consent(session, customer_id=customer_id, channel=Channel.SMS, status=status,
                      occurred_at=occurred_at, source=source,
-                     evidence=f"SMS reply '{payload.get('Body', '')}' from {phone}")
+                     evidence=f"SMS reply '{payload.get('Body', '') if reply is None else reply}' from {phone}")
     return len(customers)
 
 
 def stop_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
-             payload: dict[str, Any], dedupe_key: str | None, simulated: bool = False) -> int:
-    """A STOP reply: revoke SMS consent of every customer with this number and
-    suppress it. Returns how many customers it affected."""
+             payload: dict[str, Any], dedupe_key: str | None, simulated: bool = False, reply: str | None = None) -> int:
+    """A STOP reply (``reply``: its words; default Twilio's ``Body``): revoke
+    SMS consent of every customer with this number and suppress it. Returns
+    how many customers it affected."""
     count = _sms_keyword(session, phone=phone, event=EventType.STOP, status=ConsentStatus.REVOKED,
                          occurred_at=occurred_at, source=source, payload=payload, dedupe_key=dedupe_key,
-                         simulated=simulated)
+                         simulated=simulated, reply=reply)
     permission.suppress(session, channel=Channel.SMS, address=phone, reason=STOP_REASON, now=occurred_at)
     return count
 
 
 def start_sms(session: Session, *, phone: str, occurred_at: datetime, source: str,
-              payload: dict[str, Any], dedupe_key: str | None) -> int:
+              payload: dict[str, Any], dedupe_key: str | None, reply: str | None = None) -> int:
     """A START (UNSTOP, YES) reply: the customers with this number consent to
     SMS again — the reply is the evidence — and the number's opt-out
     suppression (a STOP, or SMS turned off on the preference page) is lifted
     (a bounce or complaint stays). Returns how many customers."""
     count = _sms_keyword(session, phone=phone, event=EventType.REPLY, status=ConsentStatus.GRANTED,
                          occurred_at=occurred_at, source=source, payload=payload, dedupe_key=dedupe_key,
-                         simulated=False)
+                         simulated=False, reply=reply)
     permission.lift(session, channel=Channel.SMS, address=phone, reasons=OPT_OUT_REASONS)
     return count
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryReport:
+    """A provider's word on whether an SMS reached the handset."""
+
+    type: EventType  # DELIVERED, FAILED (or UNKNOWN)
+    provider_id: str | None  # the provider's id of the message (BizId, SerialNo)
+    message_id: int | None  # ours, when the provider echoes it back (Aliyun's out_id)
+    dedupe_key: str  # a retried push is stored once
+    payload: dict[str, Any]
+
+
+def record_delivery_reports(session: Session, reports: Sequence[DeliveryReport], *, source: str,
+                            occurred_at: datetime) -> int:
+    """Store each report as a normalized event of its message (found by our
+    id, else by the provider's, in one query each); how many were new. A
+    report of a message we do not know is kept without one."""
+    echoed = {r.message_id for r in reports if r.message_id is not None}
+    ours = set(session.scalars(select(Message.id).where(Message.id.in_(echoed)))) if echoed else set()
+    provided = {r.provider_id for r in reports if r.provider_id}
+    theirs: dict[str | None, int] = {provider_id: message_id for provider_id, message_id in session.execute(
+        select(Message.provider_id, Message.id).where(Message.provider_id.in_(provided)))} if provided else {}
+    new = 0
+    for report in reports:
+        message_id = report.message_id if report.message_id in ours else theirs.get(report.provider_id)
+        stored = record_event(session, type=report.type, occurred_at=occurred_at, source=source,
+                              message_id=message_id, dedupe_key=report.dedupe_key, payload=report.payload)
+        new += stored is not None
+    return new
 
 
 @dataclass(frozen=True, kw_only=True)

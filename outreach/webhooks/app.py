@@ -5,6 +5,8 @@
     orders.py  /webhooks/orders (the shop, HMAC-signed JSON)
     events.py  /webhooks/events (custom events, signed like orders)
     twilio.py  /webhooks/twilio/inbound (STOP replies), /webhooks/twilio/status
+    aliyun.py  /webhooks/aliyun/{secret}/report, …/reply (Aliyun SMS pushes)
+    tencent.py /webhooks/tencent/{secret}/report, …/reply (Tencent Cloud SMS callbacks)
     esp/       /webhooks/esp/{ses,sendgrid,mailgun,postmark} (bounces, complaints, …)
 
 Every endpoint runs the same pipeline: verify (constant-time signature or
@@ -37,12 +39,13 @@ from outreach.clock import utcnow
 from outreach.config import Settings, load_settings
 from outreach.sending.exposition import OutboxCollector
 from outreach.store import optouts
-from outreach.webhooks import esp, events, links, openapi, orders, preferences, twilio
+from outreach.webhooks import aliyun, esp, events, links, openapi, orders, preferences, tencent, twilio
 
 log = logs.get_logger("outreach.webhooks")
 
 #: Each source contributes its routes: (settings, engine, clock) → routes.
-SOURCES = (links.routes, preferences.routes, orders.routes, events.routes, twilio.routes, esp.routes)
+SOURCES = (links.routes, preferences.routes, orders.routes, events.routes, twilio.routes, aliyun.routes,
+           tencent.routes, esp.routes)
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> Starlette:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from outreach.domain import Topic
-from outreach.webhooks import events, orders, preference_pages, signing, twilio
+from outreach.webhooks import aliyun, events, orders, preference_pages, signing, sms_push, tencent, twilio
 from outreach.webhooks.esp import mailgun, postmark, sendgrid, ses
 
 TITLE = "Outreach webhooks"
@@ -142,6 +142,47 @@ def _preference_paths(html: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _strings(*names: str, **others: Any) -> dict[str, Any]:
+    return {**{name: {"type": "string"} for name in names}, **others}
+
+
+#: The Chinese SMS providers' pushes: (path, summary, one item's schema, required fields, also a lone object).
+SMS_PUSHES = (
+    (aliyun.REPORT_PATH, "Aliyun SMS delivery reports (SmsReport, HTTP batch push)",
+     _strings("phone_number", "send_time", "report_time", "err_code", "err_msg", "sms_size", "biz_id", "out_id",
+              success={"type": "boolean"}), ["biz_id", "success"], False),
+    (aliyun.REPLY_PATH, "Aliyun SMS replies (SmsUp, HTTP batch push): STOP, 退订, TD, R, START …",
+     _strings("phone_number", "send_time", "content", "sign_name", "dest_code",
+              sequence_id={"type": ["integer", "string"]}), ["phone_number", "content"], False),
+    (tencent.REPORT_PATH, "Tencent Cloud SMS status callbacks",
+     _strings("user_receive_time", "nationcode", "mobile", "report_status", "errmsg", "description", "sid"),
+     ["sid", "report_status"], False),
+    (tencent.REPLY_PATH, "Tencent Cloud SMS reply callbacks: STOP, 退订, TD, R, START …",
+     _strings("extend", "mobile", "nationcode", "sign", "text", time={"type": "integer"}), ["mobile", "text"], True),
+)
+
+
+def _sms_push(summary: str, properties: dict[str, Any], required: list[str], lone: bool) -> dict[str, Any]:
+    item = {"type": "object", "required": required, "properties": properties}
+    batch: dict[str, Any] = {"type": "array", "minItems": 1, "maxItems": sms_push.MAX_ITEMS, "items": item}
+    return {"post": {
+        "summary": summary,
+        "description": "Unsigned by the provider: the path's secret (aliyun_webhook_secret, tencent_webhook_secret) "
+                       "authenticates it. Exists only when that secret is configured.",
+        "parameters": [{"name": "secret", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "the push secret, compared in constant time"}],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"oneOf": [item, batch]} if lone else batch}}},
+        "responses": {
+            "200": {"description": "received (a retried push is stored once); the provider's answer format"},
+            "400": {"description": "not the provider's JSON: the reason, in the provider's answer format"},
+            "404": {"description": "a wrong secret (stores nothing)"},
+            "413": {"description": f"the body is longer than {signing.MAX_BODY:,} bytes"},
+            "503": {"description": "the database cannot be reached: the provider pushes again"},
+        },
+    }}
+
+
 def _components(*models: type[BaseModel]) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problems": {"type": "object", "properties": {"errors": {"type": "array", "items": {
         "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
@@ -159,8 +200,8 @@ def describe() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION,
-                 "description": "What customers' mail clients, the shop, Twilio and operators send to "
-                                "`outreach serve`. Safe methods never change anything."},
+                 "description": "What customers' mail clients, the shop, Twilio, Aliyun, Tencent Cloud and operators "
+                                "send to `outreach serve`. Safe methods never change anything."},
         "paths": {
             "/u/{token}": {
                 **_link("the unsubscribe page: asks, changes nothing",
@@ -197,6 +238,7 @@ def describe() -> dict[str, Any]:
                                               {"200": {"description": "TwiML", "content": {"text/xml": {}}}}),
             twilio.STATUS_PATH: _twilio_form("an SMS delivery status", ["MessageSid"],
                                              {"204": {"description": "recorded (or an intermediate status)"}}),
+            **{path: _sms_push(summary, props, required, lone) for path, summary, props, required, lone in SMS_PUSHES},
             **{path: _esp(provider, auth) for path, provider, auth in ESP_FEEDS},
             "/healthz": {"get": {"summary": "the database answers",
                                  "responses": {"200": {"description": "ok"}}}},

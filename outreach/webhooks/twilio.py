@@ -6,10 +6,10 @@ fields with the auth token); a bad one is a 403 and stores nothing. The
 routes exist only with ``twilio_auth_token`` set, and ``sms_transport =
 "twilio"`` without it stops ``serve`` at start.
 
-Replies: STOP words opt out (consent revoked, number suppressed), START
-words opt back in (consent granted with the reply as evidence, the
-customer's own opt-out suppression lifted: a STOP, or SMS turned off on the
-preference page), HELP words get an answer saying both. Statuses are
+Replies (:mod:`.sms_replies`): STOP words opt out (consent revoked, number
+suppressed), START words opt back in (consent granted with the reply as
+evidence, the customer's own opt-out suppression lifted: a STOP, or SMS
+turned off on the preference page), HELP words get an answer saying both. Statuses are
 mapped to the normalized event vocabulary through a table; a status we do
 not know becomes UNKNOWN; error 21610 (the number opted out at the carrier)
 counts as a STOP. A signed request without the fields it needs is a 400.
@@ -33,28 +33,20 @@ from starlette.routing import Route
 from outreach.config import Settings
 from outreach.domain import Channel, EventType
 from outreach.errors import ConfigError
-from outreach.store import optouts, responses, surveys
+from outreach.store import optouts, responses
 from outreach.store.engine import transaction
-from outreach.store.models import Customer, Message
+from outreach.store.models import Message
+from outreach.webhooks.sms_replies import act_on_reply
 
 INBOUND_PATH = "/webhooks/twilio/inbound"
 STATUS_PATH = "/webhooks/twilio/status"
 SIGNATURE_HEADER = "X-Twilio-Signature"
-#: SMS replies that mean "stop" (Twilio's standard keywords, and the Chinese 退订 / TD).
-STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "TD", "退订"}
 #: Twilio MessageStatus → our vocabulary; unknown values become UNKNOWN, never a crash.
 STATUS_EVENTS = {
     "delivered": EventType.DELIVERED,
     "undelivered": EventType.BOUNCE,
     "failed": EventType.FAILED,
     "read": EventType.OPEN,
-}
-#: Replies that mean "send me messages again", and "what is this?" (Twilio's standard keywords).
-START_WORDS = {"START", "UNSTOP", "YES", "订阅"}
-HELP_WORDS = {"HELP", "INFO", "帮助"}
-HELP_TEXT = {
-    "en": "Reply STOP to unsubscribe, START to subscribe again.",
-    "zh": "回复TD退订，回复START重新订阅。",
 }
 #: Twilio error: "Attempt to send to unsubscribed recipient" — the carrier says the number opted out.
 OPTED_OUT_ERROR = "21610"
@@ -109,28 +101,11 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
         body, phone = form.get("Body", "").strip(), form.get("From", "").strip()
         if not phone:
             return Response("field 'From' is missing: the sender's number is required", status_code=400)
-        word = body.upper()
+        sid = form.get("MessageSid")
 
         def act() -> str | None:
-            sid = form.get("MessageSid")
-            dedupe = f"twilio:{sid}" if sid else None
-            if word in STOP_WORDS or word in START_WORDS:
-                optouts.submit(engine, optouts.OptOut(
-                    kind="stop_sms" if word in STOP_WORDS else "start_sms", channel=Channel.SMS, address=phone,
-                    received_at=clock(), source="twilio", payload=form, dedupe_key=dedupe))
-                return None
-            with transaction(engine) as session:
-                score = surveys.sms_score(body)
-                if score is not None:  # "9": the answer to the latest survey SMS it fits, if one waits
-                    surveys.answer_by_sms(session, phone=phone, score=score, at=clock(), source="twilio")
-                found = session.execute(
-                    select(Customer.id, Customer.locale).where(Customer.phone == phone).limit(1)).first()
-                customer_id, locale = found if found else (None, None)
-                responses.record_event(session, type=EventType.REPLY, occurred_at=clock(), source="twilio",
-                                       customer_id=customer_id, payload=form, dedupe_key=dedupe)
-                if word in HELP_WORDS:
-                    return HELP_TEXT["zh" if (locale or "").startswith("zh") or word == "帮助" else "en"]
-                return None
+            return act_on_reply(engine, phone=phone, text=body, source="twilio", payload=form,
+                                dedupe_key=f"twilio:{sid}" if sid else None, at=clock())
 
         return _twiml(await run_in_threadpool(act))
 
