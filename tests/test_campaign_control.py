@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from outreach.planning.launch import launch, plan_rule
 from outreach.sending import janitor, limits, queue
 from outreach.sending.deliver import Sender
 from outreach.store import campaigns
-from outreach.store.engine import transaction
+from outreach.store.engine import make_engine, transaction
 from outreach.store.models import Message, Rule, Suppression
 from policy_factories import make_settings, ruleset
 from smtp_server import smtp_server
@@ -216,6 +218,54 @@ def test_a_disabled_rule_plans_nothing_and_its_deferred_messages_wait(
     assert cli(tmp_path, db_url, "run", "--now", "2026-06-01T09:30:00Z").returncode == 0
     assert status_json(tmp_path, db_url)["counts"] == {"sent": 3}
     assert eml_count(tmp_path) == 3
+
+
+# ---------------------------------------------------------------- progress
+def in_a_terminal(tmp_path: Path, db_url: str, *args: str) -> tuple[int, str]:
+    """Run a command with its output on a pseudo-terminal, as a marketer
+    at a shell sees it: (exit code, what the terminal received)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    env.update({"OUTREACH_DATABASE_URL": db_url, "OUTREACH_BROKER_URL": "memory://",
+                "OUTREACH_OUTBOX_DIR": str(tmp_path / "outbox"), "OUTREACH_CONFIG": str(tmp_path / "none.toml"),
+                "OUTREACH_TEMPLATES_DIR": str(REPO / "templates"), "OUTREACH_SECRET_KEY": "test-secret",
+                "TERM": "xterm-256color", "COLUMNS": "120"})
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([str(OUTREACH), *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    received = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the other end closed: the command is done
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", received.decode("utf-8", "replace"))  # colours, cursor moves
+    return process.wait(timeout=240), text
+
+
+def test_an_embedded_launch_shows_its_progress_on_a_terminal_only(sqlite_url: str, tmp_path: Path) -> None:
+    # Given a campaign of 4,000 emails (seconds of work), delivered embedded (in the command itself)
+    db_url, engine = sqlite_url, make_engine(sqlite_url)
+    shop(engine, customers=customers(4000))
+    engine.dispose()
+    write_rule(tmp_path, enabled=True)
+    launch_args = ("campaign", "launch", f"rules/{RULE_NAME}.yaml", "--now", "2026-06-01T09:00:00Z")
+    # When it is launched at a terminal
+    code, screen = in_a_terminal(tmp_path, db_url, *launch_args)
+    # Then the terminal showed a progress bar counting towards the 4,000 while they went out
+    assert code == 0, screen
+    counts = [tuple(map(int, m)) for m in re.findall(r"delivering\W*(\d+)/(\d+) messages", screen)]
+    assert counts and all(total == 4000 for _, total in counts), screen[-2000:]
+    assert counts[-1] == (4000, 4000) and min(done for done, _ in counts) < 4000  # seen on its way, then done
+    assert "planned 4000" in screen and eml_count(tmp_path) == 4000
+    # And the same command in a pipe (a log, cron) prints no bar, just the result
+    shutil.rmtree(tmp_path / "outbox")
+    piped = cli(tmp_path, db_url, "campaign", "launch", f"rules/{RULE_NAME}.yaml", "--now", "2026-06-01T09:00:00Z")
+    assert piped.returncode == 0 and "delivering" not in piped.stdout + piped.stderr
 
 
 # ---------------------------------------------------------------- transactional

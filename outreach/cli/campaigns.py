@@ -40,20 +40,26 @@ def _print_launch(results: list[Any], fmt: str) -> None:
 
 
 @contextmanager
-def _progress(settings: Any, fmt: str) -> Iterator[Callable[[Any], None] | None]:
-    """A progress bar on standard error while the embedded broker delivers."""
+def _progress(settings: Any, fmt: str) -> Iterator[Callable[[Any, int | None], None] | None]:
+    """A progress bar on standard error while the embedded broker delivers
+    (on a terminal; never in ``--format json`` nor in a pipe or a log)."""
     from outreach import brokers
 
     if fmt == "json" or not sys.stderr.isatty() or not brokers.in_process(settings.broker_url):
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("delivering"), BarColumn(), TextColumn("{task.completed:,} done"),
+    bar = Progress(TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
                    TimeRemainingColumn(), console=err_console, transient=True)
     task = bar.add_task("delivering", total=None)
+
+    def advance(tally: Any, total: int | None) -> None:
+        done = tally.sent + tally.skipped + tally.failed + tally.retried
+        bar.update(task, completed=done, total=max(total or 0, done) or None)
+
     with bar:
-        yield lambda tally: bar.update(task, completed=tally.sent + tally.skipped + tally.failed + tally.retried)
+        yield advance
 
 
 @click.group()

@@ -95,13 +95,13 @@ def launch(
     simulated: bool,
     ruleset: RuleSet | None = None,
     ctx: queue.Context | None = None,
-    progress: Callable[[Tally], None] | None = None,
+    progress: Callable[[Tally, int | None], None] | None = None,
 ) -> list[LaunchResult]:
     """Keep the queue whole (the janitor's round: stopped workers' messages,
     deferred messages now due, a queue the broker lost), plan each rule —
     highest priority first, so the frequency cap keeps the most important —
     hand its messages to the broker in batches and, embedded, deliver them
-    before returning (``progress`` is told how far it got).
+    before returning (``progress`` is told how far it got, of how many).
 
     ``simulated`` means ``now`` came from ``--now``: sends are then recorded at
     that time so attribution windows line up with the simulated clock.
@@ -111,7 +111,8 @@ def launch(
     as_of = now if simulated else None
     ordered = sorted(rules, key=lambda r: (-r.spec.priority, r.spec.name))
     require_known_segments(ordered, ruleset)
-    janitor.maintain(ctx, due_by=now, as_of=as_of)
+    handed = janitor.maintain(ctx, due_by=now, as_of=as_of)
+    total = handed.recovered + handed.due + handed.lost  # (at most: a message may be in two of them)
     active = [r.spec for r in ordered if r.spec.enabled]
     if active:
         with transaction(engine) as session:
@@ -120,6 +121,7 @@ def launch(
     for loaded in ordered:
         result, queued = plan_rule(engine, loaded, now=now, ruleset=ruleset, prepared=True)
         queue.enqueue(ctx, queued, as_of=as_of)
+        total += len(queued)
         results.append(result)
-    queue.drain(ctx, progress=progress)
+    queue.drain(ctx, progress=progress, total=total)
     return results

@@ -121,7 +121,7 @@ def enqueue(ctx: Context, messages: Iterable[tuple[int, int]] | Sequence[int], *
 
 
 def drain(ctx: Context, *, threads: int | None = None,
-          progress: Callable[[Tally], None] | None = None) -> Tally:
+          progress: Callable[[Tally, int | None], None] | None = None, total: int | None = None) -> Tally:
     """Embedded (``memory://``): deliver everything queued before returning,
     as a registered worker that beats while it works. Returns what it did."""
     if not ctx.in_process:
@@ -135,7 +135,7 @@ def drain(ctx: Context, *, threads: int | None = None,
         while not stop.wait(PROGRESS_S if progress else ctx.settings.worker_heartbeat):
             if progress:
                 with ctx.lock:
-                    progress(ctx.done)
+                    progress(ctx.done, total)
             if time.monotonic() - last >= ctx.settings.worker_heartbeat:
                 last = time.monotonic()
                 with transaction(ctx.engine) as session:
@@ -151,5 +151,5 @@ def drain(ctx: Context, *, threads: int | None = None,
         with transaction(ctx.engine) as session:
             workers.retire(session, ctx.worker_id)
         if progress:
-            progress(ctx.done)
+            progress(ctx.done, total)
     return ctx.done
