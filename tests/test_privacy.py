@@ -23,7 +23,8 @@ from outreach.store import confirmations, preferences
 from outreach.store.engine import transaction
 from outreach.store.erased import ErasedAddress, Erasure
 from outreach.store.models import Base, ConsentRecord, Customer, Message, Order, OrderTotals, PreferenceRecord
-from outreach.store.responses import IncomingOrder, OrderLine, record_order, stop_sms
+from outreach.store.order_writes import IncomingOrder, OrderLine
+from outreach.store.responses import record_order, stop_sms
 
 REPO = Path(__file__).resolve().parents[1]
 OUTREACH = Path(sys.executable).parent / "outreach"

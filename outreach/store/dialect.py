@@ -82,17 +82,18 @@ def insert(bind: Bind, table: Any) -> Any:
     return (pg_dialect if is_postgresql(bind) else sqlite_dialect).insert(table)
 
 
-def among(bind: Bind | str, column: ColumnElement[Any] | QueryableAttribute[Any], ids: Sequence[int] | str,
-          ) -> ColumnElement[bool]:
+def among(bind: Bind | str, column: ColumnElement[Any] | QueryableAttribute[Any], ids: Sequence[Any] | str,
+          *, type_: Any = BigInteger) -> ColumnElement[bool]:
     """``column IN ids``: on PostgreSQL ``= ANY(array)``, one parameter, so the
     statement's text is the same for any number of ids (cached, prepared; an
     expanded IN of a hundred ids cost the worker about 1 ms a batch to render
     and send); SQLite takes the plain IN. ``ids`` as a name: a parameter of
     that name, given when the statement is executed; ``bind`` may be the
-    database's name, for a statement built before it runs."""
+    database's name, for a statement built before it runs; ``type_``: of the
+    values (ids by default)."""
     name, value = (ids, None) if isinstance(ids, str) else (None, list(ids))
     if bind == "postgresql" if isinstance(bind, str) else is_postgresql(bind):
-        return column == any_(bindparam(name, value, type_=pg_dialect.ARRAY(BigInteger)))
+        return column == any_(bindparam(name, value, type_=pg_dialect.ARRAY(type_)))
     return column.in_(bindparam(name, value, expanding=True))
 
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, false, insert, select
+from sqlalchemy import Engine, Table, bindparam, false, insert, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import Channel, ConsentStatus, EventType
 from outreach.errors import PayloadError
 from outreach.store import dialect, permission
 from outreach.store.models import ConsentRecord, Customer, CustomEvent, Message, Order, OrderItem, TrackingEvent
+from outreach.store.order_writes import IncomingOrder, OrderDelivery, record_orders
 
 #: The tables the hot paths write with Core statements (no ORM bookkeeping per row).
 CUSTOMERS, ORDERS = cast(Table, Customer.__table__), cast(Table, Order.__table__)
@@ -189,67 +189,17 @@ def record_delivery_reports(session: Session, reports: Sequence[DeliveryReport],
     return new
 
 
-@dataclass(frozen=True, kw_only=True)
-class OrderLine:
-    sku: str
-    category: str | None = None
-    quantity: int = 1
-    amount: Decimal | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class IncomingOrder:
-    """An order as a source reported it (checked by that source's parser)."""
-
-    external_id: str
-    customer_external_id: str
-    ordered_at: datetime  # naive UTC
-    amount: Decimal
-    currency: str
-    coupon_code: str | None = None
-    items: tuple[OrderLine, ...] = ()
-
-
 def record_order(session: Session, order: IncomingOrder, *, source: str, payload: dict[str, Any],
                  simulated: bool = False, reported_at: datetime | None = None) -> tuple[int, bool]:
-    """Upsert an order by external id (items replaced) and record an ORDER event
-    once, keeping the source's ``payload`` beside it. With ``reported_at``
-    (the signed time of a webhook delivery), a version reported no later
-    than the stored one changes nothing. Returns the order's id and whether
-    this version was stored (no reload of the row: one round trip less)."""
-    # One customer's orders are written one at a time (PostgreSQL: the row
-    # lock below; SQLite has one writer): the per-customer tables the
-    # database's triggers keep would otherwise race (two recomputes of the
-    # same customer's products). NO KEY: the orders' foreign-key checks go on.
-    customer_id = session.scalar(select(CUSTOMERS.c.id).where(CUSTOMERS.c.external_id == order.customer_external_id)
-                                 .with_for_update(key_share=True))  # FOR NO KEY UPDATE
-    if customer_id is None:
-        raise PayloadError.single(f"unknown customer '{order.customer_external_id}'", field="customer_id",
-                                  hint="send the customer's external_id, as imported")
-    # One atomic upsert: a second delivery of the same order at the same
-    # moment waits for this one's row lock, then replaces — never a second
-    # row, never a second set of items. (Core statements on the tables: the
-    # ORM's bulk machinery would double the Python time of an order.)
-    values = {"customer_id": customer_id, "ordered_at": order.ordered_at, "amount": order.amount,
-              "currency": order.currency.upper(), "coupon_code": order.coupon_code, "reported_at": reported_at}
-    stmt = dialect.insert(session, ORDERS).values(external_id=order.external_id, source=source, **values)
-    newer = ORDERS.c.reported_at.is_(None) | (ORDERS.c.reported_at < stmt.excluded.reported_at)
-    stored = session.execute(
-        stmt.on_conflict_do_update(index_elements=["external_id"], set_=values,
-                                   where=newer if reported_at is not None else None)
-        .returning(ORDERS.c.id)).scalar()
-    if stored is None:  # an older (or the same) delivery: the stored version stays
-        return session.execute(select(ORDERS.c.id).where(ORDERS.c.external_id == order.external_id)).scalar_one(), False
-    order_id = stored
-    session.execute(delete(ITEMS).where(ITEMS.c.order_id == order_id))
-    if order.items:
-        session.execute(insert(ITEMS), [
-            {"order_id": order_id, "sku": item.sku, "category": item.category, "quantity": item.quantity,
-             "amount": item.amount} for item in order.items])
-    record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
-                 customer_id=customer_id, order_id=order_id, dedupe_key=f"order:{order.external_id}",
-                 payload=payload, simulated=simulated)
-    return order_id, True
+    """Upsert one order by external id (items replaced) and record its ORDER
+    event once (:func:`outreach.store.order_writes.record_orders`, a batch of
+    one). Returns the order's id and whether this version was stored."""
+    [written] = record_orders(session, [OrderDelivery(order=order, payload=payload, reported_at=reported_at,
+                                                      simulated=simulated)], source=source)
+    if written.refused is not None:
+        raise written.refused
+    assert written.order_id is not None
+    return written.order_id, written.stored
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,8 +31,9 @@ from starlette.routing import Route
 from outreach.config import Settings
 from outreach.errors import PayloadError
 from outreach.importing.values import MAX_AMOUNT
-from outreach.store import responses
+from outreach.store import order_writes
 from outreach.store.engine import transaction
+from outreach.store.order_writes import IncomingOrder, OrderLine
 from outreach.webhooks import signing
 from outreach.webhooks.batching import GroupCommit
 from outreach.webhooks.links import RETRY_AFTER_S
@@ -79,11 +79,11 @@ class OrderIn(BaseModel):
     def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
         return signing.plausible_time(value, info, ahead=AHEAD, what="an order", upto="tomorrow")
 
-    def incoming(self) -> responses.IncomingOrder:
-        return responses.IncomingOrder(
+    def incoming(self) -> IncomingOrder:
+        return IncomingOrder(
             external_id=self.external_id, customer_external_id=self.customer_id, ordered_at=self.ordered_at,
             amount=self.amount, currency=self.currency.upper(), coupon_code=self.coupon_code,
-            items=tuple(responses.OrderLine(sku=i.sku, category=i.category, quantity=i.quantity, amount=i.amount)
+            items=tuple(OrderLine(sku=i.sku, category=i.category, quantity=i.quantity, amount=i.amount)
                         for i in self.items),
         )
 
@@ -98,30 +98,24 @@ class _Delivery:
     refused: PayloadError | None = None
 
 
-def _store(session: Session, delivery: _Delivery) -> None:
-    order = delivery.order
-    order_id, stored = responses.record_order(session, order.incoming(), source="webhook",
-                                              payload=order.model_dump(mode="json"),
-                                              reported_at=delivery.signed_at)
-    delivery.answer = {"order_id": order_id, "external_id": order.external_id}
-    if not stored:
-        delivery.answer["unchanged"] = "a version signed at the same time or later is stored"
-
-
 def store_batch(engine: Engine, batch: Sequence[_Delivery]) -> None:
-    """Every delivery of ``batch`` in one transaction: one commit, one flush
-    to disk, for the batch. One the store refuses (an unknown customer) is
-    refused before it writes anything and answered 422, the others commit;
-    a database error fails the batch, and :class:`GroupCommit` writes each
-    delivery again alone. Customers are locked in one order, so two batches
-    never wait on each other in a circle."""
+    """Every delivery of ``batch`` in one transaction, written set-based
+    (:func:`outreach.store.order_writes.record_orders`: a few statements for
+    the batch, one commit). One the store refuses (an unknown customer) is
+    answered 422 and writes nothing; the others commit; a database error
+    fails the batch, and :class:`GroupCommit` writes each delivery again alone."""
     with transaction(engine) as session:
-        for delivery in sorted(batch, key=lambda d: (d.order.customer_id, d.signed_at)):
-            delivery.answer = delivery.refused = None
-            try:
-                _store(session, delivery)
-            except PayloadError as exc:  # refused before it wrote anything: the transaction goes on
-                delivery.refused = exc
+        written = order_writes.record_orders(
+            session, [order_writes.OrderDelivery(order=d.order.incoming(), payload=d.order.model_dump(mode="json"),
+                                                 reported_at=d.signed_at) for d in batch], source="webhook")
+    for delivery, result in zip(batch, written, strict=True):
+        delivery.answer = delivery.refused = None
+        if result.refused is not None:
+            delivery.refused = result.refused
+            continue
+        delivery.answer = {"order_id": result.order_id, "external_id": delivery.order.external_id}
+        if not result.stored:
+            delivery.answer["unchanged"] = "a version signed at the same time or later is stored"
 
 
 def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) -> list[Route]:
@@ -131,11 +125,7 @@ def routes(settings: Settings, engine: Engine, clock: Callable[[], datetime]) ->
     deliveries: GroupCommit[_Delivery] = GroupCommit(lambda batch: store_batch(engine, batch))
 
     def store_alone(delivery: _Delivery) -> None:
-        try:
-            with transaction(engine) as session:
-                _store(session, delivery)
-        except PayloadError as exc:
-            delivery.refused = exc
+        store_batch(engine, [delivery])
 
     async def orders(request: Request) -> Response:
         try:
