@@ -13,9 +13,11 @@ runs — and the legacy scheme, run through the same checks, fails them.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, timedelta
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -29,8 +31,9 @@ from outreach.planning.explain import explain
 from outreach.planning.preview import preview
 from outreach.rules import RuleSet
 from outreach.store import campaigns, holdout
-from outreach.store.engine import alembic_config, migrate, transaction
+from outreach.store.engine import alembic_config, make_engine, migrate, transaction
 from outreach.store.models import Customer, Message, Rule
+from test_campaign_control import cli
 
 N = 100_000
 PERCENT = 10
@@ -184,3 +187,28 @@ def test_an_existing_rule_keeps_its_groups_and_regroup_moves_it_between_experime
             .join(Rule, Rule.id == Message.rule_id)
             .where(Rule.name == "birthday", Message.status == MessageStatus.HELD_OUT, Message.planned_at == this_year)))
     assert recorded == legacy
+
+
+def test_campaign_regroup_on_the_command_line(tmp_path: Path, sqlite_url: str) -> None:
+    # Given an existing (legacy) rule whose control group was drawn on 1 June
+    engine = make_engine(sqlite_url)
+    try:
+        _rule_before_0016(engine, "birthday")
+        with transaction(engine) as s:
+            bulk_customers(s, 50, birthday=BIRTHDAY)
+        held_by_plan(engine, "birthday", datetime(2026, 6, 1, 9))
+        with transaction(engine) as s:
+            campaigns.cancel(s, "birthday", now=datetime(2026, 6, 1, 10), reason="ended")
+    finally:
+        engine.dispose()
+    # When it is regrouped while the control group's window is open: refused, with the window's end and a hint
+    early = cli(tmp_path, sqlite_url, "campaign", "regroup", "birthday", "--now", "2026-06-03T00:00:00Z")
+    assert early.returncode == 1
+    assert "inside their attribution window until 2026-06-08 09:00 UTC" in early.stderr, early.stderr
+    # When the window has closed: moved, and the status no longer calls it legacy
+    done = cli(tmp_path, sqlite_url, "campaign", "regroup", "birthday", "--now", "2026-06-09T00:00:00Z")
+    assert done.returncode == 0 and "groups drawn with sha256 from its next plan on (was legacy)" in done.stdout
+    status = cli(tmp_path, sqlite_url, "campaign", "status", "birthday", "--format", "json")
+    assert json.loads(status.stdout)[0]["assignment"] == "sha256"
+    again = cli(tmp_path, sqlite_url, "campaign", "regroup", "birthday")
+    assert again.returncode == 0 and "already independent" in again.stdout

@@ -24,12 +24,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, Numeric, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.stats import Sums
 from outreach.store.models import Message, Order, Rule, VariantDecision
+
+#: The types sums are read back as (SQLite returns floating point; these keep
+#: the digits a converted amount and a square of it have, instead of an amount's 2).
+MONEY = Numeric(30, 6)
+SQUARES = Numeric(38, 8)
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,8 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
     rows = session.execute(
         select(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, func.count(),
                func.sum(case((per.c.sent, 1), else_=0)), func.sum(case((per.c.measured, 1), else_=0)),
-               func.sum(per.c.converted), func.sum(per.c.revenue), func.sum(per.c.revenue * per.c.revenue),
-               func.sum(per.c.open))
+               func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
+               func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open))
         .join(Rule, Rule.id == per.c.rule_id)
         .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out)
         .order_by(Rule.name, per.c.held_out, per.c.variant)
@@ -151,8 +156,8 @@ def first_sends(session: Session, rule_id: int, *, size: int, variants: Sequence
         variant: Sample(variant=variant, n=int(n), converted=int(conv or 0), revenue=_decimal(revenue),
                         revenue_squares=_decimal(squares), closes=closes)
         for variant, n, conv, revenue, squares, closes in session.execute(
-            select(per.c.variant, func.count(), func.sum(per.c.converted), func.sum(per.c.revenue),
-                   func.sum(per.c.revenue * per.c.revenue), func.max(per.c.attribute_until))
+            select(per.c.variant, func.count(), func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
+                   func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.max(per.c.attribute_until))
             .group_by(per.c.variant))
     }
     return [found.get(v, Sample(variant=v, n=0, converted=0, revenue=Decimal(0), revenue_squares=Decimal(0),
