@@ -45,7 +45,6 @@ from outreach.store.models import Customer, Message, Rule
 #: Assignment schemes (``rules.assignment``).
 LEGACY = "legacy"
 HASHED = "sha256"
-SCHEMES = (LEGACY, HASHED)
 #: Multiplier of the legacy hash (Knuth's golden-ratio constant, odd, < 2^32).
 HOLDOUT_MULTIPLIER = 2654435761
 HOLDOUT_MODULUS = 2**32
