@@ -29,6 +29,7 @@ from outreach.planning.explain import explain
 from outreach.planning.launch import launch
 from outreach.planning.preview import preview
 from outreach.rules import RuleSet, parse_rule
+from outreach.stats import rate_difference
 from outreach.store import holdout
 from outreach.store.engine import transaction
 from outreach.store.models import Customer, Message
@@ -231,6 +232,11 @@ def test_campaign_status_summarises_each_variant(engine: Engine, db_url: str, tm
     assert arms["a"]["sent"] + arms["b"]["sent"] == row["counts"]["sent"]
     assert arms["control"]["assigned"] == arms["control"]["measured"] == row["counts"]["held_out"]
     assert (arms["b"]["converted"], arms["a"]["converted"], float(arms["b"]["revenue"])) == (1, 0, 80.0)
+    # and each variant's lift over the control group, with Newcombe's interval
+    lift = rate_difference(1, arms["b"]["measured"], 0, arms["control"]["measured"])
+    assert lift is not None and arms["b"]["lift_vs_control"] == pytest.approx(
+        {"estimate": lift.estimate, "low": lift.low, "high": lift.high})
+    assert arms["control"]["lift_vs_control"] is None
     assert row["ab_test"]["decision"] is None and row["assignment"] == "sha256"
     # and the table says the same in a line
     table = cli(tmp_path, db_url, "campaign", "status", "winback-ab")

@@ -73,7 +73,10 @@ def _ab_note(rule: str, test: dict[str, Any]) -> str:
         name = "control" if arm["held_out"] else (arm["variant"] or "no variant")
         rate = arm["conversion_rate"]
         counted = f"{arm['sent']:,} sent" if not arm["held_out"] else f"{arm['measured']:,} held out"
-        arms.append(f"{escape(name)} {counted}" + (f", {rate:.1%} converted" if rate is not None else ""))
+        lift = arm["lift_vs_control"]
+        arms.append(f"{escape(name)} {counted}" + (f", {rate:.1%} converted" if rate is not None else "") + (
+            f" ({lift['estimate'] * 100:+.1f} pp vs control, 95% [{lift['low'] * 100:+.1f}, {lift['high'] * 100:+.1f}])"
+            if lift else ""))
     decision = test["decision"]
     if decision is None:
         verdict = "no decision yet"

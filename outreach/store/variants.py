@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Numeric, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
-from outreach.stats import Sums
+from outreach.stats import Sums, rate_difference
 from outreach.store.models import Message, Order, Rule, VariantDecision
 
 #: The types sums are read back as (SQLite returns floating point; these keep
@@ -190,16 +190,25 @@ def record_decision(session: Session, rule_id: int, *, decided_at: datetime, win
 
 def summaries(session: Session, rule_ids: Sequence[int], *, now: datetime) -> dict[int, dict[str, Any]]:
     """What ``campaign status`` says of each A/B test: per variant (and the
-    control group) assigned, sent, converted and revenue so far, and the
-    decision that ended it (winner, when, why) if one did."""
+    control group) assigned, sent, converted and revenue so far, each
+    variant's conversion lift over the control group with its interval, and
+    the decision that ended it (winner, when, why) if one did."""
     found: dict[int, dict[str, Any]] = {rule_id: {"variants": [], "decision": None} for rule_id in rule_ids}
     if not rule_ids:
         return found
-    for arm in variant_outcomes(session, now=now, rule_ids=rule_ids):
+    arms = variant_outcomes(session, now=now, rule_ids=rule_ids)
+    control = {arm.rule_id: arm for arm in arms if arm.held_out}
+    for arm in arms:
+        base = control.get(arm.rule_id)
+        lift = None if arm.held_out or base is None else rate_difference(
+            arm.converted, arm.measured, base.converted, base.measured)
         found[arm.rule_id]["variants"].append({
             "variant": arm.variant, "held_out": arm.held_out, "assigned": arm.assigned, "sent": arm.sent,
             "measured": arm.measured, "converted": arm.converted, "conversion_rate": arm.conversion_rate,
-            "revenue": arm.revenue, "open_windows": arm.open_windows})
+            "revenue": arm.revenue, "open_windows": arm.open_windows,
+            # The conversion rate minus the control group's, with its 95 % interval (Newcombe).
+            "lift_vs_control": None if lift is None else {"estimate": lift.estimate, "low": lift.low,
+                                                          "high": lift.high}})
     for decision in session.scalars(select(VariantDecision).where(VariantDecision.rule_id.in_(list(rule_ids)))):
         found[decision.rule_id]["decision"] = {
             "winner": decision.winner, "decided_at": decision.decided_at, "reason": decision.reason,
