@@ -34,7 +34,8 @@ def workdir(tmp_path: Path) -> Path:
 def test_every_command_has_help_with_an_example(workdir: Path) -> None:
     for command in (["--help"], ["import", "--help"], ["rules", "validate", "--help"],
                     ["campaign", "launch", "--help"], ["run", "--help"], ["worker", "--help"],
-                    ["serve", "--help"], ["report", "--help"], ["demo", "--help"], ["db", "upgrade", "--help"]):
+                    ["serve", "--help"], ["report", "--help"], ["demo", "--help"], ["db", "upgrade", "--help"],
+                    ["campaign", "regroup", "--help"]):
         result = run(*command, cwd=workdir)
         assert result.returncode == 0, result.stderr
         assert "Example" in result.stdout, command

@@ -102,3 +102,23 @@ def test_the_preferences_migration_downgrades_and_upgrades_again(engine: Engine)
     assert tables <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_the_groups_and_variants_migration_downgrades_and_upgrades_again(engine: Engine) -> None:
+    """0016 (rules.assignment, messages.variant, variant_decisions) comes off and
+    back on both databases, leaving exactly the models' schema."""
+    from alembic import command
+
+    from outreach.store.engine import alembic_config, migrate
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0015")
+    assert "variant_decisions" not in inspect(engine).get_table_names()
+    assert "assignment" not in {c["name"] for c in inspect(engine).get_columns("rules")}
+    assert "variant" not in {c["name"] for c in inspect(engine).get_columns("messages")}
+    migrate(engine)
+    assert "variant_decisions" in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -271,7 +271,7 @@ def test_holdout_is_the_same_on_every_database_and_every_run(
     assert here_sent == there_sent
     assert len(here) + len(here_sent) == 2000
     # and the Python statement of the rule agrees with what SQL chose
-    predicted = {by_id[i] for i in ids if holdout.is_held_out("birthday-holdout", i, 10)}
+    predicted = {by_id[i] for i in ids if holdout.is_held_out("birthday-holdout", by_id[i], 10)}
     assert here == predicted
     assert 0 < len(here) < 2000
 
@@ -299,23 +299,32 @@ def test_held_out_rows_are_recorded_but_never_sent(engine: Engine) -> None:
     assert plan(engine, HOLDOUT.replace("cooldown_days: 0", "cooldown_days: 300"), now)[1] == {}
 
 
-def test_holdout_proportion_over_100000_customers(engine: Engine) -> None:
+def held_out_of(engine: Engine, rule_name: str) -> set[str]:
+    with transaction(engine) as s:
+        return set(s.scalars(select(Customer.external_id).join(Message, Message.customer_id == Customer.id)
+                             .join(Rule, Rule.id == Message.rule_id)
+                             .where(Rule.name == rule_name, Message.status == MessageStatus.HELD_OUT)))
+
+
+def test_holdout_proportion_and_independence_over_100000_customers(engine: Engine) -> None:
     # Given 100,000 customers whose birthday is today, all with email consent
     with transaction(engine) as s:
-        ids = bulk_customers(s, 100_000, birthday=BIRTHDAY)
+        bulk_customers(s, 100_000, birthday=BIRTHDAY)
 
-    # When a rule with a 10 % holdout runs
+    # When a rule with a 10 % holdout runs, and a second one with another name
     result, _ = plan(engine, HOLDOUT, datetime(2026, 6, 1, 9))
+    plan(engine, HOLDOUT.replace("birthday-holdout", "birthday-care"), datetime(2026, 6, 1, 9))
 
     # Then every one is either messaged or held out, and 10 % are held out
     # (± 4 standard deviations of a fair 10 % draw: √(100,000 · 0.1 · 0.9) ≈ 95)
     assert result.planned + result.held_out == 100_000
     assert 9_620 <= result.held_out <= 10_380
-    with transaction(engine) as s:
-        held_ids = set(
-            s.scalars(select(Message.customer_id).where(Message.status == MessageStatus.HELD_OUT))
-        )
-    assert held_ids == {i for i in ids if holdout.is_held_out("birthday-holdout", i, 10)}
+    held, other = held_out_of(engine, "birthday-holdout"), held_out_of(engine, "birthday-care")
+    assert held == {ext for n in range(100_000) if holdout.is_held_out("birthday-holdout", ext := f"c{n:06d}", 10)}
+    # and the two rules' control groups share what independent draws share, 1 %
+    # (± 5 standard deviations: √(100,000 · 0.01 · 0.99) ≈ 31; tests/test_holdout_groups.py says why)
+    assert 9_620 <= len(other) <= 10_380
+    assert abs(len(held & other) - len(held) * len(other) / 100_000) <= 5 * 31.5
 
 
 def test_no_holdout_without_holdout_percent(engine: Engine) -> None:

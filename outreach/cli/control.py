@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 from rich.console import Group
@@ -10,9 +11,18 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from outreach.cli.common import FORMAT_OPTION, app_settings, console, emit_json, friendly, open_engine
+from outreach.cli.common import (
+    FORMAT_OPTION,
+    NOW_OPTION,
+    app_settings,
+    console,
+    emit_json,
+    friendly,
+    now_option,
+    open_engine,
+)
 from outreach.clock import utcnow
-from outreach.store import campaigns
+from outreach.store import campaigns, holdout
 from outreach.store.engine import transaction
 
 #: Columns of the status table, in the order a message moves.
@@ -47,8 +57,33 @@ def _table(rows: list[campaigns.Status]) -> Table:
 
 
 def _notes(rows: list[campaigns.Status]) -> list[str]:
-    return [f"[yellow]{escape(r.rule)}[/]: {r.redelivered:,} message(s) were taken back from a worker that "
-            "stopped mid-send and sent again; each may have arrived twice" for r in rows if r.redelivered]
+    notes = [f"[yellow]{escape(r.rule)}[/]: {r.redelivered:,} message(s) were taken back from a worker that "
+             "stopped mid-send and sent again; each may have arrived twice" for r in rows if r.redelivered]
+    notes += [_ab_note(r.rule, r.ab_test) for r in rows if r.ab_test is not None]
+    notes += [f"{escape(r.rule)}: its control group is drawn with the legacy scheme (it overlaps other rules' "
+              f"groups); move it between experiments with `outreach campaign regroup {escape(r.rule)}`"
+              for r in rows if r.assignment == holdout.LEGACY]
+    return notes
+
+
+def _ab_note(rule: str, test: dict[str, Any]) -> str:
+    """One line per A/B test: each arm's sends and conversion so far, and the decision."""
+    arms = []
+    for arm in test["variants"]:
+        name = "control" if arm["held_out"] else (arm["variant"] or "no variant")
+        rate = arm["conversion_rate"]
+        counted = f"{arm['sent']:,} sent" if not arm["held_out"] else f"{arm['measured']:,} held out"
+        lift = arm["lift_vs_control"]
+        arms.append(f"{escape(name)} {counted}" + (f", {rate:.1%} converted" if rate is not None else "") + (
+            f" ({lift['estimate'] * 100:+.1f} pp vs control, 95% [{lift['low'] * 100:+.1f}, {lift['high'] * 100:+.1f}])"
+            if lift else ""))
+    decision = test["decision"]
+    if decision is None:
+        verdict = "no decision yet"
+    else:
+        verdict = (f"winner {escape(decision['winner'])}" if decision["winner"] else "no winner") + (
+            f" (decided {decision['decided_at']:%Y-%m-%d %H:%M}): {escape(decision['reason'])}")
+    return f"[bold]{escape(rule)}[/] A/B: " + " · ".join(arms) + f" — {verdict}"
 
 
 @click.command("status")
@@ -182,4 +217,37 @@ def retry(ctx: click.Context, rule: str) -> None:
     console.print(f"{escape(rule)}: {len(queued):,} failed message(s) queued again")
 
 
-COMMANDS = (status, pause, resume, cancel, retry)
+@click.command("regroup")
+@click.argument("rule")
+@click.option("--force", is_flag=True, help="Move it even while messages are in flight or inside their window.")
+@NOW_OPTION
+@click.pass_context
+@friendly
+def regroup(ctx: click.Context, rule: str, force: bool, now: str | None) -> None:
+    """Draw RULE's control group (and A/B variants) with the independent scheme
+    from now on: a hash of the rule and the customer, so it overlaps any other
+    rule's group only by chance (two 10 % groups share 1 %).
+
+    Rules created before Outreach had it keep the legacy scheme, whose groups
+    overlap by an amount that depends on the rules' names, so that nobody
+    switches groups mid-experiment. Run this between experiments: it refuses
+    while the rule has messages not yet sent or inside their attribution
+    window (pause the campaign, wait for the windows to close).
+
+    \b
+    Example:
+      outreach campaign pause winback --reason "new control group"
+      outreach campaign regroup winback          # once the last window has closed
+      outreach campaign resume winback
+    """
+    engine = open_engine(app_settings(ctx))
+    moment = now_option(now)[0]
+    with transaction(engine) as session:
+        before = holdout.regroup(session, campaigns.rule_named(session, rule), now=moment, force=force)
+    if before == holdout.HASHED:
+        console.print(f"{escape(rule)}: its groups are already independent ({holdout.HASHED}); nothing changed")
+    else:
+        console.print(f"{escape(rule)}: groups drawn with {holdout.HASHED} from its next plan on (was {before})")
+
+
+COMMANDS = (status, pause, resume, cancel, retry, regroup)

@@ -45,7 +45,7 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     """(rules checked, errors, warnings) of the rules under ``path``."""
     from outreach.planning.warnings import data_warnings
     from outreach.rules import load_rules
-    from outreach.rules.checks import static_warnings, unknown_segments
+    from outreach.rules.checks import static_warnings, template_references, unknown_segments
     from outreach.sending.render import Renderer
     from outreach.sending.template_checks import check_template
 
@@ -55,10 +55,11 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     found: list[Problem] = []
     for rule in loaded:
         trigger = rule.spec.trigger
-        found += [p for p in check_template(renderer, rule.spec.template, rule.spec.channels, rule_file=str(rule.path),
-                                            rule_name=rule.spec.name, event=getattr(trigger, "name", None)
-                                            if getattr(trigger, "type", None) == "event" else None)
-                  if p not in found]  # rules sharing a template: its problems once
+        event = getattr(trigger, "name", None) if getattr(trigger, "type", None) == "event" else None
+        for template, field, line in template_references(rule):  # the rule's, and each A/B variant's
+            found += [p for p in check_template(renderer, template, rule.spec.channels, rule_file=str(rule.path),
+                                                rule_name=rule.spec.name, event=event, field=field, line=line)
+                      if p not in found]  # rules sharing a template: its problems once
     errors = [p for p in found if p.severity == "error"]
     errors += [p for rule in loaded for p in unknown_segments(rule, ruleset)]
     warnings = [p for p in found if p.severity != "error"] + static_warnings(loaded, ruleset)
@@ -135,7 +136,8 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None, fmt: str
     rows = [("matched trigger and segment", result.matched),
             *[(f"would receive on {ch}", n) for ch, n in sorted(result.by_channel.items())],
             ("  of which deferred by quiet hours", result.deferred),
-            ("held out (control group)", result.held_out),
+            *[(f"  of which A/B variant {v}", n) for v, n in sorted(result.by_variant.items())],
+            (f"held out (control group, {result.assignment} groups)", result.held_out),
             ("no consent / no address / suppressed", result.no_consent),
             ("turned off by the customer (topic or pause)", result.turned_off),
             ("in cooldown", result.cooldown),
@@ -248,12 +250,33 @@ def rules_list(ctx: click.Context, fmt: str) -> None:
     console.print(table)
 
 
+def _campaign_state(settings: Any, name: str) -> dict[str, Any]:
+    """What the database holds about a rule: how its groups are drawn and how
+    its A/B test ended (nothing when the embedded database does not exist yet)."""
+    from sqlalchemy import select
+
+    from outreach.store import holdout, variants
+    from outreach.store.engine import transaction
+    from outreach.store.models import Rule
+
+    if settings.embedded and not Path(settings.database_url.removeprefix("sqlite:///")).exists():
+        return {"assignment": holdout.HASHED, "decision": None}
+    with transaction(open_engine(settings)) as session:
+        rule_id = session.scalar(select(Rule.id).where(Rule.name == name))
+        decision = variants.decision_of(session, rule_id)
+        return {"assignment": holdout.scheme_of(session, name), "decision": None if decision is None else {
+            "winner": decision.winner, "decided_at": decision.decided_at, "reason": decision.reason}}
+
+
 @rules.command("show")
 @click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @FORMAT_OPTION
+@click.pass_context
 @friendly
-def rules_show(rule_file: Path, fmt: str) -> None:
-    """One rule as Outreach reads it, with every default filled in.
+def rules_show(ctx: click.Context, rule_file: Path, fmt: str) -> None:
+    """One rule as Outreach reads it, with every default filled in, and what
+    the database says of it: how its control group is drawn and, for an A/B
+    test, the winner (when and why) once one is decided.
 
     \b
     Example:
@@ -266,8 +289,9 @@ def rules_show(rule_file: Path, fmt: str) -> None:
 
     spec = load_rule(rule_file).spec
     definition = json.loads(spec.model_dump_json(by_alias=True, exclude_none=True))
+    state = _campaign_state(app_settings(ctx), spec.name)
     if fmt == "json":
-        emit_json(definition)
+        emit_json({**definition, "campaign": state})
         return
     summary = _summary(spec)
     console.print(f"[bold]{spec.name}[/]: {spec.description}", highlight=False)
@@ -276,6 +300,16 @@ def rules_show(rule_file: Path, fmt: str) -> None:
     for key, value in definition.items():
         if key not in ("name", "description", "topic"):
             console.print(f"{key}: {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
+    console.print(f"groups: {state['assignment']}" + (" (legacy: overlaps other rules' control groups; "
+                  f"`outreach campaign regroup {spec.name}` between experiments)"
+                  if state["assignment"] == "legacy" else " (independent of every other rule's)"),
+                  highlight=False, markup=False)
+    decision = state["decision"]
+    if spec.variants:
+        verdict = "not decided yet" if decision is None else (
+            f"{decision['winner'] or 'none'} (decided {decision['decided_at']:%Y-%m-%d %H:%M} UTC): "
+            f"{decision['reason']}")
+        console.print(f"winner: {verdict}", highlight=False, markup=False)
 
 
 @rules.command("schema")

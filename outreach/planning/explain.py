@@ -138,7 +138,9 @@ def explain(
                         Message.occurrence_key == keys[0])).first()
             last = None if rule_id is None else session.scalar(
                 select(func.max(Message.planned_at)).where(Message.rule_id == rule_id, Message.customer_id == cid))
-            held = holdout.is_held_out(spec.name, cid, spec.holdout_percent)
+            scheme = holdout.scheme_of(session, spec.name)
+            held = holdout.is_held_out(spec.name, cid if scheme == holdout.LEGACY else row.external_id,
+                                       spec.holdout_percent, scheme)
             turned_off = preferences.held_reason(session, customer_id=cid, topic=spec.topic.value if spec.topic
                                                  else None, transactional=spec.transactional, now=now)
             policy = [
@@ -146,8 +148,14 @@ def explain(
                       turned_off is None, value=turned_off or "allowed"),
                 Check(f"cooldown {spec.cooldown_days} days", decision_row is None or bool(decision_row.cooldown_clear),
                       value=f"last message from this rule: {last or 'never'}"),
-                Check(f"holdout {spec.holdout_percent}%", not held, value="control group" if held else "treated"),
+                Check(f"holdout {spec.holdout_percent}% ({scheme} groups)", not held,
+                      value="control group" if held else "treated"),
             ]
+            if spec.variants:
+                variant = decision_row.variant if decision_row is not None else None
+                policy.append(Check("A/B variant", variant is not None,
+                                    value=f"{variant} (template {spec.template_for(variant)})" if variant
+                                    else "none (held out or not eligible)"))
             session.rollback()
     decision, send, channel = _decide(trigger, segment, decision_row, existing, policy)
     return Explanation(spec.name, customer, trigger, segment, channels, policy, decision, send, channel)
@@ -193,10 +201,11 @@ def _decide(trigger: Check, segment: Check | None, row: Any, existing: Any,
         return "frequency cap reached on every permitted channel", False, None
     if row.held_out:
         return "held out: in the control group for this rule (recorded, never sent)", False, row.channel
+    variant = f", variant {row.variant}" if row.variant else ""
     if row.not_before is not None:
-        return (f"would receive it on {row.channel}, deferred by quiet hours until "
+        return (f"would receive it on {row.channel}{variant}, deferred by quiet hours until "
                 f"{row.not_before:%Y-%m-%d %H:%M} UTC"), True, row.channel
-    return f"would receive it now on {row.channel} ({row.to_address})", True, row.channel
+    return f"would receive it now on {row.channel} ({row.to_address}){variant}", True, row.channel
 
 
 __all__ = ["Check", "Explanation", "explain"]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 from outreach import logs
 from outreach.clock import utcnow
 from outreach.config import Settings
+from outreach.planning import abtest
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
@@ -74,7 +75,9 @@ def plan_rule(
         if not prepared:
             prepare(session, [spec], now=now, ruleset=ruleset)
         run = outbox.start_run(session, rule, as_of=now, started_at=utcnow())
-        counts = outbox.plan(session, spec, rule, run, policy=ruleset.policy, segments=ruleset.segments)
+        winner = abtest.settle(session, spec, rule, now=now)  # an A/B test's winner, decided now if it is time
+        counts = outbox.plan(session, spec, rule, run, policy=ruleset.policy, segments=ruleset.segments,
+                             winner=winner)
         queued = outbox.queued_of_run(session, run.id)
         run.finished_at = utcnow()
         result = LaunchResult(spec.name, run.id, counts.planned, counts.held_out, len(queued))

@@ -18,7 +18,7 @@ from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
 from outreach.rules.spec import RuleSpec
-from outreach.store import dialect, eligibility
+from outreach.store import dialect, eligibility, holdout, variants
 from outreach.store.models import Customer, Message, Rule
 
 #: Recipients shown by ``rules preview``.
@@ -38,6 +38,10 @@ class Preview:
     held_out: int = 0
     deferred: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
+    #: Of those who would receive it, how many per A/B variant (empty without variants).
+    by_variant: dict[str, int] = field(default_factory=dict)
+    #: How the control group and variants are drawn (``store.holdout``): ``sha256`` or ``legacy``.
+    assignment: str = holdout.HASHED
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -51,10 +55,13 @@ def rule_id_of(session: Session, name: str) -> int | None:
 
 def eligible_rows(session: Session, spec: RuleSpec, now: datetime, ruleset: RuleSet,
               *, materialized: bool = False) -> Any:
+    rule_id = rule_id_of(session, spec.name)
     query = eligibility.eligible_select(
-        spec, rule_id=rule_id_of(session, spec.name), now=now,
+        spec, rule_id=rule_id, now=now,
         timezones=eligibility.distinct_timezones(session), policy=ruleset.policy, segments=ruleset.segments,
         lateral=dialect.has_lateral(session), transactional_rules=eligibility.transactional_rules(session),
+        assignment=holdout.scheme_of(session, spec.name),
+        winner=variants.winner_in_force(variants.decision_of(session, rule_id), [n for n, _ in spec.weights]),
     )
     if materialized:
         # Evaluated once; the counts, the per-channel split and the sample read it.
@@ -109,6 +116,11 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
                     select(e.c.channel, func.count()).where(sendable, ~e.c.held_out).group_by(e.c.channel)
                 ).all()
             }
+            if spec.variants:
+                result.by_variant = {
+                    str(variant): n for variant, n in session.execute(
+                        select(e.c.variant, func.count()).where(sendable, ~e.c.held_out).group_by(e.c.variant))}
+            result.assignment = holdout.scheme_of(session, spec.name)
             for ext, name, channel, address, not_before in session.execute(
                 select(Customer.external_id, Customer.name, e.c.channel,
                        e.c.to_address, e.c.not_before)

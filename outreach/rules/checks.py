@@ -13,6 +13,7 @@ from outreach.rules.conditions import SegmentRef, children
 from outreach.rules.loader import LoadedRule
 from outreach.rules.ruleset import RuleSet
 from outreach.rules.triggers import SegmentEntryTrigger
+from outreach.rules.yamlpos import load_with_positions, position_of
 
 
 def _refs(cond: Any) -> list[str]:
@@ -27,6 +28,21 @@ def line_of(loaded: LoadedRule, needle: str) -> int | None:
         if needle in line:
             return number
     return None
+
+
+def template_references(loaded: LoadedRule) -> list[tuple[str, str, int | None]]:
+    """Every template a rule names, as (template, field, line): its
+    ``template:`` and each A/B variant's own ``template:``."""
+    spec = loaded.spec
+    _, positions = load_with_positions(loaded.text)
+
+    def line(*path: str | int) -> int | None:
+        where = position_of(positions, path)
+        return where[0] if where else None
+
+    return [(spec.template, "template", line("template")),
+            *[(v.template, f"variants.{i}.template", line("variants", i, "template"))
+              for i, v in enumerate(spec.variants or ()) if v.template]]
 
 
 def unknown_segments(loaded: LoadedRule, ruleset: RuleSet) -> list[Problem]:

@@ -28,6 +28,7 @@ from outreach.rules.conditions import (
 from outreach.rules.policy import FrequencyCap, LifecyclePolicy, SendWindow
 from outreach.rules.spec import ChannelCosts, RuleSpec
 from outreach.rules.triggers import TRIGGER_MODELS, TRIGGER_TYPES, UpsellProducts
+from outreach.rules.variants import AutoWinner, Variant
 from outreach.rules.yamlpos import Positions, position_of
 
 
@@ -61,6 +62,10 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
             model = OrdersAggregate
         elif key == "cost":
             model = ChannelCosts
+        elif key == "winner" and index == 0:
+            model = AutoWinner
+        elif isinstance(key, int) and path[:1] == ("variants",) and index == 1:
+            model = Variant
         elif (isinstance(value, dict) and key in ("segment", "not", "enters")) or isinstance(key, int) or (
             index == 1 and path[0] == "segments"
         ):

@@ -17,6 +17,7 @@ from outreach.rules.conditions import Condition
 from outreach.rules.model import Strict
 from outreach.rules.policy import SendWindow
 from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
+from outreach.rules.variants import AutoWinner, Variant, check_variants
 
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 
@@ -61,6 +62,27 @@ class RuleSpec(Strict):
     schedule: str | None = None
     #: Allowed local send time; default from policy (SMS 09:00–21:00).
     send_window: SendWindow | None = None
+    #: An A/B test: the message in several versions, each treated customer one by weight.
+    variants: list[Variant] | None = None
+    #: End the A/B test after a fixed sample per variant and send the rest the winner.
+    winner: AutoWinner | None = None
+
+    def template_for(self, variant: str | None) -> str:
+        """The template a message of ``variant`` (None: no variant) renders."""
+        for candidate in self.variants or ():
+            if candidate.name == variant:
+                return candidate.template or self.template
+        return self.template
+
+    @property
+    def templates(self) -> list[str]:
+        """Every template the rule may send: its own, then its variants'."""
+        return list(dict.fromkeys([self.template, *[self.template_for(v.name) for v in self.variants or ()]]))
+
+    @property
+    def weights(self) -> list[tuple[str, float]]:
+        """The variants as (name, weight); empty without an A/B test."""
+        return [(v.name, v.weight) for v in self.variants or ()]
 
     @property
     def membership_key(self) -> str | None:
@@ -93,6 +115,18 @@ class RuleSpec(Strict):
         if value is not None and info.data.get("transactional"):
             raise ValueError("a transactional rule has no topic: customers cannot turn off messages "
                              "about their own orders; remove 'topic:' or set 'transactional: false'")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[Variant] | None) -> list[Variant] | None:
+        return check_variants(value)
+
+    @field_validator("winner")
+    @classmethod
+    def _needs_variants(cls, value: AutoWinner | None, info: ValidationInfo) -> AutoWinner | None:
+        if value is not None and "variants" in info.data and not info.data["variants"]:
+            raise ValueError("an automatic winner needs an A/B test: add 'variants:' (two or more) or remove 'winner:'")
         return value
 
     @field_validator("schedule")

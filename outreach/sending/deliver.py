@@ -331,7 +331,7 @@ class Sender:
     def _render(self, row: claims.Claimed, rule: _Rule) -> Rendered:
         assert row.customer is not None
         return self.renderer.render(
-            template=rule.spec.template, channel=row.channel, customer=row.customer, message_id=row.id,
+            template=rule.spec.template_for(row.variant), channel=row.channel, customer=row.customer, message_id=row.id,
             rule={"name": rule.spec.name, "description": rule.spec.description}, event=row.event,
         )
 

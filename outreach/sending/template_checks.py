@@ -42,13 +42,15 @@ class AnyProperty(dict[str, Any]):
 
 
 def check_template(renderer: Renderer, template: str, channels: list[Channel], *, rule_file: str,
-                   rule_name: str | None = None, event: str | None = None) -> list[Problem]:
+                   rule_name: str | None = None, event: str | None = None, field: str = "template",
+                   line: int | None = None) -> list[Problem]:
     """Problems that would stop this template from rendering or sending
     (warnings among them have ``severity="warning"``); ``event``: the rule's
-    trigger is this custom event."""
+    trigger is this custom event. ``field`` and ``line``: where the rule file
+    names it (an A/B variant's ``variants.1.template``)."""
     folder = renderer.root / template
     if not folder.is_dir():
-        return [Problem(f"template '{template}' not found", file=rule_file, field="template",
+        return [Problem(f"template '{template}' not found", file=rule_file, field=field, line=line,
                         hint=f"create the folder {folder} or fix the name")]
     problems = [Problem(f"template '{template}' has no {required} for channel {channel.value}",
                         file=str(folder / required), hint=f"add {required} or remove '{channel.value}' from channels")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.errors import InputError
+from outreach.store import variants
 from outreach.store.models import Message, Rule
 
 #: The reason cancelled messages carry (``skipped`` with this prefix).
@@ -100,6 +102,10 @@ class Status:
     counts: dict[str, int] = field(default_factory=dict)  # by status, plus deferred/retrying/cancelled
     sent_last_minute: int = 0
     redelivered: int = 0
+    #: How its control group and variants are drawn (``store.holdout``): ``sha256`` or ``legacy``.
+    assignment: str = "sha256"
+    #: Its A/B test (``store.variants.summaries``): per variant so far, and the decision; None without variants.
+    ab_test: dict[str, Any] | None = None
 
     @property
     def outstanding(self) -> int:
@@ -124,8 +130,11 @@ def status(session: Session, *, now: datetime, rule: str | None = None) -> list[
     transient failure); "cancelled" splits ``skipped``. ``now`` is the wall clock."""
     rules = session.scalars(select(Rule).order_by(Rule.name) if rule is None
                             else select(Rule).where(Rule.id == rule_named(session, rule).id)).all()
-    out = {r.id: Status(rule=r.name, pause_reason=r.pause_reason,
+    out = {r.id: Status(rule=r.name, pause_reason=r.pause_reason, assignment=r.assignment,
                         state="paused" if r.paused_at else ("active" if r.enabled else "disabled")) for r in rules}
+    tested = [r.id for r in rules if (r.definition or {}).get("variants")]
+    for rule_id, summary in variants.summaries(session, tested, now=now).items():
+        out[rule_id].ab_test = summary
     each = select(
         Message.rule_id, Message.status, (Message.attempts > 0).label("tried"),
         func.coalesce(Message.last_error, "").like(f"{CANCELLED}:%").label("cancelled"),

@@ -88,6 +88,8 @@ class Claimed:
     event: dict[str, Any] | None = None
     #: The customer's own choices that hold a marketing message back (``store.preferences``).
     hold: preferences.Hold = preferences.NO_HOLD
+    #: The rule's A/B variant (its template is rendered); None: the rule's template.
+    variant: str | None = None
 
     def refusal(self, now: datetime | None = None) -> str | None:
         """Permission first, at send time (``now``, default the wall clock):
@@ -149,10 +151,10 @@ def load_claimed(conn: Connection, ids: Sequence[int]) -> list[Claimed]:
     # Topics turned off and pauses: one query for the batch, pending changes laid over.
     held = preferences.holds(conn, [row.id for row in rows], pending=optouts.pending_changes(conn.engine))
     claimed = []
-    for (message_id, rule_id, run_id, channel, attempts, planned_at, occurrence_key, cid, external_id, name, email,
-         phone, locale, customer_type, attributes, birthday, address, consent, suppressed) in rows:
+    for (message_id, rule_id, run_id, channel, attempts, planned_at, occurrence_key, variant, cid, external_id, name,
+         email, phone, locale, customer_type, attributes, birthday, address, consent, suppressed) in rows:
         claimed.append(Claimed(
-            id=message_id, rule_id=rule_id, run_id=run_id, channel=channel, attempts=attempts,
+            id=message_id, rule_id=rule_id, run_id=run_id, channel=channel, attempts=attempts, variant=variant,
             planned_at=planned_at, address=address, consent=consent,
             # An opt-out still in the inbox (the database was busy) counts as recorded.
             suppressed=OPT_OUT_ARRIVING if (channel, address) in arriving else suppressed,
@@ -180,7 +182,7 @@ def _loading(postgresql: bool) -> Select[*tuple[Any, ...]]:
     among = dialect.among("postgresql" if postgresql else "sqlite", Message.id, "ids")
     return (
         select(Message.id, Message.rule_id, Message.run_id, Message.channel, Message.attempts, Message.planned_at,
-               Message.occurrence_key,
+               Message.occurrence_key, Message.variant,
                Customer.id.label("cid"), Customer.external_id, Customer.name, Customer.email, Customer.phone,
                Customer.locale, Customer.customer_type, Customer.attributes, Customer.birthday,
                address.label("address"), consent.status.label("consent"), suppressed.label("suppressed"))

@@ -9,12 +9,13 @@ the two databases need different SQL:
   :func:`load_temporary`, :func:`empty_for_reload` / :func:`restore_after_reload`
   — how large set-based statements are run on each;
 * SQL functions compiled per dialect: :class:`numeric_text`,
-  :class:`json_number`, :class:`local_time` (SQLite gets a Python function
-  registered on every connection by ``engine.make_engine``).
+  :class:`json_number`, :class:`local_time`, :class:`hash32` (SQLite gets
+  Python functions registered on every connection by ``engine.make_engine``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -300,3 +301,33 @@ def sqlite_local_time(value: str | None, zone: str | None) -> str | None:
         return None
     moment = datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(zone_or_utc(zone or "UTC"))
     return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class hash32(FunctionElement[int]):
+    """The first 32 bits of SHA-256 over a text expression (UTF-8), as an
+    integer 0 … 2³²−1 — the same number on every database and in Python
+    (:func:`sha256_32`). PostgreSQL computes it with its own ``sha256()``;
+    SQLite calls :func:`sha256_32`, registered on every connection by
+    ``engine.make_engine`` as ``outreach_hash32``."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "hash32"
+
+
+@compiles(hash32, "postgresql")
+def _pg_hash32(element: hash32, compiler: Any, **kw: Any) -> str:
+    expr = compiler.process(next(iter(element.clauses)), **kw)
+    return f"(('x' || left(encode(sha256(convert_to({expr}, 'UTF8')), 'hex'), 8))::bit(32)::bigint)"
+
+
+@compiles(hash32, "sqlite")
+def _sqlite_hash32(element: hash32, compiler: Any, **kw: Any) -> str:
+    return f"outreach_hash32({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+def sha256_32(value: str | None) -> int | None:
+    """Python statement of :class:`hash32` (and SQLite's ``outreach_hash32``)."""
+    if value is None:
+        return None
+    return int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:4], "big")

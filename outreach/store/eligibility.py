@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Numeric,
     Select,
+    String,
     and_,
     case,
     func,
@@ -100,6 +101,8 @@ def eligible_select(
     segments: dict[str, Any] | None = None,
     lateral: bool = False,
     transactional_rules: Sequence[int] = (),
+    assignment: str = holdout.HASHED,
+    winner: str | None = None,
 ) -> Select[*tuple[Any, ...]]:
     """Who is eligible now: one row per customer of trigger ∩ segment with
 
@@ -108,7 +111,12 @@ def eligible_select(
     * ``consent_channel`` — the same ignoring caps (to tell "capped" from "no consent");
     * ``preferred`` — the customer's choices allow the rule's topic now (not
       turned off, not paused; always for a transactional rule): else ``channel`` is NULL;
-    * ``to_address``, ``cost``, ``held_out``, ``cooldown_clear``, ``not_before``.
+    * ``to_address``, ``cost``, ``held_out``, ``cooldown_clear``, ``not_before``;
+    * ``variant`` — the A/B variant by weight (``winner`` for everyone once a test
+      has one), NULL for the held out and for rules without variants.
+
+    The control group and the variants are drawn with the rule's ``assignment``
+    scheme (``store.holdout``).
     """
     cand = trigger_select(spec, now, timezones=timezones).subquery("cand")
     consents = {ch: current_consent(ch) for ch in spec.channels}
@@ -158,7 +166,8 @@ def eligible_select(
             cand.c.customer_id,
             cand.c.occurrence_key,
             Customer.timezone.label("timezone"),
-            holdout.bucket(spec.name).label("bucket"),
+            holdout.bucket(spec.name, assignment).label("bucket"),
+            _variant(spec, winner).label("variant"),
             preferences.marketing_allowed(topic=spec.topic.value if spec.topic else None,
                                           transactional=spec.transactional, now=now,
                                           customer_id=cand.c.customer_id).label("preferred"),
@@ -222,4 +231,13 @@ def eligible_select(
         held.label("held_out"),
         inner.c.cooldown_clear,
         not_before.label("not_before"),
+        case((held, None), else_=inner.c.variant).label("variant"),
     )
+
+
+def _variant(spec: RuleSpec, winner: str | None) -> ColumnElement[Any]:
+    if not spec.variants:
+        return literal(None, String)
+    if winner is not None:
+        return literal(winner, String)
+    return holdout.variant_column(spec.name, spec.weights)

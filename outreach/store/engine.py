@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from outreach.errors import ConfigError
-from outreach.store.dialect import sqlite_local_time
+from outreach.store.dialect import sha256_32, sqlite_local_time
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: How long a SQLite writer waits for another writer before failing.
@@ -35,6 +35,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
             dbapi_conn.create_function("outreach_local_time", 2, sqlite_local_time, deterministic=True)
+            dbapi_conn.create_function("outreach_hash32", 1, sha256_32, deterministic=True)
 
         return engine
     # JIT compilation costs ~1 s per large planning query and saves nothing

@@ -95,7 +95,7 @@ def export_customer(session: Session, external_id: str, *, now: datetime) -> dic
         "messages": [{
             "id": m.id, "rule": rules.get(m.rule_id),
             **_row(m, "channel", "status", "to_address", "subject", "planned_at", "queued_at", "sent_at",
-                   "finished_at", "last_error"),
+                   "finished_at", "last_error", "variant"),
         } for m in messages],
         "tracking_events": [{
             **_row(t, "type", "occurred_at", "source", "message_id", "url", "simulated", "payload"),

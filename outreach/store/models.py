@@ -30,6 +30,7 @@ from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, Mes
 from outreach.store.answers import SurveyAnswer as SurveyAnswer
 from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
+from outreach.store.decision_rows import VariantDecision as VariantDecision
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
 from outreach.store.preference_rows import ConsentConfirmation as ConsentConfirmation
@@ -61,9 +62,7 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
-    tags: Mapped[list[CustomerTag]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    tags: Mapped[list[CustomerTag]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     __table_args__ = (Index("ix_customers_birth_md", "birth_month", "birth_day"),)
 
@@ -131,9 +130,7 @@ class Order(Base):
     #: older delivery, replayed after an update, changes nothing (0011).
     reported_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    items: Mapped[list[OrderItem]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    items: Mapped[list[OrderItem]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     __table_args__ = (
         Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount"),
@@ -241,6 +238,9 @@ class Rule(Base):
     transactional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: What its messages are about (``domain.Topic``): customers who turned it off get none (0015).
     topic: Mapped[str | None] = mapped_column(String(32))
+    #: How its control group and variants are drawn (``store.holdout``): ``sha256`` for rules new
+    #: since 0016; rules that existed keep ``legacy`` until ``campaign regroup`` (0016).
+    assignment: Mapped[str] = mapped_column(String(16), default="sha256", server_default="legacy")
 
 
 class CampaignRun(Base):
@@ -291,6 +291,8 @@ class Message(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(32))
     #: Taken back from a worker that stopped mid-send: it may have been delivered twice.
     redelivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The rule's A/B variant this customer got (its template is rendered); NULL: no variants, or held out.
+    variant: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("rule_id", "customer_id", "occurrence_key", name="uq_messages_occurrence"),

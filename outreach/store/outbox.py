@@ -25,7 +25,7 @@ from outreach.domain import MessageStatus
 from outreach.rules import LoadedRule
 from outreach.rules.policy import Policy
 from outreach.rules.spec import RuleSpec
-from outreach.store import campaigns, dialect
+from outreach.store import campaigns, dialect, holdout
 from outreach.store.eligibility import distinct_timezones, eligible_select, transactional_rules
 from outreach.store.models import CampaignRun, Message, Rule
 
@@ -45,6 +45,7 @@ def sync_rule(session: Session, loaded: LoadedRule, now: datetime) -> Rule:
         # row: the second insert does nothing and reads the first one's row.
         session.execute(dialect.insert(session, Rule).values(
             name=spec.name, path=str(loaded.path), definition=definition, checksum=checksum, updated_at=now,
+            assignment=holdout.HASHED,  # a new rule's groups are independent of every other rule's
         ).on_conflict_do_nothing(index_elements=["name"]))
         row = session.scalars(select(Rule).where(Rule.name == spec.name)).one()
     if row.checksum != checksum or row.path != str(loaded.path):
@@ -76,9 +77,12 @@ def plan(
     *,
     policy: Policy | None = None,
     segments: dict[str, Any] | None = None,
+    winner: str | None = None,
 ) -> PlanCounts:
     """Write this run's messages (planned or held_out); existing occurrences
-    are left alone, so planning twice plans nothing new."""
+    are left alone, so planning twice plans nothing new. Groups are drawn with
+    the rule's assignment scheme; ``winner``: the variant every treated
+    customer gets once the rule's A/B test has one."""
     now = run.as_of
     # Evaluated into a temporary table first: the cooldown and cap look-ups
     # then never read the messages this statement is inserting (on an outbox
@@ -86,7 +90,7 @@ def plan(
     eligible = dialect.materialize(session, eligible_select(
         spec, rule_id=rule.id, now=now, timezones=distinct_timezones(session),
         policy=policy, segments=segments, lateral=dialect.has_lateral(session),
-        transactional_rules=transactional_rules(session),
+        transactional_rules=transactional_rules(session), assignment=rule.assignment, winner=winner,
     ), "outreach_eligible")
     # Sendable now → straight to queued (no second pass over the rows);
     # deferred by quiet hours → planned until its window opens.
@@ -117,6 +121,7 @@ def plan(
         ),
         case((eligible.c.held_out, None), else_=eligible.c.not_before),
         queued_at,
+        eligible.c.variant,
     ).where(eligible.c.channel.is_not(None), eligible.c.cooldown_clear)
     stmt = (
         dialect.insert(session, Message)
@@ -135,6 +140,7 @@ def plan(
                 "attribute_until",
                 "not_before",
                 "queued_at",
+                "variant",
             ],
             rows,
         )
