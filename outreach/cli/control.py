@@ -16,7 +16,8 @@ from outreach.store import campaigns
 from outreach.store.engine import transaction
 
 #: Columns of the status table, in the order a message moves.
-COLUMNS = ("deferred", "queued", "sending", "retrying", "sent", "failed", "skipped", "cancelled", "held_out")
+COLUMNS = ("deferred", "queued", "sending", "retrying", "sent", "failed", "no code", "skipped", "cancelled",
+           "held_out")
 #: Seconds between refreshes of ``status --watch``.
 WATCH_S = 2.0
 
@@ -48,7 +49,10 @@ def _table(rows: list[campaigns.Status]) -> Table:
 
 def _notes(rows: list[campaigns.Status]) -> list[str]:
     return [f"[yellow]{escape(r.rule)}[/]: {r.redelivered:,} message(s) were taken back from a worker that "
-            "stopped mid-send and sent again; each may have arrived twice" for r in rows if r.redelivered]
+            "stopped mid-send and sent again; each may have arrived twice" for r in rows if r.redelivered] + [
+            f"[yellow]{escape(r.rule)}[/]: {r.counts['no code']:,} message(s) not sent: the offer's pool had no "
+            f"coupon code left (add codes with `outreach coupons generate|import`, then `outreach campaign retry "
+            f"{escape(r.rule)}`)" for r in rows if r.counts.get("no code")]
 
 
 @click.command("status")
@@ -59,7 +63,8 @@ def _notes(rows: list[campaigns.Status]) -> list[str]:
 @friendly
 def status(ctx: click.Context, rule: str | None, watch: bool, fmt: str) -> None:
     """Where each campaign's messages are: deferred by quiet hours, queued,
-    being sent, waiting to retry, sent, failed, skipped, cancelled, held out;
+    being sent, waiting to retry, sent, failed, not sent for want of a coupon
+    code (no code), skipped, cancelled, held out;
     the rate of the last minute and when the queue will be through.
 
     \b

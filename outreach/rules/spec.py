@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from outreach.domain import Channel, Topic
 from outreach.rules.conditions import Condition
 from outreach.rules.model import Strict
+from outreach.rules.offers import Offer
 from outreach.rules.policy import SendWindow
 from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
 
@@ -61,6 +62,9 @@ class RuleSpec(Strict):
     schedule: str | None = None
     #: Allowed local send time; default from policy (SMS 09:00–21:00).
     send_window: SendWindow | None = None
+    #: A personal coupon code in every message, from a pool (``{{ offer.code }}``);
+    #: an order that redeems it is attributed to the message exactly.
+    offer: Offer | None = None
 
     @property
     def membership_key(self) -> str | None:

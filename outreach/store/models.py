@@ -30,6 +30,9 @@ from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, Mes
 from outreach.store.answers import SurveyAnswer as SurveyAnswer
 from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
+from outreach.store.coupon_rows import Coupon as Coupon
+from outreach.store.coupon_rows import CouponPool as CouponPool
+from outreach.store.coupon_rows import CouponRedemption as CouponRedemption
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
 from outreach.store.preference_rows import ConsentConfirmation as ConsentConfirmation
@@ -126,6 +129,7 @@ class Order(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     coupon_code: Mapped[str | None] = mapped_column(String(64))
+    discount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # given on it, as the shop says (0016)
     source: Mapped[str] = mapped_column(String(32), default="import")
     #: The signed time of the webhook delivery stored (None: imported); an
     #: older delivery, replayed after an update, changes nothing (0011).

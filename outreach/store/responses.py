@@ -14,9 +14,10 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, bindparam, delete, false, insert, select
 from sqlalchemy.orm import Session
 
+from outreach.clock import utcnow
 from outreach.domain import Channel, ConsentStatus, EventType
 from outreach.errors import PayloadError
-from outreach.store import dialect, permission
+from outreach.store import coupons, dialect, permission, redemptions
 from outreach.store.models import ConsentRecord, Customer, CustomEvent, Message, Order, OrderItem, TrackingEvent
 
 #: The tables the hot paths write with Core statements (no ORM bookkeeping per row).
@@ -208,6 +209,8 @@ class IncomingOrder:
     currency: str
     coupon_code: str | None = None
     items: tuple[OrderLine, ...] = ()
+    #: What the order says its coupon took off (in its currency), if it says.
+    discount: Decimal | None = None
 
 
 def record_order(session: Session, order: IncomingOrder, *, source: str, payload: dict[str, Any],
@@ -231,7 +234,8 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
     # row, never a second set of items. (Core statements on the tables: the
     # ORM's bulk machinery would double the Python time of an order.)
     values = {"customer_id": customer_id, "ordered_at": order.ordered_at, "amount": order.amount,
-              "currency": order.currency.upper(), "coupon_code": order.coupon_code, "reported_at": reported_at}
+              "currency": order.currency.upper(), "reported_at": reported_at, "discount": order.discount,
+              "coupon_code": coupons.normalize_code(order.coupon_code) if order.coupon_code else None}
     stmt = dialect.insert(session, ORDERS).values(external_id=order.external_id, source=source, **values)
     newer = ORDERS.c.reported_at.is_(None) | (ORDERS.c.reported_at < stmt.excluded.reported_at)
     stored = session.execute(
@@ -249,6 +253,8 @@ def record_order(session: Session, order: IncomingOrder, *, source: str, payload
     record_event(session, type=EventType.ORDER, occurred_at=order.ordered_at, source=source,
                  customer_id=customer_id, order_id=order_id, dedupe_key=f"order:{order.external_id}",
                  payload=payload, simulated=simulated)
+    # The code it carries: a redemption of that code's message (or, changed, no longer).
+    redemptions.record_for_orders(session.connection(), [order_id], now=reported_at or utcnow())
     return order_id, True
 
 
