@@ -1,0 +1,119 @@
+"""Builders for the offer tests: a template that shows the code, a rule with
+an offer, lapsed customers, and what the outbox and the database say.
+
+    settings = offer_shop(engine, db_url, tmp_path, customers=5, codes=3)
+    launch(settings, engine, [offer_rule()], now=NOW, simulated=True)
+    assert len(codes_by_message(engine)) == 3
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
+
+from factories import bulk_customers, loaded_rule
+from outreach.config import Settings
+from outreach.domain import MessageStatus
+from outreach.rules import LoadedRule
+from outreach.store import coupons
+from outreach.store.engine import transaction
+from outreach.store.models import Coupon, Message, Order
+from policy_factories import make_settings
+
+#: The moment offers are sent at (customers last ordered 40 days before).
+NOW = datetime(2026, 6, 1, 9, 0)
+#: What a code in a delivered message looks like (generated with the tests' prefix).
+CODE_IN_TEXT = re.compile(r"\bSP15-[2-9A-HJKMNP-TV-Z]{10}\b")
+
+
+def offer_templates(root: Path, name: str = "spring") -> Path:
+    """A templates folder whose template shows the code in the subject's
+    neighbour (the body text), in a link's query and in an SMS."""
+    folder = root / "templates" / name
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text("{{ customer.first_name }}, {{ offer.discount }} off, just for you")
+    (folder / "email.mjml").write_text(
+        "<mjml><mj-body><mj-section><mj-column>"
+        "<mj-text>Hello {{ customer.first_name }}, your code {{ offer.code }} takes {{ offer.discount }} off"
+        "{% if offer.expires %} until {{ offer.expires }}{% endif %}.</mj-text>"
+        '<mj-button href="https://shop.example/redeem?code={{ offer.code }}">Use it</mj-button>'
+        '<mj-text><a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>'
+        "</mj-column></mj-section></mj-body></mjml>")
+    (folder / "sms.txt").write_text("Jade Leaf: {{ offer.discount }} off with code {{ offer.code }}. Reply STOP to "
+                                    "opt out.")
+    return root / "templates"
+
+
+def offer_rule(*, pool: str = "spring15", holdout: int = 0, channels: str = "[email]", extra: str = "",
+               name: str = "spring") -> LoadedRule:
+    return loaded_rule(f"""
+name: {name}
+trigger: {{type: inactivity, days: 30}}
+template: spring
+topic: offers
+channels: {channels}
+holdout_percent: {holdout}
+offer: {{pool: {pool}, discount: 15%, valid_days: 14}}
+{extra}
+""", f"{name}.yaml")
+
+
+def lapsed(engine: Engine, count: int, *, prefix: str = "c") -> list[int]:
+    """``count`` customers with email consent whose only order was 40 days before NOW."""
+    with transaction(engine) as session:
+        ids = bulk_customers(session, count, prefix=prefix)
+        session.execute(insert(Order), [
+            {"external_id": f"{prefix}-old-{cid}", "customer_id": cid, "ordered_at": NOW - timedelta(days=40),
+             "amount": Decimal("50"), "currency": "CNY", "source": "import"} for cid in ids])
+    return ids
+
+
+def offer_shop(engine: Engine, db_url: str, tmp_path: Path, *, customers: int, codes: int,
+               **settings: Any) -> Settings:
+    """Embedded settings with the offer template, ``customers`` lapsed
+    customers and a pool ``spring15`` of ``codes`` codes."""
+    configured = make_settings(tmp_path, db_url, templates_dir=offer_templates(tmp_path), **settings)
+    lapsed(engine, customers)
+    generate_codes(engine, "spring15", codes)
+    return configured
+
+
+def generate_codes(engine: Engine, pool: str, count: int, **options: object) -> None:
+    with transaction(engine) as session:
+        coupons.generate(session, pool, count=count, now=NOW - timedelta(days=1), prefix="SP15-",
+                         **options)  # type: ignore[arg-type]
+
+
+def codes_by_message(engine: Engine) -> dict[int, str]:
+    """Message id → the code it was given."""
+    with Session(engine) as s:
+        rows = s.execute(select(Coupon.message_id, Coupon.code).where(Coupon.message_id.is_not(None)))
+        return {m: c for m, c in rows}
+
+
+def statuses(engine: Engine) -> dict[int, MessageStatus]:
+    with Session(engine) as s:
+        return {m: st for m, st in s.execute(select(Message.id, Message.status))}
+
+
+def delivered_emails(outbox: Path) -> dict[int, email.message.EmailMessage]:
+    """Message id → the email the file outbox holds for it."""
+    found = {}
+    for path in (outbox / "email").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        found[int(path.stem)] = message
+    return found  # type: ignore[return-value]
+
+
+def delivered_sms(outbox: Path) -> list[dict[str, object]]:
+    file = outbox / "sms.jsonl"
+    return [json.loads(line) for line in file.read_text().splitlines()] if file.exists() else []
