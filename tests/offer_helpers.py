@@ -54,7 +54,7 @@ def offer_templates(root: Path, name: str = "spring") -> Path:
 
 
 def offer_rule(*, pool: str = "spring15", holdout: int = 0, channels: str = "[email]", extra: str = "",
-               name: str = "spring") -> LoadedRule:
+               name: str = "spring", discount: str = "15%") -> LoadedRule:
     return loaded_rule(f"""
 name: {name}
 trigger: {{type: inactivity, days: 30}}
@@ -62,7 +62,7 @@ template: spring
 topic: offers
 channels: {channels}
 holdout_percent: {holdout}
-offer: {{pool: {pool}, discount: 15%, valid_days: 14}}
+offer: {{pool: {pool}, discount: {discount}, valid_days: 14}}
 {extra}
 """, f"{name}.yaml")
 

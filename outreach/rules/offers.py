@@ -39,6 +39,11 @@ def plain_number(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def money(value: Decimal) -> str:
+    """20 for 20.00, 19.90 for 19.9: whole amounts bare, others in cents."""
+    return plain_number(value) if value == value.to_integral_value() else f"{value:.2f}"
+
+
 def parse_discount(raw: object) -> tuple[Decimal | None, Decimal | None, str | None]:
     """(percent off, amount off, currency) of ``15%`` or ``20 CNY``; ValueError otherwise."""
     text = str(raw) if isinstance(raw, str | int | float | Decimal) and not isinstance(raw, bool) else ""
@@ -83,7 +88,7 @@ class Offer(Strict):
         if percent is not None:
             return f"{plain_number(percent)}%"
         assert amount is not None
-        return f"{plain_number(amount)} {currency}"
+        return f"{money(amount)} {currency}"
 
     @property
     def percent(self) -> Decimal | None:

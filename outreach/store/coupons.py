@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from outreach.domain import MessageStatus
 from outreach.rules.offers import Offer
 from outreach.store import dialect
-from outreach.store.models import Coupon, CouponPool, CouponRedemption, Message, Rule
+from outreach.store.models import Coupon, CouponPool, CouponRedemption, Message, Order, Rule
 
 #: Digits and capitals without those read as another: 0/O, 1/I/L, U/V.
 SAFE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -229,6 +229,47 @@ def codes_wanted(session: Session, pool: str) -> int:
     waiting = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.SENDING)
     return int(session.scalar(select(func.count()).select_from(Message).where(
         Message.rule_id.in_(rule_ids), Message.status.in_(waiting), ~exists().where(C.message_id == Message.id))) or 0)
+
+
+# ------------------------------------------------------------------ privacy
+#: What an erased customer's code becomes (with the code's row id: still unique).
+ERASED_CODE = "ERASED-"
+
+
+def customer_codes(session: Session, customer_id: int) -> list[dict[str, Any]]:
+    """The codes given to the customer's messages, with their redemptions
+    (another customer's order that used one is shown without its number or amounts)."""
+    found = []
+    for coupon, pool in session.execute(
+            select(Coupon, CouponPool.name).join(CouponPool, CouponPool.id == Coupon.pool_id)
+            .join(Message, Message.id == Coupon.message_id).where(Message.customer_id == customer_id)
+            .order_by(Coupon.given_at, Coupon.id)):
+        uses = []
+        for use, order_ext, owner in session.execute(
+                select(CouponRedemption, Order.external_id, Order.customer_id)
+                .join(Order, Order.id == CouponRedemption.order_id).where(CouponRedemption.coupon_id == coupon.id)
+                .order_by(CouponRedemption.ordered_at, CouponRedemption.order_id)):
+            own = owner == customer_id
+            uses.append({"order": order_ext if own else None, "ordered_at": use.ordered_at,
+                         "duplicate": use.duplicate, "amount": use.amount if own else None,
+                         "currency": use.currency if own else None, "discount": use.discount if own else None})
+        found.append({"code": coupon.code, "pool": pool, "message_id": coupon.message_id, "given_at": coupon.given_at,
+                      "expires_on": coupon.expires_on, "percent_off": coupon.percent_off,
+                      "amount_off": coupon.amount_off, "currency": coupon.currency, "redemptions": uses})
+    return found
+
+
+def erase_codes(session: Session, customer_id: int) -> int:
+    """The codes given to the customer's messages lose their text (the shop
+    can tell whose a code was), on the codes and on every order that carried
+    them (someone they passed it to included); the redemptions stay, for the
+    revenue figures. Returns how many."""
+    given = session.execute(select(Coupon.id, Coupon.code).join(Message, Message.id == Coupon.message_id)
+                            .where(Message.customer_id == customer_id)).all()
+    for coupon_id, code in given:
+        session.execute(update(Order).where(Order.coupon_code == code).values(coupon_code=f"{ERASED_CODE}{coupon_id}"))
+        session.execute(update(COUPONS).where(C.id == coupon_id).values(code=f"{ERASED_CODE}{coupon_id}"))
+    return len(given)
 
 
 def codes_of(session: Session, pool: str) -> list[tuple[str, date | None, bool]]:
