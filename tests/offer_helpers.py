@@ -12,6 +12,7 @@ import email
 import email.policy
 import json
 import re
+import shutil
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,25 +32,17 @@ from policy_factories import make_settings
 
 #: The moment offers are sent at (customers last ordered 40 days before).
 NOW = datetime(2026, 6, 1, 9, 0)
+#: The template of the offer tests: the code in the text, in a link, in an SMS.
+OFFER_TEMPLATES = Path(__file__).parent / "fixtures" / "offer_templates"
 #: What a code in a delivered message looks like (generated with the tests' prefix).
 CODE_IN_TEXT = re.compile(r"\bSP15-[2-9A-HJKMNP-TV-Z]{10}\b")
 
 
 def offer_templates(root: Path, name: str = "spring") -> Path:
-    """A templates folder whose template shows the code in the subject's
-    neighbour (the body text), in a link's query and in an SMS."""
-    folder = root / "templates" / name
-    folder.mkdir(parents=True)
-    (folder / "subject.txt").write_text("{{ customer.first_name }}, {{ offer.discount }} off, just for you")
-    (folder / "email.mjml").write_text(
-        "<mjml><mj-body><mj-section><mj-column>"
-        "<mj-text>Hello {{ customer.first_name }}, your code {{ offer.code }} takes {{ offer.discount }} off"
-        "{% if offer.expires %} until {{ offer.expires }}{% endif %}.</mj-text>"
-        '<mj-button href="https://shop.example/redeem?code={{ offer.code }}">Use it</mj-button>'
-        '<mj-text><a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>'
-        "</mj-column></mj-section></mj-body></mjml>")
-    (folder / "sms.txt").write_text("Jade Leaf: {{ offer.discount }} off with code {{ offer.code }}. Reply STOP to "
-                                    "opt out.")
+    """A templates folder (under ``root``) whose template ``name`` shows the
+    code in the email's text, in a link's query, and in an SMS
+    (``tests/fixtures/offer_templates/spring``)."""
+    shutil.copytree(OFFER_TEMPLATES / "spring", root / "templates" / name)
     return root / "templates"
 
 
