@@ -208,3 +208,31 @@ def test_a_code_is_never_given_after_its_last_day(engine: Engine, db_url: str, t
         given = s.execute(select(Coupon.expires_on).where(Coupon.message_id.is_not(None))).scalars().all()
         assert given == [(NOW + timedelta(days=3)).date()] * 2
         assert coupons.pool_counts(s, today=NOW.date())[0].expired == 2
+
+
+def test_preview_warns_of_a_short_pool_and_status_reports_what_it_left_unsent(
+    cli: Callable[..., subprocess.CompletedProcess[str]], engine: Engine, tmp_path: Path
+) -> None:
+    # Given three lapsed customers, an offer rule, and a pool of one code
+    offer_templates(tmp_path)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "spring.yaml").write_text(offer_rule().text)
+    lapsed(engine, 3)
+    generate_codes(engine, "spring15", 1)
+    at = f"{NOW:%Y-%m-%dT%H:%M:%S}Z"
+    # When the rule is previewed
+    preview = cli("rules", "preview", "rules/spring.yaml", "--now", at)
+    # Then it warns that two would not be sent, and shows the free codes
+    assert preview.returncode == 0, preview.stderr
+    assert ("warning: pool 'spring15' has 1 free code(s) for 3 message(s): 2 would not be sent (hint: outreach "
+            "coupons generate spring15 --count 2)") in " ".join(preview.stderr.split())
+    assert re.search(r"free codes in pool spring15\s*│\s*1\b", preview.stdout), preview.stdout
+    # When it is launched anyway
+    assert cli("campaign", "launch", "rules/spring.yaml", "--now", at).returncode == 0
+    # Then the status counts the two under "no code" (not among other failures), and says what to do
+    status = cli("campaign", "status", "spring")
+    assert re.search(r"spring\s*│\s*active(\s*│\s*\d+){4}\s*│\s*1\s*│\s*0\s*│\s*2\s*│", status.stdout), status.stdout
+    assert ("2 message(s) not sent: the offer's pool had no coupon code left (add codes with `outreach coupons "
+            "generate|import`, then `outreach campaign retry spring`)") in " ".join(status.stdout.split())
+    [row] = json.loads(cli("campaign", "status", "spring", "--format", "json").stdout)
+    assert (row["counts"]["sent"], row["counts"]["no code"]) == (1, 2)
