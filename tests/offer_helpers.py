@@ -47,7 +47,7 @@ def offer_templates(root: Path, name: str = "spring") -> Path:
 
 
 def offer_rule(*, pool: str = "spring15", holdout: int = 0, channels: str = "[email]", extra: str = "",
-               name: str = "spring", discount: str = "15%") -> LoadedRule:
+               name: str = "spring", discount: str = "15%", terms: str = "valid_days: 14") -> LoadedRule:
     return loaded_rule(f"""
 name: {name}
 trigger: {{type: inactivity, days: 30}}
@@ -55,7 +55,7 @@ template: spring
 topic: offers
 channels: {channels}
 holdout_percent: {holdout}
-offer: {{pool: {pool}, discount: {discount}, valid_days: 14}}
+offer: {{pool: {pool}, discount: {discount}, {terms}}}
 {extra}
 """, f"{name}.yaml")
 

@@ -229,3 +229,23 @@ def test_workers_giving_codes_from_one_pool_at_once_never_share_one(
     emails = delivered_emails(tmp_path / "outbox")
     assert {m: CODE_IN_TEXT.findall(e.get_body(("plain",)).get_content()) for m, e in emails.items()} == {
         m: [c] for m, c in given.items()}
+
+
+def test_after_the_offers_last_day_nothing_is_planned_and_nothing_waiting_is_sent(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    # Given an offer that ends on June 2nd, planned on June 1st for two customers
+    settings = offer_shop(engine, db_url, tmp_path, customers=2, codes=5)
+    rule = offer_rule(terms="valid_days: 14, expires: 2026-06-02")
+    _, queued = plan_rule(engine, rule, now=NOW)
+    assert len(queued) == 2
+    # When the worker only gets to them on June 3rd
+    Sender(settings, engine, worker_id="w1").deliver([m for m, _ in queued], as_of=NOW + timedelta(days=2))
+    # Then they are not sent, the reason says why, and no code was used
+    with Session(engine) as s:
+        assert set(s.execute(select(Message.status, Message.last_error)).all()) == {
+            (MessageStatus.FAILED, "offer ended on 2026-06-02: not sent")}
+    assert codes_by_message(engine) == {}
+    # And a launch after that day plans nothing, and says so
+    [late] = launch(settings, engine, [rule], now=NOW + timedelta(days=2), simulated=True)
+    assert (late.run_id, late.planned, late.note) == (None, 0, "the offer ended on 2026-06-02: nothing planned")
