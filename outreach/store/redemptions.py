@@ -82,8 +82,12 @@ def record_for_orders(conn: Connection, order_ids: Sequence[int], *, now: dateti
     if not order_ids:
         return
     mine = dialect.among(conn, ORD.id, order_ids)
-    codes = select(ORD.coupon_code).where(mine, ORD.coupon_code.is_not(None))
-    before = select(R.coupon_id).where(dialect.among(conn, R.order_id, order_ids))
+    codes = sorted(set(conn.execute(select(ORD.coupon_code).where(mine, ORD.coupon_code.is_not(None))).scalars()))
+    before = sorted(set(conn.execute(select(R.coupon_id).where(dialect.among(conn, R.order_id, order_ids)))
+                        .scalars()))
+    if not codes and not before:
+        return  # no code, now or before: most orders
+    # Each look-up by its own index (an OR of two subqueries read every coupon).
     concerned = select(C.id).where(or_(C.code.in_(codes), C.id.in_(before))).order_by(C.id)
     if dialect.is_postgresql(conn):
         # Orders redeeming the same code one at a time: each sees the other's row
