@@ -249,3 +249,19 @@ def test_after_the_offers_last_day_nothing_is_planned_and_nothing_waiting_is_sen
     # And a launch after that day plans nothing, and says so
     [late] = launch(settings, engine, [rule], now=NOW + timedelta(days=2), simulated=True)
     assert (late.run_id, late.planned, late.note) == (None, 0, "the offer ended on 2026-06-02: nothing planned")
+
+
+def test_rules_sharing_a_pool_each_promise_their_own_days(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    # Given two rules with the same discount from one pool, one promising 14 days and one 3
+    settings = offer_shop(engine, db_url, tmp_path, customers=6, codes=10)
+    long = offer_rule(name="long", extra="segment: {field: external_id, lt: c000003}")
+    short = offer_rule(name="short", terms="valid_days: 3", extra="segment: {field: external_id, gte: c000003}")
+    # When both are sent at once
+    launch(settings, engine, [long, short], now=NOW, simulated=True)
+    # Then six different codes went out, each good for what its rule promised
+    with Session(engine) as s:
+        given = s.execute(select(Rule.name, Coupon.code, Coupon.expires_on)
+                          .join(Message, Message.id == Coupon.message_id).join(Rule, Rule.id == Message.rule_id)).all()
+    assert len({code for _, code, _ in given}) == 6
+    assert sorted((rule, last) for rule, _, last in given) == [
+        ("long", (NOW + timedelta(days=14)).date())] * 3 + [("short", (NOW + timedelta(days=3)).date())] * 3

@@ -122,11 +122,11 @@ def give(conn: Connection, wanted: Sequence[tuple[int, Offer]], *, now: datetime
     for name, group in sorted(by_pool.items()):
         if name not in pools:
             continue
-        terms: dict[tuple[str, date | None], list[int]] = {}
+        # Rules sharing a pool may promise other days: one statement per (discount, last day).
+        terms: dict[tuple[str, date | None], tuple[Offer, list[int]]] = {}
         for message_id, offer in group:
-            terms.setdefault((offer.discount, offer.expires_on(now)), []).append(message_id)
-        for (_, last_day), ids in terms.items():
-            offer = next(o for m, o in group if m == ids[0])
+            terms.setdefault((offer.discount, offer.expires_on(now)), (offer, []))[1].append(message_id)
+        for (_, last_day), (offer, ids) in terms.items():
             new += _give(conn, pools[name], ids, offer, last_day=last_day, now=now)
     return held(conn, [m for m, _ in wanted]), new
 
