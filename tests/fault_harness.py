@@ -243,11 +243,11 @@ def populate(engine: Engine, count: int) -> list[int]:
 
 
 @contextmanager
-def installation(folder: Path, engine: Engine, db_url: str, *, broker_url: str, relay: Relay,
+def installation(folder: Path, engine: Engine, db_url: str, *, broker_url: str, relay: Relay, rule: str = RULE,
                  **settings: str) -> Iterator[Installation]:
-    """A project folder with the fault rule, sending through ``relay``."""
+    """A project folder with the fault rule (or ``rule``, named RULE_NAME too), sending through ``relay``."""
     (folder / "rules").mkdir()
-    (folder / "rules" / f"{RULE_NAME}.yaml").write_text(RULE)
+    (folder / "rules" / f"{RULE_NAME}.yaml").write_text(rule)
     env = {key: value for key, value in os.environ.items() if not key.startswith("OUTREACH_")}
     env.update({
         "OUTREACH_DATABASE_URL": db_url,

@@ -122,3 +122,32 @@ def test_the_groups_and_variants_migration_downgrades_and_upgrades_again(engine:
     assert "variant_decisions" in inspect(engine).get_table_names()
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_the_offers_migration_downgrades_and_upgrades_again_keeping_the_orders(engine: Engine) -> None:
+    """0017 (coupon pools, codes, redemptions, orders.discount) comes off and
+    back on both databases; the orders stay, and the schema is the models'."""
+    from datetime import datetime
+
+    from alembic import command
+    from sqlalchemy import func, select
+
+    from factories import add_customer, add_order
+    from outreach.store.engine import alembic_config, migrate, transaction
+    from outreach.store.models import Order
+
+    with transaction(engine) as s:
+        add_order(s, add_customer(s, "ada"), datetime(2026, 6, 1), 120)
+    tables = {"coupon_pools", "coupons", "coupon_redemptions"}
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0016")
+    assert not tables & set(inspect(engine).get_table_names())
+    assert "discount" not in {c["name"] for c in inspect(engine).get_columns("orders")}
+    migrate(engine)
+    assert tables <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(select(func.count(), func.sum(Order.amount))).one() == (1, 120)
+        assert conn.scalar(select(Order.discount)) is None

@@ -153,3 +153,42 @@ def test_an_html_body_in_pieces_is_encoded_as_the_whole_would_read(pieces: list[
     assert (encoding, decoded) == body(whole.data)[:2]
     if encoding == "quoted-printable":  # RFC 2045: 76 characters a line, soft breaks included
         assert all(len(line) <= 76 for line in raw.splitlines())
+
+
+OFFERED = renderer(REPO / "tests" / "fixtures" / "offer_templates")
+OFFERED_COMPILED = renderer(REPO / "tests" / "fixtures" / "offer_templates", plan_bodies=False)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(code=st.from_regex(r"[A-Z0-9][A-Z0-9_.-]{2,63}", fullmatch=True), name=NAMES,
+       discount=st.sampled_from(["15%", "12.5%", "20 CNY", "19.90 USD"]),
+       expires=st.none() | st.dates(date(2026, 1, 1), date(2030, 12, 31)), message_id=st.integers(1, 10**12))
+def test_a_planned_body_with_a_coupon_code_in_its_text_and_link_is_the_body_compiled_for_it(
+    code: str, name: str, discount: str, expires: date | None, message_id: int
+) -> None:
+    offer = {"code": code, "discount": discount, "expires": expires}
+    planned, compiled = (offered(r, person(name), message_id, offer) for r in (OFFERED, OFFERED_COMPILED))
+    assert planned.html == compiled.html and planned.text == compiled.text and planned.subject == compiled.subject
+    assert planned.html is not None and f"your code {code} takes" in planned.html
+    if planned.html_parts is not None:
+        assert "".join(text for text, _ in planned.html_parts) == planned.html
+
+
+def offered(r: Renderer, customer: Person, message_id: int, offer: dict[str, Any]) -> Rendered:
+    return r.render(template="spring", channel=Channel.EMAIL, customer=customer, message_id=message_id,
+                    rule={"name": "spring", "description": ""}, offer=offer)
+
+
+def test_after_the_first_message_codes_fill_the_plan_in_text_and_in_the_tracked_link() -> None:
+    import re
+
+    from outreach.sending import tokens
+
+    r = renderer(REPO / "tests" / "fixtures" / "offer_templates")
+    codes = ["SP15-7KQ4M9XT2C", "SP15-HHHHHHHHHH", "SHOP.CODE_9-X"]
+    out = [offered(r, person("Ada"), n, {"code": c, "discount": "15%", "expires": None}) for n, c in enumerate(codes)]
+    assert out[0].html_parts is None and out[1].html_parts is not None and out[2].html_parts is not None
+    for n, (code, rendered) in enumerate(zip(codes, out, strict=True)):
+        assert rendered.html is not None and f"your code {code} takes 15% off." in rendered.html
+        links = {tokens.read_click_token(r.settings, t) for t in re.findall(r"/c/([A-Za-z0-9_.=-]+)", rendered.html)}
+        assert (n, f"https://shop.example/redeem?code={code}") in links

@@ -8,6 +8,7 @@
     services.py   worker, serve
     report.py     report
     customers.py  customers export | erase (the rights of access and erasure)
+    coupons.py    coupons generate | import | list | export (pools of personal codes)
 
 Every command prints ``--help`` with an example. Every error reaches the
 user as one located line with a hint, and the exit code says what kind it
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from outreach.cli import campaigns, customers, data, project, report, rules, services
+from outreach.cli import campaigns, coupons, customers, data, project, report, rules, services
 from outreach.logs import FORMATS, LEVELS
 
 
@@ -51,6 +52,6 @@ def main(ctx: click.Context, database_url: str | None, broker_url: str | None, l
     }
 
 
-for _module in (project, data, rules, campaigns, services, report, customers):
+for _module in (project, data, rules, campaigns, services, report, customers, coupons):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -26,7 +26,8 @@ from outreach.store import campaigns, holdout
 from outreach.store.engine import transaction
 
 #: Columns of the status table, in the order a message moves.
-COLUMNS = ("deferred", "queued", "sending", "retrying", "sent", "failed", "skipped", "cancelled", "held_out")
+COLUMNS = ("deferred", "queued", "sending", "retrying", "sent", "failed", "no code", "skipped", "cancelled",
+           "held_out")
 #: Seconds between refreshes of ``status --watch``.
 WATCH_S = 2.0
 
@@ -63,6 +64,9 @@ def _notes(rows: list[campaigns.Status]) -> list[str]:
     notes += [f"{escape(r.rule)}: its control group is drawn with the legacy scheme (it overlaps other rules' "
               f"groups); move it between experiments with `outreach campaign regroup {escape(r.rule)}`"
               for r in rows if r.assignment == holdout.LEGACY]
+    notes += [f"[yellow]{escape(r.rule)}[/]: {r.counts['no code']:,} message(s) not sent: the offer's pool had no "
+              f"coupon code left (add codes with `outreach coupons generate|import`, then `outreach campaign retry "
+              f"{escape(r.rule)}`)" for r in rows if r.counts.get("no code")]
     return notes
 
 
@@ -94,7 +98,8 @@ def _ab_note(rule: str, test: dict[str, Any]) -> str:
 @friendly
 def status(ctx: click.Context, rule: str | None, watch: bool, fmt: str) -> None:
     """Where each campaign's messages are: deferred by quiet hours, queued,
-    being sent, waiting to retry, sent, failed, skipped, cancelled, held out;
+    being sent, waiting to retry, sent, failed, not sent for want of a coupon
+    code (no code), skipped, cancelled, held out;
     the rate of the last minute and when the queue will be through.
 
     \b

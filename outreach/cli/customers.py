@@ -81,7 +81,8 @@ def export(ctx: click.Context, external_id: str, output: Path | None, now: str |
 def erase(ctx: click.Context, external_id: str, dry_run: bool, yes: bool, now: str | None, fmt: str) -> None:
     """Erase customer ID's personal data in one transaction: profile, tags,
     addresses of messages, response payloads, event properties,
-    memberships. Kept, anonymized: orders (revenue), the consent ledger
+    memberships, the text of their coupon codes. Kept, anonymized: orders
+    and coupon redemptions (revenue), the consent ledger
     (evidence scrubbed) and the opt-out — each address as a hash, so an
     import that brings it back is suppressed. An audit line records what
     was erased and when (no personal data).
@@ -123,6 +124,7 @@ def _show(external_id: str, report: Any, fmt: str) -> None:
                        ("memberships_removed", "memberships"),
                        ("preferences_removed", "preferences: topics off, breaks, opt-in requests"),
                        ("preference_records_scrubbed", "preference evidence scrubbed"),
+                       ("coupon_codes_erased", "coupon codes given to them (redemptions kept)"),
                        ("consent_records_scrubbed", "consent evidence scrubbed"),
                        ("consents_revoked", "consents revoked"),
                        ("suppressions_replaced", "suppressions replaced by hashes"),

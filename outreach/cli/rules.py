@@ -45,7 +45,7 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
     """(rules checked, errors, warnings) of the rules under ``path``."""
     from outreach.planning.warnings import data_warnings
     from outreach.rules import load_rules
-    from outreach.rules.checks import static_warnings, template_references, unknown_segments
+    from outreach.rules.checks import pool_conflicts, static_warnings, template_references, unknown_segments
     from outreach.sending.render import Renderer
     from outreach.sending.template_checks import check_template
 
@@ -58,9 +58,10 @@ def _problems(path: Path, settings: Any, *, no_db: bool, now: str | None) -> tup
         event = getattr(trigger, "name", None) if getattr(trigger, "type", None) == "event" else None
         for template, field, line in template_references(rule):  # the rule's, and each A/B variant's
             found += [p for p in check_template(renderer, template, rule.spec.channels, rule_file=str(rule.path),
-                                                rule_name=rule.spec.name, event=event, field=field, line=line)
+                                                rule_name=rule.spec.name, event=event, field=field, line=line,
+                                                offer=rule.spec.offer)
                       if p not in found]  # rules sharing a template: its problems once
-    errors = [p for p in found if p.severity == "error"]
+    errors = [p for p in found if p.severity == "error"] + pool_conflicts(loaded)
     errors += [p for rule in loaded for p in unknown_segments(rule, ruleset)]
     warnings = [p for p in found if p.severity != "error"] + static_warnings(loaded, ruleset)
     if not no_db and not errors:
@@ -130,8 +131,14 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None, fmt: str
     result = preview(open_engine(settings), load_rule(rule_file), now=now_option(now)[0],
                      ruleset=ruleset_for(rule_file))
     if fmt == "json":
-        emit_json({**vars(result), "would_send": result.would_send})
+        emit_json({**vars(result), "would_send": result.would_send, "codes_short": result.codes_short})
         return
+    if result.codes_short:
+        err_console.print(
+            f"[bold yellow]warning[/]: pool '{result.offer_pool}' has {result.free_codes} free code(s) for "
+            f"{result.would_send + result.waiting_for_codes} message(s): {result.codes_short} would not be sent "
+            f"(hint: outreach coupons generate {result.offer_pool} --count {result.codes_short})",
+            highlight=False, soft_wrap=True, markup=True)
     table = Table(title=f"Preview of {result.rule} (nothing was changed)", show_header=False)
     rows = [("matched trigger and segment", result.matched),
             *[(f"would receive on {ch}", n) for ch, n in sorted(result.by_channel.items())],
@@ -143,6 +150,8 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None, fmt: str
             ("in cooldown", result.cooldown),
             ("over the frequency cap", result.capped),
             ("already planned for this occurrence", result.already_planned)]
+    if result.offer_pool is not None:
+        rows.append((f"free codes in pool {result.offer_pool}", result.free_codes))
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)

@@ -3,8 +3,11 @@
 ``customer_id`` is the customer's *external* id. ``items`` lists the lines as
 ``sku|category|quantity|amount`` separated by ``;`` (everything after the SKU
 optional), e.g. ``TEA-001|tea|2|59.00;CUP-01|teaware``. Columns the file does
-not have (``currency``, ``coupon_code``, ``items``) are left as they are on
-update. ``source`` is ``import`` for orders this creates and kept otherwise.
+not have (``currency``, ``coupon_code``, ``discount``, ``items``) are left as
+they are on update. ``source`` is ``import`` for orders this creates and kept
+otherwise. A coupon code is stored in capitals (shops compare codes without
+regard to case); ``discount`` is what the order says the code took off. Every
+order written has its coupon redemption made again (``store.redemptions``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from outreach.importing.values import (
     parse_instant,
     parse_quantity,
 )
+from outreach.store import redemptions
+from outreach.store.coupons import normalize_code
 from outreach.store.models import Order, OrderItem
 
 DEFAULT_CURRENCY = "CNY"
@@ -45,7 +50,7 @@ ITEMS_HINT = "write items like TEA-001|tea|2|59.00;CUP-01|teaware (sku|category|
 EXTERNAL_ID_MAX, CODE_MAX = 128, 64
 #: File columns -> the order columns they set on update (always: customer,
 #: time and amount, which every file has).
-UPDATES = {"currency": "currency", "coupon_code": "coupon_code"}
+UPDATES = {"currency": "currency", "coupon_code": "coupon_code", "discount": "discount"}
 
 
 @dataclass
@@ -65,6 +70,7 @@ class OrderRecord:
     currency: str
     coupon_code: str | None
     items: list[Item]
+    discount: Decimal | None = None
 
 
 def parse_items(raw: str) -> list[Item]:
@@ -93,7 +99,7 @@ def parse_items(raw: str) -> list[Item]:
 
 class Orders(Kind[OrderRecord]):
     name = "orders"
-    columns = ("external_id", "customer_id", "ordered_at", "amount", "currency", "coupon_code", "items")
+    columns = ("external_id", "customer_id", "ordered_at", "amount", "currency", "coupon_code", "items", "discount")
     required_columns = ("external_id", "customer_id", "ordered_at", "amount")
 
     def parse(self, cells: Cells) -> OrderRecord | None:
@@ -107,11 +113,12 @@ class Orders(Kind[OrderRecord]):
         ordered_at = cells.required("ordered_at", parse_instant, hint="write when the order was placed")
         amount = cells.required("amount", parse_amount, hint="write the order total, e.g. 128.00")
         currency = cells.get("currency", parse_currency, DEFAULT_CURRENCY)
-        coupon = cells.get("coupon_code", lambda s: check_length(s, CODE_MAX), None)
+        coupon = cells.get("coupon_code", lambda s: normalize_code(check_length(s, CODE_MAX)), None)
         items: list[Item] = cells.get("items", parse_items, [])
+        discount = cells.get("discount", parse_amount, None)
         if cells.problems or external_id is None or customer is None or ordered_at is None or amount is None:
             return None
-        return OrderRecord(external_id, CustomerRef(customer), ordered_at, amount, currency, coupon, items)
+        return OrderRecord(external_id, CustomerRef(customer), ordered_at, amount, currency, coupon, items, discount)
 
     def resolve(self, conn: Connection, batch: list[Parsed[OrderRecord]]) -> list[Rejected]:
         return resolve_customers(conn, batch, file=self.file)
@@ -136,6 +143,7 @@ class Orders(Kind[OrderRecord]):
             ]
             if items:
                 conn.execute(insert(OrderItem), items)
+        redemptions.record_for_orders(conn, list(ids.values()), now=self.now)
         inserted = len(rows) - len(existing)
         return Written(inserted=inserted, updated=len(batch) - inserted)
 
@@ -148,5 +156,6 @@ class Orders(Kind[OrderRecord]):
             "amount": record.amount,
             "currency": record.currency,
             "coupon_code": record.coupon_code,
+            "discount": record.discount,
             "source": ORDER_SOURCE,
         }

@@ -22,7 +22,7 @@ holds is described in ``outreach/importing/<kind>.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -95,6 +95,25 @@ def import_csv(
     ``<kind>.rejects.csv`` in the working folder."""
     if kind not in KINDS:
         raise RegistryError(f"unknown import kind '{kind}'; use one of {', '.join(KINDS)}")
+    return import_rows(engine, KINDS[kind], kind, path, stream=stream, skip_invalid=skip_invalid,
+                       reject_path=reject_path, now=now, progress=progress, batch_size=batch_size)
+
+
+def import_rows(
+    engine: Engine,
+    make: Callable[..., Kind[Any]],
+    kind: str,
+    path: Path,
+    *,
+    stream: IO[bytes] | None = None,
+    skip_invalid: bool = False,
+    reject_path: Path | None = None,
+    now: datetime,
+    progress: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportResult:
+    """What :func:`import_csv` does, for the rows of a ``kind`` its importer
+    (``make(header=, file=, now=)``) checks and writes (coupons, with a pool)."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
     path = Path(path)
@@ -110,7 +129,7 @@ def import_csv(
                      hint="name another file with --rejects")]
         )
     with CsvSource(path=path, stream=stream) as source:
-        importer = KINDS[kind](header=source.header, file=source.file, now=to_naive_utc(now))
+        importer = make(header=source.header, file=source.file, now=to_naive_utc(now))
         check_header(importer, source.header, file=source.file)
         rejects = RejectWriter(path=rejects_to, header=source.header) if rejects_to else None
         try:

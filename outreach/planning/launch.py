@@ -72,6 +72,9 @@ def plan_rule(
             note = "disabled (enabled: false): nothing planned" if not spec.enabled else (
                 f"paused: nothing planned ({rule.pause_reason or 'outreach campaign resume to go on'})")
             return LaunchResult(spec.name, None, 0, 0, 0, note), []
+        if spec.offer is not None and spec.offer.ended(now):
+            ended = f"the offer ended on {spec.offer.expires}: nothing planned"
+            return LaunchResult(spec.name, None, 0, 0, 0, ended), []
         if not prepared:
             prepare(session, [spec], now=now, ruleset=ruleset)
         run = outbox.start_run(session, rule, as_of=now, started_at=utcnow())

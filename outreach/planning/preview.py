@@ -3,6 +3,8 @@ channel, and who would not and why — changing nothing.
 
 It runs the same SQL as planning (``eligibility.eligible_select``) inside a
 transaction that is rolled back, so what it says is what ``run`` would do.
+For a rule with an offer it also counts the pool's free codes against the
+messages that would want one (these and those already waiting).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
 from outreach.rules.spec import RuleSpec
-from outreach.store import dialect, eligibility, holdout, variants
+from outreach.store import coupons, dialect, eligibility, holdout, variants
 from outreach.store.models import Customer, Message, Rule
 
 #: Recipients shown by ``rules preview``.
@@ -43,10 +45,22 @@ class Preview:
     #: How the control group and variants are drawn (``store.holdout``): ``sha256`` or ``legacy``.
     assignment: str = holdout.HASHED
     sample: list[dict[str, Any]] = field(default_factory=list)
+    #: A rule with an offer: its pool, the codes it can still give, and the
+    #: messages of its rules already waiting to be sent without one.
+    offer_pool: str | None = None
+    free_codes: int = 0
+    waiting_for_codes: int = 0
 
     @property
     def would_send(self) -> int:
         return sum(self.by_channel.values())
+
+    @property
+    def codes_short(self) -> int:
+        """Messages that would not be sent for want of a code (0: the pool has enough)."""
+        if self.offer_pool is None:
+            return 0
+        return max(0, self.would_send + self.waiting_for_codes - self.free_codes)
 
 
 def rule_id_of(session: Session, name: str) -> int | None:
@@ -131,6 +145,10 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
             ).all():
                 result.sample.append({"customer": ext, "name": name, "channel": channel,
                                       "address": address, "not_before": not_before})
+            if spec.offer is not None:
+                result.offer_pool = spec.offer.pool
+                result.free_codes = coupons.free_codes(session, spec.offer.pool, today=now.date())
+                result.waiting_for_codes = coupons.codes_wanted(session, spec.offer.pool)
             session.rollback()
     return result
 

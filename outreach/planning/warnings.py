@@ -1,5 +1,6 @@
 """Checks of rules against today's data, for ``rules validate``: a segment
-that matches none of the customers is almost always a typo in a value."""
+that matches none of the customers is almost always a typo in a value; an
+offer whose pool has no code left, or whose last day is over, sends nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from outreach.errors import Problem, RuleError
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import line_of
+from outreach.store import coupons
 from outreach.store.models import Customer
 from outreach.store.segments import compile_condition
 
@@ -39,5 +41,26 @@ def data_warnings(rules: list[LoadedRule], ruleset: RuleSet, *, engine: Engine, 
                         file=str(loaded.path), line=line_of(loaded, "segment:"), severity="warning",
                         hint="check the values against your data with `outreach rules preview`",
                     ))
+        warnings += offer_warnings(session, rules, now=now)
         session.rollback()
+    return warnings
+
+
+def offer_warnings(session: Session, rules: list[LoadedRule], *, now: datetime) -> list[Problem]:
+    """Offers that cannot send today: their last day is over, or their pool has no free code."""
+    warnings: list[Problem] = []
+    for loaded in rules:
+        offer = loaded.spec.offer
+        if offer is None:
+            continue
+        file, line = str(loaded.path), line_of(loaded, "offer:")
+        if offer.ended(now):
+            warnings.append(Problem(f"the offer ended on {offer.expires}: nothing will be planned", file=file,
+                                    line=line, severity="warning",
+                                    hint="move 'expires:' to a later day, or disable the rule"))
+        elif not coupons.free_codes(session, offer.pool, today=now.date()):
+            warnings.append(Problem(
+                f"pool '{offer.pool}' has no free coupon code: no message of this rule can be sent", file=file,
+                line=line, severity="warning", hint=f"outreach coupons generate {offer.pool} --count N, or "
+                f"outreach coupons import {offer.pool} FILE.csv"))
     return warnings

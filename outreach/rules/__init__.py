@@ -4,6 +4,7 @@
     conditions.py  segment conditions (field, tag, orders, bought, stats, segment, all/any/not)
     triggers.py    trigger types (inactivity, upsell, birthday, anniversary, event, lifecycle, segment_entry)
     policy.py      rules/policy.yaml: frequency cap, send windows, lifecycle thresholds
+    offers.py      a personal coupon code per message (offer: pool, discount, validity)
     spec.py        one rule file (RuleSpec) and rules/segments.yaml (SegmentsFile)
     ruleset.py     what applies across the rules of a folder (policy + named segments)
     loader.py      reading rule files: YAML with positions → models, every problem located

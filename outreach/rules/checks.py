@@ -67,6 +67,26 @@ def require_known_segments(rules: list[LoadedRule], ruleset: RuleSet) -> None:
         raise RuleError(problems)
 
 
+def pool_conflicts(rules: list[LoadedRule]) -> list[Problem]:
+    """Rules that share a pool of coupon codes must give the same discount:
+    the shop's codes each carry one."""
+    first: dict[str, LoadedRule] = {}
+    problems: list[Problem] = []
+    for loaded in rules:
+        offer = loaded.spec.offer
+        if offer is None:
+            continue
+        seen = first.setdefault(offer.pool, loaded)
+        other = seen.spec.offer
+        if other is not None and other.discount != offer.discount:
+            problems.append(Problem(
+                f"pool '{offer.pool}' gives {other.discount} in {seen.path}, but {offer.discount} here",
+                file=str(loaded.path), line=line_of(loaded, "discount"),
+                hint="a pool's codes carry one discount: state the same one, or give this rule a pool of its own",
+            ))
+    return problems
+
+
 def static_warnings(rules: list[LoadedRule], ruleset: RuleSet) -> list[Problem]:
     """Suspicious rules that need no data to spot: a cooldown shorter than
     the frequency-cap window (the cap, not the cooldown, will decide); a

@@ -25,6 +25,7 @@ from outreach.rules.conditions import (
     WindowedProducts,
     condition_kind,
 )
+from outreach.rules.offers import Offer
 from outreach.rules.policy import FrequencyCap, LifecyclePolicy, SendWindow
 from outreach.rules.spec import ChannelCosts, RuleSpec
 from outreach.rules.triggers import TRIGGER_MODELS, TRIGGER_TYPES, UpsellProducts
@@ -66,6 +67,8 @@ def _model_at(path: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
             model = AutoWinner
         elif isinstance(key, int) and path[:1] == ("variants",) and index == 1:
             model = Variant
+        elif key == "offer" and index == 0:
+            model = Offer
         elif (isinstance(value, dict) and key in ("segment", "not", "enters")) or isinstance(key, int) or (
             index == 1 and path[0] == "segments"
         ):

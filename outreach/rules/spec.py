@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from outreach.domain import Channel, Topic
 from outreach.rules.conditions import Condition
 from outreach.rules.model import Strict
+from outreach.rules.offers import Offer
 from outreach.rules.policy import SendWindow
 from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
 from outreach.rules.variants import AutoWinner, Variant, check_variants
@@ -66,6 +67,10 @@ class RuleSpec(Strict):
     variants: list[Variant] | None = None
     #: End the A/B test after a fixed sample per variant and send the rest the winner.
     winner: AutoWinner | None = None
+
+    #: A personal coupon code in every message, from a pool (``{{ offer.code }}``);
+    #: an order that redeems it is attributed to the message exactly.
+    offer: Offer | None = None
 
     def template_for(self, variant: str | None) -> str:
         """The template a message of ``variant`` (None: no variant) renders."""

@@ -35,6 +35,7 @@ from outreach.domain import Channel, MessageStatus
 from outreach.errors import ChannelError, PermanentChannelError, ProviderUnavailable, TemplateError
 from outreach.rules.spec import RuleSpec
 from outreach.sending.limits import limiter_for
+from outreach.sending.offers import give_codes
 from outreach.sending.render import Rendered, renderer_for
 from outreach.sending.retry import RetryPolicy
 from outreach.store import campaigns, claims, permission
@@ -94,6 +95,8 @@ class _Chunk:
     unavailable: dict[Channel, ChannelError] = field(default_factory=dict)  # providers down: the rest waits
     done: set[int] = field(default_factory=set)  # messages with an outcome
     paused: set[int] = field(default_factory=set)  # rules that paused themselves meanwhile
+    offers: dict[int, dict[str, Any]] = field(default_factory=dict)  # each offer message's code (``offer``)
+    no_offer: dict[int, str] = field(default_factory=dict)  # offer messages that cannot go: why
 
     def __len__(self) -> int:
         return len(self.sent) + len(self.ended) + len(self.retry)
@@ -142,6 +145,8 @@ class Sender:
             rows = claims.load_claimed(conn, held)
             if rows:
                 self._load_rules(conn, {r.rule_id for r in rows})
+                chunk.offers, chunk.no_offer = give_codes(conn, rows, {i: r.spec for i, r in self._rules.items()},
+                                                          now=as_of or self.clock())
         if not held:
             return chunk.tally
         chunk.tally.claimed = len(held)
@@ -189,11 +194,14 @@ class Sender:
             chunk.ended.append(claims.Ended(id=row.id, status=MessageStatus.SKIPPED, error=refusal))
             log.info("message skipped", reason=refusal, **self._about(row))
             return None
+        if row.id in chunk.no_offer:
+            self._fail(row, chunk.no_offer[row.id], chunk)
+            return None
         if row.channel in chunk.unavailable:
             self._retry(row, chunk.unavailable[row.channel], chunk)
             return None
         try:
-            return self._render(row, rule)
+            return self._render(row, rule, chunk.offers.get(row.id))
         except TemplateError as exc:
             self._fail(row, str(exc), chunk)
             return None
@@ -328,11 +336,12 @@ class Sender:
         ):
             self._rules[rule_id] = _Rule(checksum, name, RuleSpec.model_validate(definition))
 
-    def _render(self, row: claims.Claimed, rule: _Rule) -> Rendered:
+    def _render(self, row: claims.Claimed, rule: _Rule, offer: dict[str, Any] | None) -> Rendered:
         assert row.customer is not None
         return self.renderer.render(
-            template=rule.spec.template_for(row.variant), channel=row.channel, customer=row.customer, message_id=row.id,
-            rule={"name": rule.spec.name, "description": rule.spec.description}, event=row.event,
+            template=rule.spec.template_for(row.variant), channel=row.channel, customer=row.customer,
+            message_id=row.id, rule={"name": rule.spec.name, "description": rule.spec.description}, event=row.event,
+            offer=offer,
         )
 
     def _timer(self, channel: Channel) -> Any:

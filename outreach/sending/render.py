@@ -14,7 +14,9 @@ description), ``message`` (id), ``unsubscribe_url``, ``preferences_url`` (the
 customer's preference page: channels, topics, a break); for a rule triggered by
 a custom event, ``event`` (name, occurred_at, properties — what the events
 API or events.csv sent, e.g. ``event.properties.cart_url``); ``survey_url(score)``
-(an answer link of a survey rule's message). An unknown
+(an answer link of a survey rule's message); for a rule with an ``offer:``,
+``offer`` (code, discount, percent, amount, currency, expires, pool: the
+message's own coupon code and its terms). An unknown
 variable is an error (StrictUndefined), never an empty string in a
 customer's inbox.
 """
@@ -256,6 +258,7 @@ class Renderer:
         message_id: int,
         rule: dict[str, Any],
         event: dict[str, Any] | None = None,
+        offer: dict[str, Any] | None = None,
     ) -> Rendered:
         unsubscribe = tokens.unsubscribe_url(self.settings, message_id)
         preferences = tokens.preferences_url(self.settings, message_id)
@@ -270,6 +273,8 @@ class Renderer:
         }
         if event is not None:  # only an event rule's message has one: elsewhere `event` is undefined
             context["event"] = event
+        if offer is not None:  # only an offer rule's message has a code: elsewhere `offer` is undefined
+            context["offer"] = offer
         locale = customer.locale
         if channel is Channel.SMS:
             body = self._render(self._pick(template, "sms", "txt", locale), context).strip()

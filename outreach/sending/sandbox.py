@@ -34,7 +34,7 @@ MAX_DIGITS = 10_000
 BOUNDS_HINT = (f"templates run in a sandbox: no Python internals, at most {MAX_OUTPUT:,} characters "
                f"of output, {MAX_LOOP_STEPS:,} loop steps and numbers of {MAX_DIGITS:,} digits")
 VARIABLES_HINT = ("variables available: customer.*, rule.*, message.id, unsubscribe_url, preferences_url "
-                  "(and event.* in a rule triggered by an event)")
+                  "(and event.* in a rule triggered by an event, offer.* in a rule with an offer)")
 
 _budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("outreach_loop_budget", default=None)
 

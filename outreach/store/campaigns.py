@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from outreach.domain import MessageStatus
 from outreach.errors import InputError
 from outreach.store import variants
+from outreach.store.coupons import NO_CODE
 from outreach.store.models import Message, Rule
 
 #: The reason cancelled messages carry (``skipped`` with this prefix).
@@ -127,7 +128,8 @@ class Status:
 def status(session: Session, *, now: datetime, rule: str | None = None) -> list[Status]:
     """Every rule's (or one rule's) messages by status; "deferred" and
     "retrying" split ``planned`` (waiting for a send window, waiting after a
-    transient failure); "cancelled" splits ``skipped``. ``now`` is the wall clock."""
+    transient failure); "cancelled" splits ``skipped``, "no code" (an offer's
+    pool ran dry) splits ``failed``. ``now`` is the wall clock."""
     rules = session.scalars(select(Rule).order_by(Rule.name) if rule is None
                             else select(Rule).where(Rule.id == rule_named(session, rule).id)).all()
     out = {r.id: Status(rule=r.name, pause_reason=r.pause_reason, assignment=r.assignment,
@@ -138,16 +140,19 @@ def status(session: Session, *, now: datetime, rule: str | None = None) -> list[
     each = select(
         Message.rule_id, Message.status, (Message.attempts > 0).label("tried"),
         func.coalesce(Message.last_error, "").like(f"{CANCELLED}:%").label("cancelled"),
+        func.coalesce(Message.last_error, "").like(f"{NO_CODE}%").label("no_code"),
         case((Message.redelivered, 1), else_=0).label("redelivered"),
     ).where(Message.rule_id.in_(list(out))).subquery()
-    by = (each.c.rule_id, each.c.status, each.c.tried, each.c.cancelled)
+    by = (each.c.rule_id, each.c.status, each.c.tried, each.c.cancelled, each.c.no_code)
     rows = session.execute(select(*by, func.count(), func.sum(each.c.redelivered)).group_by(*by)).all()
-    for rule_id, state, tried, cancelled, count, redelivered in rows:
+    for rule_id, state, tried, cancelled, no_code, count, redelivered in rows:
         name = str(state.value if hasattr(state, "value") else state)
         if name == MessageStatus.PLANNED:
             name = "retrying" if tried else "deferred"
         elif name == MessageStatus.SKIPPED and cancelled:
             name = "cancelled"
+        elif name == MessageStatus.FAILED and no_code:
+            name = "no code"
         entry = out[rule_id]
         entry.counts[name] = entry.counts.get(name, 0) + int(count)
         entry.redelivered += int(redelivered or 0)

@@ -19,11 +19,14 @@ Removed (set empty, or scrubbed of personal values):
 * preferences: topics turned off, a break, double opt-in requests (their
   addresses); the evidence of preference changes is kept, scrubbed;
 * suppressions of the customer's addresses — replaced by hashes in
-  ``erased_addresses`` (see ``outreach.store.erased``), which keep the opt-out.
+  ``erased_addresses`` (see ``outreach.store.erased``), which keep the opt-out;
+* the text of the coupon codes given to the customer's messages (the shop
+  can tell whose a code was), on the codes and on every order that carried one.
 
 Kept, anonymized: the customer row itself (its id, type and creation time),
-orders with their lines (amounts, currency, dates, SKUs, coupon codes — the
-books and the revenue reports need them), the consent ledger (status,
+orders with their lines (amounts, currency, dates, SKUs, coupon codes other
+than their personal ones — the books and the revenue reports need them),
+the redemptions of their codes (message, order, revenue, discount), the consent ledger (status,
 channel, time, source; the evidence text scrubbed of addresses, names and IP
 addresses) plus one ``revoked`` entry per channel still granted, message
 rows (rule, channel, status, times, cost, provider id), event names and
@@ -46,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from outreach.domain import Channel, ConsentStatus
 from outreach.logs import get_logger
-from outreach.store import dialect, permission
+from outreach.store import coupons, dialect, permission
 from outreach.store.erased import ErasedAddress, Erasure, address_hash
 from outreach.store.export import find_customer
 from outreach.store.models import (
@@ -105,6 +108,7 @@ class ErasureReport:
     preferences_removed: int = 0
     preference_records_scrubbed: int = 0
     other_customers_suppressed: int = 0
+    coupon_codes_erased: int = 0
     orders_kept: int = 0
     revenue_kept: Decimal = Decimal("0")
 
@@ -217,6 +221,7 @@ def erase_customer(session: Session, external_id: str, *, now: datetime, dry_run
                                      for table in (TopicOptOut, MarketingPause, ConsentConfirmation))
     report.preference_records_scrubbed = _scrub_evidence(session.scalars(
         select(PreferenceRecord).where(PreferenceRecord.customer_id == cid)).all(), values)
+    report.coupon_codes_erased = coupons.erase_codes(session, cid)
     report.tags = _count(session.execute(delete(CustomerTag).where(CustomerTag.customer_id == cid)))
     session.expire(customer, ["tags"])
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.errors import InputError
+from outreach.store.coupons import customer_codes
 from outreach.store.models import (
     ConsentConfirmation,
     ConsentRecord,
@@ -102,6 +103,7 @@ def export_customer(session: Session, external_id: str, *, now: datetime) -> dic
             "order": order_ids.get(t.order_id) if t.order_id is not None else None,
         } for t in tracking],
         "stats": _row(stats, *STATS_FIELDS) if stats else None,
+        "coupons": customer_codes(session, cid),
         "holdouts": [{"rule": rules.get(m.rule_id), "planned_at": m.planned_at}
                      for m in messages if m.status is MessageStatus.HELD_OUT],
         "memberships": [_row(m, "key", "entered_at", "left_at", "baseline") for m in session.scalars(

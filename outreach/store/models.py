@@ -30,6 +30,9 @@ from outreach.domain import Channel, ConsentStatus, CustomerType, EventType, Mes
 from outreach.store.answers import SurveyAnswer as SurveyAnswer
 from outreach.store.base import Base as Base
 from outreach.store.base import BigId, enum_column
+from outreach.store.coupon_rows import Coupon as Coupon
+from outreach.store.coupon_rows import CouponPool as CouponPool
+from outreach.store.coupon_rows import CouponRedemption as CouponRedemption
 from outreach.store.decision_rows import VariantDecision as VariantDecision
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
@@ -125,6 +128,7 @@ class Order(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     coupon_code: Mapped[str | None] = mapped_column(String(64))
+    discount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # given on it, as the shop says (0016)
     source: Mapped[str] = mapped_column(String(32), default="import")
     #: The signed time of the webhook delivery stored (None: imported); an
     #: older delivery, replayed after an update, changes nothing (0011).
@@ -142,13 +146,10 @@ class Order(Base):
 
 
 class OrderTotals(Base):
-    """Each customer's all-time order count, revenue, first and last order.
-
-    Kept current by the database itself — triggers on ``orders`` (migration
-    0002) fire on every insert, update and delete, whoever writes — so rules
-    read one narrow row per customer instead of aggregating every order. A
-    customer without orders has no row.
-    """
+    """Each customer's all-time order count, revenue, first and last order,
+    kept current by the database itself (triggers on ``orders``, migration
+    0002, whoever writes): rules read one narrow row per customer instead of
+    aggregating every order. A customer without orders has no row."""
 
     __tablename__ = "order_totals"
 

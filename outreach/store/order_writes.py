@@ -21,7 +21,8 @@ Per batch, in one transaction (the caller's):
    only if it was signed later (``reported_at``): an old body replayed
    changes nothing;
 3. one ``DELETE`` of the stored orders' items and one ``INSERT`` of their new ones;
-4. one ``INSERT … ON CONFLICT DO NOTHING`` of their ORDER events (one per order).
+4. one ``INSERT … ON CONFLICT DO NOTHING`` of their ORDER events (one per order);
+5. the coupon codes they carry recorded as redemptions (``store.redemptions``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from typing import Any, cast
 from sqlalchemy import String, Table, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
+from outreach.clock import utcnow
 from outreach.domain import EventType
 from outreach.errors import PayloadError
-from outreach.store import dialect
+from outreach.store import coupons, dialect, redemptions
 from outreach.store.models import Customer, Order, OrderItem, TrackingEvent
 
 CUSTOMERS, ORDERS = cast(Table, Customer.__table__), cast(Table, Order.__table__)
@@ -65,6 +67,8 @@ class IncomingOrder:
     currency: str
     coupon_code: str | None = None
     items: tuple[OrderLine, ...] = ()
+    #: What the order says its coupon took off (in its currency), if it says.
+    discount: Decimal | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +116,9 @@ def record_orders(session: Session, deliveries: Sequence[OrderDelivery], *, sour
     _events(session, [(stored[deliveries[i].order.external_id], customers[deliveries[i].order.customer_external_id],
                        deliveries[i]) for i in newest.values() if deliveries[i].order.external_id in stored],
             source=source)
+    # The codes they carry: redemptions of those codes' messages (or, changed, no longer).
+    signed = [d.reported_at for d in deliveries if d.reported_at is not None]
+    redemptions.record_for_orders(session.connection(), sorted(stored.values()), now=max(signed, default=utcnow()))
     unknown = [d.order.external_id for i, d in enumerate(deliveries) if results[i] is None
                and d.order.external_id not in stored]
     kept = _ids_of(session, unknown) if unknown else {}
@@ -150,14 +157,15 @@ def _upsert(session: Session, deliveries: list[OrderDelivery], customers: dict[s
         return {}
     rows = [{"external_id": d.order.external_id, "source": source,
              "customer_id": customers[d.order.customer_external_id], "ordered_at": d.order.ordered_at,
-             "amount": d.order.amount, "currency": d.order.currency.upper(), "coupon_code": d.order.coupon_code,
-             "reported_at": d.reported_at}
+             "amount": d.order.amount, "currency": d.order.currency.upper(), "reported_at": d.reported_at,
+             "discount": d.order.discount,
+             "coupon_code": coupons.normalize_code(d.order.coupon_code) if d.order.coupon_code else None}
             for d in sorted(deliveries, key=lambda d: d.order.external_id)]  # one lock order for every batch
     stmt = dialect.insert(session, ORDERS).values(rows)
     newer = or_(stmt.excluded.reported_at.is_(None), ORDERS.c.reported_at.is_(None),
                 ORDERS.c.reported_at < stmt.excluded.reported_at)
     replaced = {name: stmt.excluded[name] for name in
-                ("customer_id", "ordered_at", "amount", "currency", "coupon_code", "reported_at")}
+                ("customer_id", "ordered_at", "amount", "currency", "coupon_code", "reported_at", "discount")}
     written = session.execute(
         stmt.on_conflict_do_update(index_elements=["external_id"], set_=replaced, where=newer)
         .returning(ORDERS.c.id, ORDERS.c.external_id))

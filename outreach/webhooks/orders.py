@@ -8,7 +8,8 @@ field, never a 500 (the body is at most ``MAX_BODY`` bytes of UTF-8 JSON,
 at most ``MAX_ITEMS`` items, amounts within the schema's two decimals,
 dates from 2000 to tomorrow, no control characters); a known order is
 upserted in one atomic statement (its items replaced), its ORDER event
-recorded once.
+recorded once, and the coupon code it carries made a redemption of the
+message the code was given to (``store.redemptions``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ class OrderIn(BaseModel):
     ordered_at: datetime
     amount: Decimal = Field(ge=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False)
     currency: str = Field(default="CNY", pattern=r"^[A-Za-z]{3}$")
-    coupon_code: str | None = Field(default=None, max_length=64, pattern=PLAIN_TEXT)
+    coupon_code: str | None = Field(default=None, max_length=64, pattern=PLAIN_TEXT,
+                                    description="the coupon code the customer used (compared without regard to case)")
+    discount: Decimal | None = Field(default=None, ge=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False,
+                                     description="what the coupon took off the order, in its currency")
     items: list[ItemIn] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     @field_validator("ordered_at")
@@ -82,7 +86,7 @@ class OrderIn(BaseModel):
     def incoming(self) -> IncomingOrder:
         return IncomingOrder(
             external_id=self.external_id, customer_external_id=self.customer_id, ordered_at=self.ordered_at,
-            amount=self.amount, currency=self.currency.upper(), coupon_code=self.coupon_code,
+            amount=self.amount, currency=self.currency.upper(), coupon_code=self.coupon_code, discount=self.discount,
             items=tuple(OrderLine(sku=i.sku, category=i.category, quantity=i.quantity, amount=i.amount)
                         for i in self.items),
         )
