@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,7 +166,13 @@ def wrk(port: int, requests: Path, *, seconds: float, show: Console) -> dict[str
     if line is None:
         show.print(result.stdout, result.stderr)
         sys.exit("wrk printed no result")
-    figures: dict[str, float] = json.loads(line.removeprefix("RESULT "))
+    # Lua prints nan/inf (no answer at all, e.g. the server was restarting): JSON's NaN/Infinity.
+    spelled = re.sub(r"(-?)(?:nan|inf)\b", lambda m: "NaN" if "nan" in m.group(0) else m.group(1) + "Infinity",
+                     line.removeprefix("RESULT "))
+    figures: dict[str, float] = json.loads(spelled)
+    if not figures["ok"] + figures["bad"]:
+        show.print(result.stdout, result.stderr)
+        sys.exit(f"no request on port {port} was answered in {seconds:.0f} s: is the server up?")
     figures["rate"] = (figures["ok"] + figures["bad"]) / figures["seconds"] if figures["seconds"] > 0 else 0.0
     return figures
 

@@ -145,6 +145,12 @@ def from_environment() -> Starlette:
     return create_app(settings, make_engine(settings.database_url))
 
 
+#: Seconds a server process may take to answer uvicorn's health check (startup included) before
+#: it is killed and replaced: uvicorn's 5 s default restarted processes still importing on a busy
+#: machine, over and over (seen under the webhook bench with other work on both cores).
+WORKER_HEALTHCHECK_S = 60
+
+
 def serve(settings: Settings, engine: Engine, *, host: str, port: int, workers: int = 1,
           access_log: bool = False) -> None:
     """uvicorn with its fastest loop and parser installed (uvloop, httptools);
@@ -158,4 +164,5 @@ def serve(settings: Settings, engine: Engine, *, host: str, port: int, workers: 
         uvicorn.run(create_app(settings, engine), **options)
         return
     engine.dispose()
-    uvicorn.run("outreach.webhooks.app:from_environment", factory=True, workers=workers, **options)
+    uvicorn.run("outreach.webhooks.app:from_environment", factory=True, workers=workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, **options)
