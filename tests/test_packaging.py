@@ -31,7 +31,8 @@ def test_the_wheel_carries_the_examples_and_migrations_and_nothing_else_at_the_t
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"outreach/examples/rules/winback.yaml", "outreach/examples/rules/policy.yaml",
             "outreach/examples/templates/winback/email.mjml", "outreach/examples/templates/_layout/base.mjml",
-            "outreach/store/migrations/script.py.mako", "outreach/store/migrations/env.py"} <= names
+            "outreach/store/migrations/script.py.mako", "outreach/store/migrations/env.py",
+            "outreach/reporting/templates/report.html.j2"} <= names
     assert any(n.startswith("outreach/store/migrations/versions/0009_") for n in names)
     # No generic top-level cli.py (or tests, bench…) is installed into site-packages
     assert {n.split("/")[0] for n in names} == {"outreach", "outreach-0.1.0.dist-info"}

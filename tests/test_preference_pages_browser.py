@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,15 +21,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from conftest import service_unavailable
+from chromium import headless_chromium
 from factories import NOW
 from outreach.config import Settings
 from outreach.store.models import MarketingPause, TopicOptOut
 from preference_helpers import Clock, deliver, lapsed_customer, plan, rule, settings_for, webhooks
 
-CHROMIUM = os.environ.get("OUTREACH_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DESKTOP, PHONE = (1024, 900), (390, 844)
 #: The pages' green (buttons, ticked boxes) and white background.
 GREEN, WHITE = (47, 125, 79), (255, 255, 255)
@@ -40,16 +36,8 @@ MIN_TARGET_PX = 44
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        service_unavailable("Chromium", f"{CHROMIUM} not found (apt-get install chromium, or make install-test)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        service_unavailable("Playwright", f"{exc} (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with headless_chromium() as launched:
+        yield launched
 
 
 def delivered_email(engine: Engine, settings: Settings, tmp_path: Path, ext: str, **customer: Any) -> str:
