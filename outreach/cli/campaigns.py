@@ -36,6 +36,7 @@ def _print_launch(results: list[Any], fmt: str) -> None:
             continue
         console.print(
             f"{escape(r.rule)}: planned {r.planned}, held out {r.held_out}, queued {r.queued} (run {r.run_id})"
+            + (f" — [yellow]{escape(r.note)}[/]" if r.note else "")
         )
 
 

@@ -122,17 +122,24 @@ def rules_preview(ctx: click.Context, rule_file: Path, now: str | None, fmt: str
       outreach rules preview rules/winback.yaml
       outreach rules preview rules/birthday.yaml --now 2026-02-28T09:00:00+08:00
     """
+    from rich.markup import escape
     from rich.table import Table
 
+    from outreach.planning.control import control_warnings
     from outreach.planning.preview import preview
     from outreach.rules import load_rule
 
     settings = app_settings(ctx)
     result = preview(open_engine(settings), load_rule(rule_file), now=now_option(now)[0],
                      ruleset=ruleset_for(rule_file))
+    warnings = control_warnings(result.control_group)
     if fmt == "json":
-        emit_json({**vars(result), "would_send": result.would_send, "codes_short": result.codes_short})
+        emit_json({**vars(result), "would_send": result.would_send, "codes_short": result.codes_short,
+                   "warnings": [{"message": message, "hint": hint} for message, hint in warnings]})
         return
+    for message, hint in warnings:
+        err_console.print(f"[bold yellow]warning[/]: {escape(result.rule)}: {escape(message)} (hint: {escape(hint)})",
+                          highlight=False, soft_wrap=True, markup=True)
     if result.codes_short:
         err_console.print(
             f"[bold yellow]warning[/]: pool '{result.offer_pool}' has {result.free_codes} free code(s) for "

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from outreach import logs
 from outreach.clock import utcnow
 from outreach.config import Settings
-from outreach.planning import abtest
+from outreach.planning import abtest, control
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
@@ -83,7 +83,8 @@ def plan_rule(
                              winner=winner)
         queued = outbox.queued_of_run(session, run.id)
         run.finished_at = utcnow()
-        result = LaunchResult(spec.name, run.id, counts.planned, counts.held_out, len(queued))
+        result = LaunchResult(spec.name, run.id, counts.planned, counts.held_out, len(queued),
+                              control.all_held_out(counts.held_out, counts.planned, future=False))
     if result.planned + result.held_out >= ANALYZE_AFTER:
         with engine.begin() as conn:
             dialect.refresh_statistics(conn, "messages")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from outreach.planning.control import ControlGroup
 from outreach.planning.prepare import prepare
 from outreach.rules import LoadedRule, RuleSet
 from outreach.rules.checks import require_known_segments
@@ -50,10 +51,22 @@ class Preview:
     offer_pool: str | None = None
     free_codes: int = 0
     waiting_for_codes: int = 0
+    #: The rule's holdout_percent, and its control group from earlier runs
+    #: (held out; of which followed by an order in their window).
+    holdout_percent: float = 0.0
+    control_so_far: int = 0
+    control_converted_so_far: int = 0
 
     @property
     def would_send(self) -> int:
         return sum(self.by_channel.values())
+
+    @property
+    def control_group(self) -> ControlGroup:
+        """The control group after this run (``planning.control`` warns when it is too small)."""
+        return ControlGroup(holdout_percent=self.holdout_percent, so_far=self.control_so_far,
+                            converted_so_far=self.control_converted_so_far, this_run=self.held_out,
+                            would_send=self.would_send)
 
     @property
     def codes_short(self) -> int:
@@ -97,7 +110,7 @@ def _existing(rule_id: int | None, e: Any) -> Any:
 
 def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleSet) -> Preview:
     spec = loaded.spec
-    result = Preview(rule=spec.name)
+    result = Preview(rule=spec.name, holdout_percent=spec.holdout_percent)
     require_known_segments([loaded], ruleset)
     with Session(engine) as session:
         with session.begin():
@@ -135,6 +148,11 @@ def preview(engine: Engine, loaded: LoadedRule, *, now: datetime, ruleset: RuleS
                     str(variant): n for variant, n in session.execute(
                         select(e.c.variant, func.count()).where(sendable, ~e.c.held_out).group_by(e.c.variant))}
             result.assignment = holdout.scheme_of(session, spec.name)
+            if rule_id is not None:
+                for arm in variants.variant_outcomes(session, now=now, rule_ids=[rule_id]):
+                    if arm.held_out:
+                        result.control_so_far += arm.measured
+                        result.control_converted_so_far += arm.converted
             for ext, name, channel, address, not_before in session.execute(
                 select(Customer.external_id, Customer.name, e.c.channel,
                        e.c.to_address, e.c.not_before)
