@@ -26,7 +26,8 @@ from outreach.demo.data import generate
 from outreach.demo.responses import DEMO_TWILIO_TOKEN, replay_responses
 from outreach.importing import import_csv
 from outreach.planning.launch import launch
-from outreach.reporting.roi import build_report, render_table
+from outreach.reporting.document import build_document
+from outreach.reporting.views import render_tables
 from outreach.rules import RuleSet, load_rules
 from outreach.store.engine import make_engine, migrate
 from outreach.store.models import Message
@@ -85,7 +86,8 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
     console.print(", ".join(f"{v} {k}" for k, v in replayed.items()))
 
     console.rule("[bold]4. ROI report")
-    console.print(render_table(build_report(engine)))
+    for part in render_tables(build_document(engine, settings, now=now, splits=[])):
+        console.print(part)
     console.print(
         f"[dim]demo data and outbox in {directory}/ — finished in "
         f"{time.perf_counter() - started:.1f} s. Responses above are simulated.[/]"
