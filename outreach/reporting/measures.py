@@ -85,6 +85,7 @@ def lift(treated: Arm, control: Arm, ctx: Context) -> dict[str, Any]:
         "significant": bool(rate is not None and rate.significant),
         "revenue_significant": bool(per is not None and per.significant),
         "verdict": verdict(treated, control, rate, revenue, needed, ctx),
+        "verdict_short": short_verdict(treated, control, rate, needed),
         "customers_needed": needed,
     }
 
@@ -131,6 +132,23 @@ def verdict(treated: Arm, control: Arm, rate: Interval | None, revenue: Interval
         text += (f" — {treated.open_windows + control.open_windows:,} windows still open: "
                  "these figures may still change")
     return text
+
+
+def short_verdict(treated: Arm, control: Arm, rate: Interval | None, needed: int | None) -> str:
+    """The verdict in a few words, for a table column."""
+    if control.customers == 0:
+        text = "no control group"
+    elif rate is None:
+        text = "too few to compare"
+    elif rate.low > 0:
+        text = "significant up"
+    elif rate.high < 0:
+        text = "significant down"
+    elif needed:
+        text = f"not significant yet (~{needed:,} more)"
+    else:
+        text = "not significant"
+    return text + ("; windows open" if treated.open_windows + control.open_windows else "")
 
 
 def control_warning(rule: str, control: Arm, holdout_percent: float) -> str | None:

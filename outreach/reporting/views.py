@@ -107,7 +107,7 @@ def render_tables(doc: dict[str, Any], *, split: str | None = None) -> list[obje
         main.add_row(r["rule"], f"{r['treated']['customers']:,}", f"{r['control']['customers']:,}",
                      _pct(r["treated"]["conversion_rate"]), _pct(r["control"]["conversion_rate"]),
                      _ci(r["lift"]["conversion_pp"]), _ci(r["lift"]["incremental_revenue"], "{:+,.0f}"),
-                     _ci(r["lift"]["incremental_roi"], "{:+,.1f}", "x"), r["lift"]["verdict"])
+                     _ci(r["lift"]["incremental_roi"], "{:+,.1f}", "x"), r["lift"]["verdict_short"])
     second = Table(title=f"Secondary: last-touch attribution and redeemed codes ({cur})")
     for name in ("Rule", "Opened", "Clicked", "Unsubs", "Last-touch orders", "Last-touch revenue",
                  "Cost (msgs+fixed+discounts)", "Last-touch ROI", "Codes given", "Redeemed", "Redeemed revenue"):
@@ -120,7 +120,7 @@ def render_tables(doc: dict[str, Any], *, split: str | None = None) -> list[obje
                        _money(r["last_touch"]["revenue"]), _money(r["cost"]["total"]),
                        "n/a" if roi is None else f"{roi:,.1f}x", str(offers.get("codes_given", "-")),
                        str(offers.get("redemptions", "-")), _money(offers.get("revenue")))
-    shown: list[object] = [main, second]
+    shown: list[object] = [main, *[Text(f"{r['rule']}: {r['lift']['verdict']}") for r in doc["rules"]], second]
     variants = [(r["rule"], v) for r in doc["rules"] for v in r["variants"]]
     if variants:
         table = Table(title="A/B variants, each against the control group")
@@ -132,7 +132,7 @@ def render_tables(doc: dict[str, Any], *, split: str | None = None) -> list[obje
             table.add_row(rule, v["variant"], "" if v["weight"] is None else f"{v['weight']:g}",
                           f"{v['treated']['customers']:,}", _pct(v["treated"]["conversion_rate"]),
                           _ci(v["lift"]["conversion_pp"]), _ci(v["lift"]["incremental_revenue"], "{:+,.0f}"),
-                          "yes" if v["winner"] else "", v["lift"]["verdict"])
+                          "yes" if v["winner"] else "", v["lift"]["verdict_short"])
         shown.append(table)
     if split is not None:
         table = Table(title=f"Split by {split}")
@@ -143,7 +143,7 @@ def render_tables(doc: dict[str, Any], *, split: str | None = None) -> list[obje
         for e in doc["splits"].get(split, []):
             table.add_row(e["rule"], e["value"], f"{e['treated']['customers']:,}", f"{e['control']['customers']:,}",
                           _pct(e["treated"]["conversion_rate"]), _pct(e["control"]["conversion_rate"]),
-                          _ci(e["lift"]["conversion_pp"]), e["lift"]["verdict"])
+                          _ci(e["lift"]["conversion_pp"]), e["lift"]["verdict_short"])
         shown.append(table)
     for row in doc["unconverted"]:
         shown.append(Text(f"left out: {row['orders']} orders in {row['currency']} ({row['amount']}), no rate"))
