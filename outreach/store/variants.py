@@ -74,11 +74,9 @@ class VariantOutcome:
 
 
 def _window(customer_id: Any, start: Any, end: Any, amount: ColumnElement[Any] | None,
-            orders: ColumnElement[bool] | None = None) -> tuple[ColumnElement[int], ColumnElement[Decimal]]:
-    """(1 if the customer ordered inside (start, end] else 0, the amount they
-    ordered there); ``orders``: only the orders it selects count."""
-    inside = and_(Order.customer_id == customer_id, Order.ordered_at > start, Order.ordered_at <= end,
-                  *([orders] if orders is not None else []))
+            ) -> tuple[ColumnElement[int], ColumnElement[Decimal]]:
+    """(1 if the customer ordered inside (start, end] else 0, the amount they ordered there)."""
+    inside = and_(Order.customer_id == customer_id, Order.ordered_at > start, Order.ordered_at <= end)
     ordered = select(Order.id).where(inside).exists()
     spent = select(func.coalesce(func.sum(Order.amount if amount is None else amount), 0)).where(
         inside).scalar_subquery()
@@ -102,30 +100,37 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
     held = Message.status == MessageStatus.HELD_OUT
     measured = Message.status.in_([MessageStatus.SENT, MessageStatus.HELD_OUT])
     start = case((held, Message.planned_at), else_=Message.sent_at)
-    converted, spent = _window(Message.customer_id, start, Message.attribute_until, amount, orders)
-    keys = [column.label(f"by_{n}") for n, column in enumerate(by)]
-    source: Any = Message.__table__
-    if by:
-        source = source.join(Customer, Customer.id == Message.customer_id).outerjoin(
-            CustomerStats, CustomerStats.customer_id == Message.customer_id)
+    # Columns of messages are carried through the per-message step; those of
+    # customers and customer_stats are joined after it, once per message.
+    own = {n: column.label(f"by_{n}") for n, column in enumerate(by) if _of_messages(column)}
+    # Each measured message joined to its customer's orders inside its window, then
+    # added up per message: one join the database can hash, not two look-ups per message.
+    inside = and_(measured, Order.customer_id == Message.customer_id, Order.ordered_at > start,
+                  Order.ordered_at <= Message.attribute_until, *([orders] if orders is not None else []))
     per = (
-        select(Message.rule_id, Message.variant, held.label("held_out"),
+        select(Message.rule_id, Message.variant, Message.customer_id, held.label("held_out"),
                (Message.status == MessageStatus.SENT).label("sent"), measured.label("measured"),
-               case((measured, converted), else_=0).label("converted"),
-               case((measured, spent), else_=0).label("revenue"),
-               case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"), *keys)
-        .select_from(source)
+               case((func.count(Order.id) > 0, 1), else_=0).label("converted"),
+               func.coalesce(func.sum(Order.amount if amount is None else amount), 0).label("revenue"),
+               case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"), *own.values())
+        .select_from(Message.__table__.outerjoin(Order, inside))
         .where(*([Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []),
                *([messages] if messages is not None else []))
+        .group_by(Message.id, Message.rule_id, Message.variant, Message.customer_id, Message.status,
+                  Message.attribute_until, *[by[n] for n in own])
         .subquery("per_message")
     )
-    grouped = [per.c[key.name] for key in keys]
+    grouped = [per.c[own[n].name] if n in own else column for n, column in enumerate(by)]
+    source: Any = per.join(Rule, Rule.id == per.c.rule_id)
+    if len(own) < len(by):
+        source = source.join(Customer, Customer.id == per.c.customer_id).outerjoin(
+            CustomerStats, CustomerStats.customer_id == per.c.customer_id)
     rows = session.execute(
         select(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, func.count(),
                func.sum(case((per.c.sent, 1), else_=0)), func.sum(case((per.c.measured, 1), else_=0)),
                func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
                func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open), *grouped)
-        .join(Rule, Rule.id == per.c.rule_id)
+        .select_from(source)
         .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, *grouped)
         .order_by(Rule.name, per.c.held_out, per.c.variant)
     ).all()
@@ -135,6 +140,10 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
                            open_windows=int(still_open or 0), group=tuple(group))
             for rule_id, name, variant, is_held, count, sent, counted, conv, revenue, squares, still_open, *group
             in rows]
+
+
+def _of_messages(column: ColumnElement[Any]) -> bool:
+    return getattr(column, "table", None) is Message.__table__
 
 
 def _decimal(value: Any) -> Decimal:
