@@ -273,3 +273,15 @@ def test_the_command_writes_json_csv_and_tables_from_the_same_document(project: 
     assert rule_of(json.loads(in_usd.output), "dollars")["treated"]["revenue"] == "10.00"
     bad = runner.invoke(cli, ["report", "--since", "yesterday"])
     assert bad.exit_code == 2 and "not a date like 2026-11-01" in bad.output
+
+
+def test_a_bad_rates_file_or_a_currency_without_rate_is_an_error_with_a_hint(project: Path) -> None:
+    runner = CliRunner()
+    no_rate = runner.invoke(cli, ["report", "--currency", "EUR"])
+    assert no_rate.exit_code == 3
+    assert "reporting currency EUR" in no_rate.output and "add 'EUR:" in no_rate.output
+    (project / "rules" / "currency.yaml").write_text("currency: CNY\nrates:\n  usd: 7.10\n  EUR: -1\n")
+    bad = runner.invoke(cli, ["report"])
+    assert bad.exit_code != 0
+    assert "currency.yaml, line 3" in bad.output and "three capital letters" in bad.output
+    assert "currency.yaml, line 4" in bad.output

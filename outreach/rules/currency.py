@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from outreach.rules.loader import CURRENCY_FILE, parse_file
 from outreach.rules.model import Strict
@@ -36,19 +36,13 @@ class CurrencyFile(Strict):
     """rules/currency.yaml: ``currency`` the rates are quoted in, ``rates`` one unit of each other currency."""
 
     currency: str = "CNY"
-    rates: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
+    rates: dict[Annotated[str, AfterValidator(check_code)], Annotated[Decimal, Field(gt=0)]] = Field(
+        default_factory=dict)
 
     @field_validator("currency")
     @classmethod
     def _code(cls, value: str) -> str:
         return check_code(value)
-
-    @field_validator("rates")
-    @classmethod
-    def _codes(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        for code in value:
-            check_code(code)
-        return value
 
 
 def load_currency(folder: Path) -> CurrencyFile | None:
