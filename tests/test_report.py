@@ -285,3 +285,14 @@ def test_a_bad_rates_file_or_a_currency_without_rate_is_an_error_with_a_hint(pro
     assert bad.exit_code != 0
     assert "currency.yaml, line 3" in bad.output and "three capital letters" in bad.output
     assert "currency.yaml, line 4" in bad.output
+
+
+def test_a_significant_lift_that_costs_more_than_it_earns_is_said_not_to_pay(engine: Engine) -> None:
+    with transaction(engine) as s:
+        _campaign(s, "pricey", treated=200, treated_buy=80, control=200, control_buy=20, amount=10,
+                  fixed_cost="5000", margin="0.5")
+    lift = rule_of(report(engine), "pricey")["lift"]
+    # 60 more buyers × 10 × 0.5 margin = 300 earned against 5,010 spent
+    assert lift["significant"] is True and lift["verdict_short"] == "significant up"
+    assert lift["incremental_roi"]["estimate"] == pytest.approx((600 * 0.5 - 5010) / 5010)
+    assert "did not pay for itself" in lift["verdict"]

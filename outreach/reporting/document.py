@@ -194,7 +194,7 @@ def _splits(cells: list[VariantOutcome], index: int, sections: list[dict[str, An
         treated, control = arms.get((rule, value, False), Arm()), arms.get((rule, value, True), Arm())
         section = by_rule.get(rule, {})
         ctx = Context(currency="", margin=Decimal(section.get("margin", 1)), cost=Decimal(0),
-                      holdout_percent=float(section.get("holdout_percent", 0)))
+                      holdout_percent=float(section.get("holdout_percent", 0)), costed=False)
         found.append({"rule": rule, "value": value, "treated": group(treated), "control": group(control),
                       "lift": lift(treated, control, ctx)})
     return found

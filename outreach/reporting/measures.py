@@ -65,6 +65,8 @@ class Context:
     #: Everything the comparison cost (messages, fixed, discounts); 0: no ROI.
     cost: Decimal
     holdout_percent: float
+    #: Whether ``cost`` is what this comparison cost (False for a split: costs are not split).
+    costed: bool = True
 
 
 def lift(treated: Arm, control: Arm, ctx: Context) -> dict[str, Any]:
@@ -84,7 +86,7 @@ def lift(treated: Arm, control: Arm, ctx: Context) -> dict[str, Any]:
         "incremental_roi": interval(roi),
         "significant": bool(rate is not None and rate.significant),
         "revenue_significant": bool(per is not None and per.significant),
-        "verdict": verdict(treated, control, rate, revenue, needed, ctx),
+        "verdict": verdict(treated, control, rate, revenue, needed, ctx, roi),
         "verdict_short": short_verdict(treated, control, rate, needed),
         "customers_needed": needed,
     }
@@ -105,7 +107,7 @@ def _more_customers(treated: Arm, control: Arm) -> int | None:
 
 
 def verdict(treated: Arm, control: Arm, rate: Interval | None, revenue: Interval | None, needed: int | None,
-            ctx: Context) -> str:
+            ctx: Context, roi: Interval | None = None) -> str:
     pct = f"{CONFIDENCE:.0%}"
     if control.customers == 0:
         text = ("no control group: holdout_percent is 0, so nothing shows what these customers would have bought "
@@ -118,10 +120,13 @@ def verdict(treated: Arm, control: Arm, rate: Interval | None, revenue: Interval
         said = f"{rate.estimate * 100:+.1f} pp, {pct} CI {rate.low * 100:+.1f} to {rate.high * 100:+.1f}"
         if rate.low > 0:
             text = f"significant: the campaign added {rate.estimate * 100:.1f} pp ({said})"
+            if roi is not None and roi.estimate < 0:
+                text += f", but did not pay for itself: incremental ROI {roi.estimate:+.1f}x"
         elif rate.high < 0:
             lost = ctx.cost - Decimal(str(revenue.estimate if revenue else 0)) * ctx.margin
-            text = (f"significant down: the control group bought more ({said}); the campaign cost "
-                    f"{amount(max(lost, ctx.cost))} {ctx.currency}")
+            text = f"significant down: the control group bought more ({said})"
+            if ctx.costed:
+                text += f"; the campaign cost {amount(max(lost, ctx.cost))} {ctx.currency}"
         elif needed is None:
             text = f"not significant: treated and control converted at the same rate ({said})"
         elif needed == 0:
