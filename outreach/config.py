@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     #: This many soft bounces in a row (no delivery between) suppress an address.
     soft_bounce_limit: int = Field(default=SOFT_BOUNCE_LIMIT, ge=1)
 
+    #: The currency the ROI report shows money in (ISO 4217, e.g. CNY); unset:
+    #: ``currency:`` of rules/currency.yaml, else CNY. Orders in other currencies
+    #: are converted with that file's ``rates:`` (docs/report.md).
+    report_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
     #: debug | info | warning | error; unset: info for the long-running
     #: services (worker, serve, scheduler), warning for the other commands.
     log_level: Literal["debug", "info", "warning", "error"] | None = None

@@ -37,6 +37,7 @@ broker_url = "memory://"
 outbox_dir = "outbox"
 rules_dir = "rules"
 templates_dir = "templates"
+# report_currency = "CNY"    # the ROI report's currency; rates in rules/currency.yaml
 
 # Production:
 # database_url = "postgresql+psycopg://outreach@db.internal/outreach"

@@ -101,7 +101,8 @@ def test_demo_runs_end_to_end_and_prints_the_roi_report(demo: tuple[Path, str]) 
     import email.policy
 
     folder, out = demo
-    assert "SIMULATED responses" in out and "Campaign ROI" in out
+    assert "SIMULATED responses" in out and "Incremental results" in out
+    assert "simulated" in out.split("4. ROI report")[1]  # the report says it counts simulated rows
     for rule in ("winback", "birthday", "upsell-teaware"):
         assert rule in out.split("4. ROI report")[1]
     emls = list((folder / "outbox" / "email").glob("*.eml"))
@@ -201,7 +202,9 @@ def test_every_read_command_speaks_json(demo: tuple[Path, str], tmp_path: Path) 
     assert isinstance(ran, list)
     assert {r["rule"] for r in ran} <= {"winback", "birthday", "upsell-teaware", "vip-lapsing", "cart-abandoned"}
     report = as_json("report")
-    assert {r["rule"] for r in report} >= {"winback", "birthday"} and all("roi" in r for r in report)
+    assert report["version"] == 1
+    assert {r["rule"] for r in report["rules"]} >= {"winback", "birthday"}
+    assert all("incremental_roi" in r["lift"] for r in report["rules"])
     imported = as_json("import", "customers", str(IMPORT / "customers.csv"))
     assert imported["kind"] == "customers" and imported["rows"] == 3
 

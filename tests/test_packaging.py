@@ -76,7 +76,8 @@ def test_an_installed_wheel_runs_init_and_the_demo_anywhere(wheel: Path, tmp_pat
 
     # Then it ran end to end on the project's own (shipped) rules
     assert demo.returncode == 0, demo.stderr
-    assert "Campaign ROI" in demo.stdout and "shipped example rules" not in demo.stdout
+    assert "Incremental results" in demo.stdout and "shipped example rules" not in demo.stdout
+    assert (shop / "rules" / "currency.yaml").is_file()  # the report's rates, for the shop to edit
     assert (shop / "rules" / "winback.yaml").read_text().replace("../schemas/", "../docs/") == (
         REPO / "rules" / "winback.yaml").read_text()
     assert list((shop / "demo" / "outbox" / "email").glob("*.eml"))

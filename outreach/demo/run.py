@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 from outreach.clock import utcnow
 from outreach.config import load_settings
 from outreach.demo.data import generate
-from outreach.demo.document import lift_document
 from outreach.demo.recovery import Recovery, recovery_rows, render_recovery, summary
 from outreach.demo.responses import (
     DEFAULT_INJECTED,
@@ -44,7 +43,8 @@ from outreach.demo.responses import (
 )
 from outreach.importing import import_csv
 from outreach.planning.launch import launch
-from outreach.reporting.roi import build_report, render_table
+from outreach.reporting.document import build_document
+from outreach.reporting.views import render_tables
 from outreach.rules import LoadedRule, RuleSet, load_rules
 from outreach.store.engine import make_engine, migrate
 from outreach.store.models import Message
@@ -128,13 +128,14 @@ def run_demo(*, directory: Path, customers: int, seed: int, now: datetime, conso
                   " — orders labelled source 'simulated', events 'simulated'")
 
     console.rule("[bold]4. ROI report")
-    console.print(render_table(build_report(engine)))
-
-    console.rule("[bold]5. Did the report recover the injected lift?")
     # Judged once every window has closed (the simulated orders run up to the longest window's end).
     as_of = now + timedelta(hours=max(LATER_PASSES_H), days=max(
         (r.spec.attribution_window_days for r in rules), default=0) + 1)
-    document = lift_document(engine, as_of=as_of)  # MERGE: reporting.document.build_document, as of as_of
+    document = build_document(engine, settings, now=as_of, splits=[])
+    for part in render_tables(document):
+        console.print(part)
+
+    console.rule("[bold]5. Did the report recover the injected lift?")
     rows = recovery_rows(document, injected)
     console.print(render_recovery(rows))
     console.print(summary(rows))

@@ -70,6 +70,7 @@ def load_rule(path: Path) -> LoadedRule:
 #: Files in the rules folder that are not rules.
 POLICY_FILE = "policy.yaml"
 SEGMENTS_FILE = "segments.yaml"
+CURRENCY_FILE = "currency.yaml"
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -77,13 +78,18 @@ def rule_files(path: Path) -> list[Path]:
         return sorted(
             p
             for p in [*path.glob("*.yaml"), *path.glob("*.yml")]
-            if not p.name.startswith("_") and p.name not in (POLICY_FILE, SEGMENTS_FILE)
+            if not p.name.startswith("_") and p.name not in (POLICY_FILE, SEGMENTS_FILE, CURRENCY_FILE)
         )
     return [path]
 
 
 def rules_folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
+
+
+def parse_file(file: Path, *, model: type[M], what: str) -> M:
+    """One YAML file of the rules folder, validated by ``model``; RuleError with every problem's place."""
+    return _parse(file.read_text(encoding="utf-8"), file=str(file), model=model, what=what)
 
 
 def load_policy(folder: Path) -> Policy:

@@ -1,9 +1,10 @@
 """rules/policy.yaml: what applies across rules — the frequency cap, local
-send windows (quiet hours) and the lifecycle thresholds."""
+send windows (quiet hours), the lifecycle thresholds and the report's default margin."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -54,3 +55,18 @@ class Policy(Strict):
         default_factory=lambda: {Channel.SMS: SendWindow(start="09:00", end="21:00")}
     )
     lifecycle: LifecyclePolicy = LifecyclePolicy()
+    #: The share of revenue that is profit (0–1) for the ROI report, where a rule sets no ``margin:``.
+    margin: Decimal = Decimal("1")
+
+    @field_validator("margin")
+    @classmethod
+    def _share(cls, value: Decimal) -> Decimal:
+        return check_margin(value)
+
+
+def check_margin(value: Decimal) -> Decimal:
+    """A margin is a share of revenue, 0 to 1."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"{value} is not a share between 0 and 1: a margin of 40% is written 0.40 "
+                         "(1 = ROI on revenue)")
+    return value

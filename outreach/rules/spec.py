@@ -16,7 +16,7 @@ from outreach.domain import Channel, Topic
 from outreach.rules.conditions import Condition
 from outreach.rules.model import Strict
 from outreach.rules.offers import Offer
-from outreach.rules.policy import SendWindow
+from outreach.rules.policy import SendWindow, check_margin
 from outreach.rules.triggers import LifecycleTrigger, SegmentEntryTrigger, Trigger
 from outreach.rules.variants import AutoWinner, Variant, check_variants
 
@@ -45,6 +45,12 @@ class RuleSpec(Strict):
     #: Orders within N days after a send are attributed to the message.
     attribution_window_days: Annotated[int, Field(ge=1, le=365)] = 7
     cost: ChannelCosts = ChannelCosts()
+    #: A fixed cost of the campaign (design, agency, set-up), in the reporting
+    #: currency: the ROI report adds it to the per-message costs and the discounts.
+    fixed_cost: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+    #: The share of revenue that is profit (0–1), for the report's ROI; unset:
+    #: ``margin`` in rules/policy.yaml, else 1 (ROI on revenue).
+    margin: Decimal | None = None
     #: Percentage of eligible customers kept as a control group (never sent).
     holdout_percent: Annotated[float, Field(ge=0, le=100)] = 0
     priority: int = 0
@@ -120,6 +126,18 @@ class RuleSpec(Strict):
         if value is not None and info.data.get("transactional"):
             raise ValueError("a transactional rule has no topic: customers cannot turn off messages "
                              "about their own orders; remove 'topic:' or set 'transactional: false'")
+        return value
+
+    @field_validator("margin")
+    @classmethod
+    def _share(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else check_margin(value)
+
+    @field_validator("fixed_cost")
+    @classmethod
+    def _no_cents_lost(cls, value: Decimal) -> Decimal:
+        if value.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ValueError(f"{value}: an amount has at most two decimal places (e.g. 500 or 499.90)")
         return value
 
     @field_validator("variants")

@@ -145,14 +145,15 @@ class OfferResult:
 
 
 def offer_results(session: Session, *, by: Sequence[ColumnElement[Any]] = (), since: datetime | None = None,
-                  until: datetime | None = None) -> list[OfferResult]:
+                  until: datetime | None = None, messages: ColumnElement[bool] | None = None) -> list[OfferResult]:
     """Per rule (× ``by``, columns of ``messages``, e.g. ``Message.variant``)
     and currency: redemptions, redeemed revenue and discount cost, and
-    duplicate uses — of orders placed in [``since``, ``until``) when given.
+    duplicate uses — of orders placed in [``since``, ``until``) when given,
+    of the messages ``messages`` selects when given (e.g. planned in a period).
     Revenue is grouped by the order's currency, the discount by its own
     (an amount off in another currency than the order's stays in it)."""
-    window = [c for c in (R.ordered_at >= since if since else None, R.ordered_at < until if until else None)
-              if c is not None]
+    window = [c for c in (R.ordered_at >= since if since else None, R.ordered_at < until if until else None,
+                          messages) if c is not None]
     keys = [Rule.name, *by]
     base = (REDEMPTIONS.join(Message, Message.id == R.message_id).join(Rule, Rule.id == Message.rule_id))
     money: dict[tuple[Any, ...], list[Any]] = {}
@@ -175,9 +176,12 @@ def offer_results(session: Session, *, by: Sequence[ColumnElement[Any]] = (), si
             for key, v in sorted(money.items(), key=lambda kv: tuple(str(k) for k in kv[0]))]
 
 
-def codes_given(session: Session, *, by: Sequence[ColumnElement[Any]] = ()) -> dict[tuple[Any, ...], int]:
-    """(rule name, *``by``) → messages that were given a code (the denominator of a redemption rate)."""
+def codes_given(session: Session, *, by: Sequence[ColumnElement[Any]] = (),
+                messages: ColumnElement[bool] | None = None) -> dict[tuple[Any, ...], int]:
+    """(rule name, *``by``) → messages (of those ``messages`` selects) that were
+    given a code (the denominator of a redemption rate)."""
     keys = [Rule.name, *by]
     return {tuple(key): int(count) for *key, count in session.execute(
         select(*keys, func.count()).select_from(COUPONS.join(Message, Message.id == C.message_id)
-                                                .join(Rule, Rule.id == Message.rule_id)).group_by(*keys))}
+                                                .join(Rule, Rule.id == Message.rule_id))
+        .where(*([messages] if messages is not None else [])).group_by(*keys))}

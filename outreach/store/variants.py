@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.stats import Sums, rate_difference
-from outreach.store.models import Message, Order, Rule, VariantDecision
+from outreach.store.models import Customer, CustomerStats, Message, Order, Rule, VariantDecision
 
 #: The types sums are read back as (SQLite returns floating point; these keep
 #: the digits a converted amount and a square of it have, instead of an amount's 2).
@@ -60,6 +60,8 @@ class VariantOutcome:
     revenue_squares: Decimal
     #: Measured messages whose window is still open at ``now`` (their figures may still grow).
     open_windows: int
+    #: The values of the extra grouping asked for (``by``), e.g. ``("email", "retail")``; ``()`` without.
+    group: tuple[Any, ...] = ()
 
     @property
     def conversion_rate(self) -> float | None:
@@ -82,39 +84,66 @@ def _window(customer_id: Any, start: Any, end: Any, amount: ColumnElement[Any] |
 
 
 def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int] | None = None,
-                     amount: ColumnElement[Any] | None = None) -> list[VariantOutcome]:
+                     amount: ColumnElement[Any] | None = None, orders: ColumnElement[bool] | None = None,
+                     messages: ColumnElement[bool] | None = None,
+                     by: Sequence[ColumnElement[Any]] = ()) -> list[VariantOutcome]:
     """Per rule × arm (each variant, the control group; a rule without
     variants has one treated arm, ``variant`` None): assigned, sent,
     measured, converted, revenue and its squares. ``rule_ids``: only those
     rules; ``amount``: an expression over ``orders`` to sum instead of
-    ``Order.amount`` (a currency conversion, a margin)."""
+    ``Order.amount`` (a currency conversion, a margin); ``orders``: only the
+    orders it selects count (e.g. those in a currency with a rate);
+    ``messages``: only those messages (e.g. planned in a period); ``by``:
+    further grouping by columns of ``messages``, ``customers`` or
+    ``customer_stats`` (outer-joined: a customer without stats groups as
+    None) — every figure is a sum, so the groups add up to the arm."""
     held = Message.status == MessageStatus.HELD_OUT
     measured = Message.status.in_([MessageStatus.SENT, MessageStatus.HELD_OUT])
     start = case((held, Message.planned_at), else_=Message.sent_at)
-    converted, spent = _window(Message.customer_id, start, Message.attribute_until, amount)
+    # Columns of messages are carried through the per-message step; those of
+    # customers and customer_stats are joined after it, once per message.
+    own = {n: column.label(f"by_{n}") for n, column in enumerate(by) if _of_messages(column)}
+    # Each measured message joined to its customer's orders inside its window, then
+    # added up per message: one join the database can hash, not two look-ups per message.
+    inside = and_(measured, Order.customer_id == Message.customer_id, Order.ordered_at > start,
+                  Order.ordered_at <= Message.attribute_until, *([orders] if orders is not None else []))
     per = (
-        select(Message.rule_id, Message.variant, held.label("held_out"),
+        select(Message.rule_id, Message.variant, Message.customer_id, held.label("held_out"),
                (Message.status == MessageStatus.SENT).label("sent"), measured.label("measured"),
-               case((measured, converted), else_=0).label("converted"),
-               case((measured, spent), else_=0).label("revenue"),
-               case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"))
-        .where(*([Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []))
+               case((func.count(Order.id) > 0, 1), else_=0).label("converted"),
+               func.coalesce(func.sum(Order.amount if amount is None else amount), 0).label("revenue"),
+               case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"), *own.values())
+        .select_from(Message.__table__.outerjoin(Order, inside))
+        .where(*([Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []),
+               *([messages] if messages is not None else []))
+        .group_by(Message.id, Message.rule_id, Message.variant, Message.customer_id, Message.status,
+                  Message.attribute_until, *[by[n] for n in own])
         .subquery("per_message")
     )
+    grouped = [per.c[own[n].name] if n in own else column for n, column in enumerate(by)]
+    source: Any = per.join(Rule, Rule.id == per.c.rule_id)
+    if len(own) < len(by):
+        source = source.join(Customer, Customer.id == per.c.customer_id).outerjoin(
+            CustomerStats, CustomerStats.customer_id == per.c.customer_id)
     rows = session.execute(
         select(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, func.count(),
                func.sum(case((per.c.sent, 1), else_=0)), func.sum(case((per.c.measured, 1), else_=0)),
                func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
-               func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open))
-        .join(Rule, Rule.id == per.c.rule_id)
-        .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out)
+               func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open), *grouped)
+        .select_from(source)
+        .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, *grouped)
         .order_by(Rule.name, per.c.held_out, per.c.variant)
     ).all()
     return [VariantOutcome(rule_id=int(rule_id), rule=name, variant=variant, held_out=bool(is_held),
                            assigned=int(count), sent=int(sent or 0), measured=int(counted or 0),
                            converted=int(conv or 0), revenue=_decimal(revenue), revenue_squares=_decimal(squares),
-                           open_windows=int(still_open or 0))
-            for rule_id, name, variant, is_held, count, sent, counted, conv, revenue, squares, still_open in rows]
+                           open_windows=int(still_open or 0), group=tuple(group))
+            for rule_id, name, variant, is_held, count, sent, counted, conv, revenue, squares, still_open, *group
+            in rows]
+
+
+def _of_messages(column: ColumnElement[Any]) -> bool:
+    return getattr(column, "table", None) is Message.__table__
 
 
 def _decimal(value: Any) -> Decimal:
