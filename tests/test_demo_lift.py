@@ -98,7 +98,7 @@ def _rule(name: str, estimate: float | None, low: float = 0, high: float = 0, *,
 
 def test_recovery_on_hand_made_documents() -> None:
     injected = {"inside": (0.04, 0.12), "outside": (0.05, 0.05), "alone": (0.05, 0.10),
-                "silent": (0.05, 0.10), "edge": (0.10, 0.06)}
+                "silent": (0.05, 0.10), "edge": (0.10, 0.06), "unlisted": (0.05, 0.10)}
     document = {"rules": [
         _rule("inside", 6.5, 2.0, 11.0),
         _rule("outside", 4.0, 1.5, 6.5),            # injected 0 pp, interval excludes it
@@ -108,11 +108,13 @@ def test_recovery_on_hand_made_documents() -> None:
         _rule("not-injected", 3.0, 1.0, 5.0),        # nothing to compare with: left out
     ]}
     rows = {r.rule: r for r in recovery_rows(document, injected)}
-    assert set(rows) == {"inside", "outside", "alone", "silent", "edge"}
+    assert set(rows) == {"inside", "outside", "alone", "silent", "edge", "unlisted"}
     assert rows["inside"].recovered is True and rows["inside"].injected_pp == pytest.approx(8.0)
     assert rows["outside"].recovered is False and rows["outside"].verdict == "no"
     assert rows["alone"].recovered is None and rows["alone"].verdict == "not measurable: no control group"
     assert rows["silent"].verdict == "not measurable: nothing planned"
+    # A rule the report does not list (no message in its period) planned nothing either
+    assert rows["unlisted"].verdict == "not measurable: nothing planned"
     assert rows["edge"].recovered is True
     assert summary(list(rows.values())) == ("the report recovered the injected lift of 2 of 3 measurable "
                                             "rule(s); missed: outside (a 95% interval misses about 1 time in 20)")
@@ -121,3 +123,37 @@ def test_recovery_on_hand_made_documents() -> None:
     line = next(line for line in out.getvalue().splitlines() if " outside " in line)
     assert "+0.0 pp" in line and "+1.5 to +6.5 pp" in line and line.rstrip(" │").endswith("no")
     assert summary([rows["alone"]]).startswith("no rule had both")
+
+
+def test_the_demo_as_a_page_in_chromium(demo: tuple[DemoOutcome, str, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`outreach report --html` over the demo's database: the real document, drawn offline in Chromium."""
+    from click.testing import CliRunner
+
+    from chromium import headless_chromium
+    from outreach.cli import main as cli
+
+    outcome, _, folder = demo
+    monkeypatch.setenv("OUTREACH_RULES_DIR", str(REPO / "rules"))
+    page_file = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{folder / 'outreach.db'}", "report",
+                                      "--html", str(page_file), "--now", outcome.document["as_of"]])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {page_file}" in result.output
+    with headless_chromium() as browser:
+        ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+        attempted: list[str] = []
+        ctx.route("**/*", lambda r: r.continue_() if r.request.url == page_file.as_uri()
+                  else (attempted.append(r.request.url), r.abort()))
+        page = ctx.new_page()
+        page.goto(page_file.as_uri())
+        # The demo's simulated responses are labelled, each measured rule is drawn, nothing is fetched
+        assert page.get_by_role("alert").inner_text().startswith("SIMULATED")
+        text = page.inner_text("body")
+        for rule in ("winback", "birthday", "upsell-teaware"):
+            assert rule in text
+        assert page.locator("svg.chart").count() >= 3
+        page.screenshot(path=tmp_path / "demo-report.png", full_page=True)
+        ctx.close()
+    assert attempted == []
+    assert (tmp_path / "demo-report.png").stat().st_size > 50_000

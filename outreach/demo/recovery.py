@@ -46,10 +46,13 @@ class Recovery:
 
 
 def recovery_rows(document: Mapping[str, Any], injected: Mapping[str, tuple[float, float]]) -> list[Recovery]:
-    """One row per rule of the document that has an injected lift (rules the
-    table does not name are left out: there is nothing to compare with)."""
+    """One row per rule with an injected lift, in the document's order: a rule
+    the document does not list planned nothing in its period (not measurable);
+    rules without an injected lift are left out (nothing to compare with)."""
     rows = []
-    for rule in document.get("rules", []):
+    listed = {rule["rule"] for rule in document.get("rules", [])}
+    unlisted = [{"rule": name} for name in sorted(injected) if name not in listed]
+    for rule in [*document.get("rules", []), *unlisted]:
         name = rule["rule"]
         if name not in injected:
             continue
