@@ -126,7 +126,8 @@ def verdict(treated: Arm, control: Arm, rate: Interval | None, revenue: Interval
             lost = ctx.cost - Decimal(str(revenue.estimate if revenue else 0)) * ctx.margin
             text = f"significant down: the control group bought more ({said})"
             if ctx.costed:
-                text += f"; the campaign cost {amount(max(lost, ctx.cost))} {ctx.currency}"
+                text += (f"; the campaign cost {max(lost, ctx.cost):,.2f} {ctx.currency} "
+                         "(the margin it lost plus what it cost to run)")
         elif needed is None:
             text = f"not significant: treated and control converted at the same rate ({said})"
         elif needed == 0:
