@@ -24,11 +24,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, and_, case, func, select
+from sqlalchemy import ColumnElement, Numeric, and_, case, func, join, select, true
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.stats import Sums, rate_difference
+from outreach.store import dialect
 from outreach.store.models import Message, Order, Rule, VariantDecision
 
 #: The types sums are read back as (SQLite returns floating point; these keep
@@ -76,9 +77,43 @@ def _window(customer_id: Any, start: Any, end: Any, amount: ColumnElement[Any] |
     """(1 if the customer ordered inside (start, end] else 0, the amount they ordered there)."""
     inside = and_(Order.customer_id == customer_id, Order.ordered_at > start, Order.ordered_at <= end)
     ordered = select(Order.id).where(inside).exists()
-    spent = select(func.coalesce(func.sum(Order.amount if amount is None else amount), 0)).where(
-        inside).scalar_subquery()
+    spent = select(func.coalesce(func.sum(_amount(amount)), 0)).where(inside).scalar_subquery()
     return case((ordered, 1), else_=0), spent
+
+
+def _per_message(session: Session, amount: ColumnElement[Any] | None, rule_ids: Sequence[int] | None) -> Any:
+    """One row per message: its rule, variant, whether held out, sent and
+    measured, whether its customer ordered inside its window, the amount
+    they ordered there, and whether the window is still open (``open``, a
+    column compared with ``now`` by the caller)."""
+    held = Message.status == MessageStatus.HELD_OUT
+    measured = Message.status.in_([MessageStatus.SENT, MessageStatus.HELD_OUT])
+    start = case((held, Message.planned_at), else_=Message.sent_at)
+    chosen = [Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []
+    if dialect.has_lateral(session):
+        # One look-up of the customer's orders per measured message (the
+        # covering (customer, time, amount) index), counted and summed
+        # together: as two correlated subqueries the look-up was made once
+        # for the EXISTS and once for each use of the sum (4 a message).
+        inside = (select(func.count().label("orders"), func.coalesce(func.sum(_amount(amount)), 0).label("spent"))
+                  .where(measured, Order.customer_id == Message.customer_id, Order.ordered_at > start,
+                         Order.ordered_at <= Message.attribute_until).lateral("inside_window"))
+        converted: ColumnElement[int] = case((inside.c.orders > 0, 1), else_=0)
+        spent: ColumnElement[Any] = inside.c.spent
+        source: Any = join(Message, inside, true())
+    else:
+        ordered, amount_in = _window(Message.customer_id, start, Message.attribute_until, amount)
+        converted, spent = case((measured, ordered), else_=0), case((measured, amount_in), else_=0)
+        source = Message
+    return (select(Message.rule_id, Message.variant, held.label("held_out"),
+                   (Message.status == MessageStatus.SENT).label("sent"), measured.label("measured"),
+                   converted.label("converted"), spent.label("revenue"),
+                   case((measured, Message.attribute_until), else_=None).label("until"))
+            .select_from(source).where(*chosen).subquery("per_message"))
+
+
+def _amount(amount: ColumnElement[Any] | None) -> ColumnElement[Any]:
+    return Order.__table__.c.amount if amount is None else amount
 
 
 def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int] | None = None,
@@ -88,27 +123,22 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
     measured, converted, revenue and its squares. ``rule_ids``: only those
     rules; ``amount``: an expression over ``orders`` to sum instead of
     ``Order.amount`` (a currency conversion, a margin)."""
-    held = Message.status == MessageStatus.HELD_OUT
-    measured = Message.status.in_([MessageStatus.SENT, MessageStatus.HELD_OUT])
-    start = case((held, Message.planned_at), else_=Message.sent_at)
-    converted, spent = _window(Message.customer_id, start, Message.attribute_until, amount)
-    per = (
-        select(Message.rule_id, Message.variant, held.label("held_out"),
-               (Message.status == MessageStatus.SENT).label("sent"), measured.label("measured"),
-               case((measured, converted), else_=0).label("converted"),
-               case((measured, spent), else_=0).label("revenue"),
-               case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"))
-        .where(*([Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []))
-        .subquery("per_message")
+    per = _per_message(session, amount, rule_ids)
+    # Added up per arm first, the rules' names joined to the few sums after.
+    arms = (
+        select(per.c.rule_id, per.c.variant, per.c.held_out, func.count().label("assigned"),
+               func.sum(case((per.c.sent, 1), else_=0)).label("sent"),
+               func.sum(case((per.c.measured, 1), else_=0)).label("measured"),
+               func.sum(per.c.converted).label("converted"), func.sum(per.c.revenue, type_=MONEY).label("revenue"),
+               func.sum(per.c.revenue * per.c.revenue, type_=SQUARES).label("squares"),
+               func.sum(case((per.c.until > now, 1), else_=0)).label("open"))
+        .group_by(per.c.rule_id, per.c.variant, per.c.held_out).subquery("arms")
     )
     rows = session.execute(
-        select(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, func.count(),
-               func.sum(case((per.c.sent, 1), else_=0)), func.sum(case((per.c.measured, 1), else_=0)),
-               func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
-               func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open))
-        .join(Rule, Rule.id == per.c.rule_id)
-        .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out)
-        .order_by(Rule.name, per.c.held_out, per.c.variant)
+        select(arms.c.rule_id, Rule.name, arms.c.variant, arms.c.held_out, arms.c.assigned, arms.c.sent,
+               arms.c.measured, arms.c.converted, arms.c.revenue, arms.c.squares, arms.c.open)
+        .join(Rule, Rule.id == arms.c.rule_id)
+        .order_by(Rule.name, arms.c.held_out, arms.c.variant)
     ).all()
     return [VariantOutcome(rule_id=int(rule_id), rule=name, variant=variant, held_out=bool(is_held),
                            assigned=int(count), sent=int(sent or 0), measured=int(counted or 0),

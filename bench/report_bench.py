@@ -1,0 +1,212 @@
+"""How long the ROI report takes at scale on PostgreSQL, against a full scan of the orders.
+
+    python bench/report_bench.py                       # 1M customers, 10M orders, 5M messages
+    python bench/report_bench.py --customers 100000 --messages 500000     # a quick check (~1 min)
+    python bench/report_bench.py --explain             # and the plan of the slowest statement
+
+The database (``outreach_report_bench``; ``bench/report_data.py`` builds it
+set-based, in resumable steps) is built once and reused while its sizes are
+the ones asked for. Each component then runs ``--repeat`` times, warm, and
+its best time is printed beside the **reference** measured in the same run —
+``SELECT count(*), sum(amount) FROM orders``, one scan of every order, the
+least any honest report over them must do — as a ratio: this machine is
+shared and noisy, the ratio less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, Numeric, case, event, literal, text
+from sqlalchemy.orm import Session
+
+from outreach.reporting.roi import build_report
+from outreach.store import variants
+from outreach.store.models import Message, Order
+from outreach.store.redemptions import offer_results
+from report_data import NOW, USD_RATE, Sizes, ensure  # bench/report_data.py, beside this script
+
+ROOT = Path(__file__).resolve().parents[1]
+DB_URL = os.environ.get("OUTREACH_BENCH_REPORT_DB",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/outreach_report_bench")
+console = Console(width=140)
+
+
+def reference(engine: Engine) -> int:
+    with engine.connect() as conn:
+        count, _ = conn.execute(text("SELECT count(*), sum(amount) FROM orders")).one()
+    return int(count)
+
+
+def converted() -> Any:
+    """The report's currency conversion: a CASE on the order's currency."""
+    rate = literal(Decimal(USD_RATE), Numeric(12, 6))
+    return case((Order.currency == "USD", Order.amount * rate), else_=Order.amount)
+
+
+def outcomes(engine: Engine, *, convert: bool = False) -> int:
+    with Session(engine) as session:
+        return len(variants.variant_outcomes(session, now=NOW, amount=converted() if convert else None))
+
+
+def timeline(shape: str) -> Callable[[Engine], int]:
+    """Per day, rule and arm: in-window orders and their revenue (each order once per rule × arm)."""
+    def run(engine: Engine) -> int:
+        with engine.connect() as conn:
+            return len(conn.execute(text(TIMELINE_SQL.format(pairs=shape))).all())
+    return run
+
+
+#: The timeline's candidate shape (the report's other queries are the store's): the
+#: measured messages' windows joined to their customers' orders, each order once per rule × arm.
+TIMELINE_SQL = f"""
+SELECT day, rule_id, held_out, count(*), sum(amount)
+FROM (SELECT DISTINCT m.rule_id, m.status = 'held_out' AS held_out, o.id, date_trunc('day', o.ordered_at) AS day,
+             CASE WHEN o.currency = 'USD' THEN o.amount * {USD_RATE} ELSE o.amount END AS amount
+      FROM messages m {{pairs}}
+      WHERE m.status IN ('sent', 'held_out')) AS inside
+GROUP BY day, rule_id, held_out"""
+_INSIDE = ("o.customer_id = m.customer_id AND o.ordered_at <= m.attribute_until "
+           "AND o.ordered_at > CASE WHEN m.status = 'held_out' THEN m.planned_at ELSE m.sent_at END")
+#: The pairs as a join (PostgreSQL hashes the orders) or a look-up of each message's orders (LATERAL).
+BY_JOIN = f"JOIN orders o ON {_INSIDE}"
+BY_LOOKUP = f"CROSS JOIN LATERAL (SELECT o.id, o.ordered_at, o.amount, o.currency FROM orders o WHERE {_INSIDE}) o"
+
+
+def offers(engine: Engine, *, by_variant: bool = False) -> int:
+    with Session(engine) as session:
+        return len(offer_results(session, by=[Message.variant] if by_variant else ()))
+
+
+def old_report(engine: Engine) -> int:
+    return len(build_report(engine))
+
+
+def document(engine: Engine) -> int:
+    from outreach.reporting.document import build_document  # type: ignore[import-not-found, unused-ignore]
+
+    params = inspect.signature(build_document).parameters
+    options: dict[str, Any] = {"now": NOW} if "now" in params else {}
+    built = build_document(engine, **options)
+    return len(built.get("rules", [])) if isinstance(built, dict) else 0
+
+
+def cli_json(url: str) -> Callable[[Engine], int]:
+    def run(_: Engine) -> int:
+        env = {**os.environ, "OUTREACH_DATABASE_URL": url}
+        done = subprocess.run([sys.executable, "-m", "outreach", "report", "--format", "json"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed")
+        return len(done.stdout)
+    return run
+
+
+class Statements:
+    """The SQL statements a component runs, with their times (for --explain)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seen: list[tuple[float, str, Any]] = []
+        self._started: dict[int, float] = {}
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        self._started[id(cursor)] = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        self.seen.append((time.perf_counter() - self._started.pop(id(cursor), 0.0), statement, params))
+
+
+def best_of(fn: Callable[[Engine], int], engine: Engine, repeat: int) -> tuple[float, int]:
+    best, rows = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        rows = fn(engine)
+        best = min(best, time.perf_counter() - started)
+    return best, rows
+
+
+def explain(engine: Engine, statement: str, params: Any) -> str:
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="customers (default 1,000,000)")
+    parser.add_argument("--orders-per-customer", type=int, default=10, help="orders per customer on average")
+    parser.add_argument("--messages", type=int, default=None, help="messages (default 5 per customer)")
+    parser.add_argument("--rebuild", action="store_true", help="drop and build the database again")
+    parser.add_argument("--db-url", default=DB_URL, help=f"PostgreSQL database to build/reuse (default {DB_URL})")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per component; the best is shown")
+    parser.add_argument("--explain", action="store_true",
+                        help="print EXPLAIN (ANALYZE, BUFFERS) of the slowest statement")
+    parser.add_argument("--only", default="", help="comma-separated components to time (default: all)")
+    args = parser.parse_args()
+    if not args.db_url.startswith("postgresql"):
+        parser.error("--db-url must be a PostgreSQL URL (postgresql+psycopg://…): the benchmark is for PostgreSQL")
+    sizes = Sizes(args.customers, args.orders_per_customer, args.messages or 5 * args.customers)
+    started = time.perf_counter()
+    engine, building = ensure(args.db_url, sizes, rebuild=args.rebuild, say=console.print)
+    console.print(f"database ready in {time.perf_counter() - started:.1f} s (building: {building:.1f} s); "
+                  f"{sizes.customers:,} customers, {sizes.orders:,} orders, {sizes.messages:,} messages")
+
+    components: list[tuple[str, Callable[[Engine], int]]] = [
+        ("reference: count(*), sum(amount) FROM orders", reference),
+        ("variant_outcomes", outcomes),
+        ("variant_outcomes, converted amount", lambda e: outcomes(e, convert=True)),
+        ("timeline by day, orders joined", timeline(BY_JOIN)),
+        ("timeline by day, orders looked up (LATERAL)", timeline(BY_LOOKUP)),
+        ("offer_results", offers),
+        ("offer_results by variant", lambda e: offers(e, by_variant=True)),
+        ("build_report (old roi.py)", old_report),
+    ]
+    if importlib.util.find_spec("outreach.reporting.document") is not None:
+        components += [("build_document", document), ("outreach report --format json", cli_json(args.db_url))]
+    else:
+        console.print("outreach.reporting.document is not there yet: build_document and the CLI are not timed")
+    wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    statements = Statements(engine)
+    table = Table(title=f"outreach report at {sizes.customers:,} customers / {sizes.orders:,} orders / "
+                        f"{sizes.messages:,} messages (PostgreSQL, best of {args.repeat}, warm)")
+    for column in ("component", "seconds", "× reference", "rows"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    base: float | None = None
+    for name, fn in components:
+        if wanted and name != components[0][0] and not any(w in name for w in wanted):
+            continue
+        try:
+            seconds, rows = best_of(fn, engine, args.repeat)
+        except Exception as exc:  # noqa: BLE001 - a component that fails is shown, the others still run
+            table.add_row(name, "failed", "", f"{type(exc).__name__}: {str(exc)[:80]}")
+            continue
+        base = base or seconds
+        table.add_row(name, f"{seconds:.2f}", f"{seconds / base:.1f}", f"{rows:,}")
+        console.print(f"  {name}: {seconds:.2f} s")
+    console.print(table)
+    if args.explain and statements.seen:
+        slowest = max(statements.seen, key=lambda seen: seen[0])
+        console.print(f"slowest statement ({slowest[0]:.2f} s):\n{slowest[1]}")
+        console.print(explain(engine, slowest[1], slowest[2]), markup=False, highlight=False)
+
+
+if __name__ == "__main__":
+    main()
