@@ -1,12 +1,12 @@
 """How long the ROI report takes at scale on PostgreSQL, against a full scan of the orders.
 
     python bench/report_bench.py                       # 1M customers, 10M orders, 5M messages
-    python bench/report_bench.py --customers 100000 --messages 500000     # a quick check (~1 min)
+    python bench/report_bench.py --customers 100000    # a quick check (~1.5 min with its build)
     python bench/report_bench.py --explain             # and the plan of the slowest statement
 
-The database (``outreach_report_bench``; ``bench/report_data.py`` builds it
-set-based, in resumable steps) is built once and reused while its sizes are
-the ones asked for. Each component then runs ``--repeat`` times, warm, and
+The database (``outreach_report_bench``, ``…_100000`` for 100,000 customers;
+``bench/report_data.py`` builds it set-based, in resumable steps) is built
+once and reused while its sizes are the ones asked for. Each component then runs ``--repeat`` times, warm, and
 its best time is printed beside the **reference** measured in the same run —
 ``SELECT count(*), sum(amount) FROM orders``, one scan of every order, the
 least any honest report over them must do — as a ratio: this machine is
@@ -41,6 +41,7 @@ from report_data import NOW, USD_RATE, Sizes, ensure  # bench/report_data.py, be
 ROOT = Path(__file__).resolve().parents[1]
 DB_URL = os.environ.get("OUTREACH_BENCH_REPORT_DB",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/outreach_report_bench")
+DEFAULT_CUSTOMERS = 1_000_000
 console = Console(width=140)
 
 
@@ -167,16 +168,20 @@ def explain(engine: Engine, seen: list[tuple[float, str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=1_000_000, help="customers (default 1,000,000)")
+    parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="customers (default 1,000,000)")
     parser.add_argument("--orders-per-customer", type=int, default=10, help="orders per customer on average")
     parser.add_argument("--messages", type=int, default=None, help="messages (default 5 per customer)")
     parser.add_argument("--rebuild", action="store_true", help="drop and build the database again")
-    parser.add_argument("--db-url", default=DB_URL, help=f"PostgreSQL database to build/reuse (default {DB_URL})")
+    parser.add_argument("--db-url", default=None,
+                        help=f"PostgreSQL database to build/reuse (default {DB_URL}, with _N appended for "
+                             "N customers other than 1,000,000, so a quick check keeps the full-size database)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per component; the best is shown")
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN (ANALYZE, BUFFERS) of the slowest statement")
     parser.add_argument("--only", default="", help="comma-separated components to time (default: all)")
     args = parser.parse_args()
+    if args.db_url is None:
+        args.db_url = DB_URL if args.customers == DEFAULT_CUSTOMERS else f"{DB_URL}_{args.customers}"
     if not args.db_url.startswith("postgresql"):
         parser.error("--db-url must be a PostgreSQL URL (postgresql+psycopg://…): the benchmark is for PostgreSQL")
     sizes = Sizes(args.customers, args.orders_per_customer, args.messages or 5 * args.customers)

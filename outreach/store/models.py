@@ -137,9 +137,7 @@ class Order(Base):
     items: Mapped[list[OrderItem]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     __table_args__ = (
-        # Per customer in time order, covering the amount and its currency
-        # (the stats refresh, the report's windows: 0008, 0018).
-        Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount", "currency"),
+        Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount", "currency"),  # covering (0008, 0018)
         # Windowed triggers (upsell, event follow-ups) range-scan recent orders;
         # windowed aggregates by customer (RFM) read only the index (0006).
         Index("ix_orders_time", "ordered_at", "customer_id", "amount", "id"),
@@ -302,9 +300,8 @@ class Message(Base):
         # Queue maintenance: messages of a status, deferred ones by when they are due.
         Index("ix_messages_status", "status", "not_before"),
         Index("ix_messages_run_status", "run_id", "status"),
-        # Frequency caps and attribution look messages up by customer; the
-        # cooldown and cap counts read only this index (0007), and the report
-        # reads the measured messages' windows from it in customer order (0018).
+        # Frequency caps and attribution look messages up by customer; the cooldown and cap
+        # counts (0007) and the report's windows, in customer order (0018), read only this index.
         Index("ix_messages_customer_planned", "customer_id", "planned_at", "rule_id", "status", "channel",
               "sent_at", "attribute_until", "variant"),
         # Delivery-status webhooks find the message by the provider's id.

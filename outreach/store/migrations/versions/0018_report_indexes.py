@@ -14,9 +14,10 @@ as before.
 
 The report converts each order's amount by its currency (a CASE on
 ``orders.currency``): with the currency in the orders' (customer, time,
-amount) index the converted sums read that index alone too (5M messages:
-22.5 s → 15.8 s, as the unconverted sums), not every order found in a
-window from the table.
+amount) index the converted sums read that index alone, as the unconverted
+ones do; without it every order found in a window was read from the table
+(22.5 s converted against 15.8 s unconverted in the same run; with it 10.0 s
+and 10.1 s).
 
 Revision ID: 0018
 Revises: 0017
