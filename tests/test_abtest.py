@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from factories import bulk_customers, loaded_rule
@@ -219,3 +219,14 @@ def test_variant_outcomes_agree_with_a_plain_python_oracle(engine: Engine) -> No
         # (SQLite adds amounts as floating point: equal to a billionth)
         assert float(got.revenue) == pytest.approx(float(revenue), rel=1e-9, abs=1e-9), key
         assert float(got.revenue_squares) == pytest.approx(float(squares), rel=1e-9, abs=1e-9), key
+
+
+def test_variant_outcomes_leave_the_planner_as_they_found_it(engine: Engine) -> None:
+    """On PostgreSQL every message is read in customer order with sorting
+    turned off for that one statement; what the caller runs next in the same
+    transaction is planned as usual."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the planner setting is PostgreSQL's")
+    with transaction(engine) as s:
+        variants.variant_outcomes(s, now=NOW)
+        assert s.scalar(text("SHOW enable_sort")) == "on"

@@ -169,13 +169,12 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
 
 @contextmanager
 def _without_sorting(session: Session) -> Iterator[None]:
-    """PostgreSQL plans the statements run inside without a sort where an index gives the order."""
+    """PostgreSQL plans the statements run inside without a sort where an index gives the order.
+    (The setting is the transaction's: one that fails inside is rolled back, and the setting with it.)"""
     before = session.scalar(select(func.current_setting("enable_sort")))
     session.execute(select(func.set_config("enable_sort", "off", True)))
-    try:
-        yield
-    finally:
-        session.execute(select(func.set_config("enable_sort", before, True)))
+    yield
+    session.execute(select(func.set_config("enable_sort", before, True)))
 
 
 def _decimal(value: Any) -> Decimal:
