@@ -77,7 +77,7 @@ def test_widening_the_orders_indexes_keeps_every_order_and_line(tmp_path) -> Non
         assert columns == [["ordered_at", "customer_id", "amount", "id"]]
         by_customer = [i["column_names"] for i in inspect(engine).get_indexes("orders")
                        if i["name"] == "ix_orders_customer_time"]
-        assert by_customer == [["customer_id", "ordered_at", "amount"]]
+        assert by_customer == [["customer_id", "ordered_at", "amount", "currency"]]
         by_order = [i["column_names"] for i in inspect(engine).get_indexes("order_items")
                     if i["name"] == "ix_order_items_order"]
         assert by_order == [["order_id", "sku", "category", "quantity", "amount"]]

@@ -137,7 +137,7 @@ class Order(Base):
     items: Mapped[list[OrderItem]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     __table_args__ = (
-        Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount"),
+        Index("ix_orders_customer_time", "customer_id", "ordered_at", "amount", "currency"),  # covering (0008, 0018)
         # Windowed triggers (upsell, event follow-ups) range-scan recent orders;
         # windowed aggregates by customer (RFM) read only the index (0006).
         Index("ix_orders_time", "ordered_at", "customer_id", "amount", "id"),
@@ -300,9 +300,10 @@ class Message(Base):
         # Queue maintenance: messages of a status, deferred ones by when they are due.
         Index("ix_messages_status", "status", "not_before"),
         Index("ix_messages_run_status", "run_id", "status"),
-        # Frequency caps and attribution look messages up by customer; the
-        # cooldown and cap counts read only this index (0007).
-        Index("ix_messages_customer_planned", "customer_id", "planned_at", "rule_id", "status", "channel"),
+        # Frequency caps and attribution look messages up by customer; the cooldown and cap
+        # counts (0007) and the report's windows, in customer order (0018), read only this index.
+        Index("ix_messages_customer_planned", "customer_id", "planned_at", "rule_id", "status", "channel",
+              "sent_at", "attribute_until", "variant"),
         # Delivery-status webhooks find the message by the provider's id.
         Index("ix_messages_provider", "provider_id", postgresql_where=text("provider_id IS NOT NULL"),
               sqlite_where=text("provider_id IS NOT NULL")),
