@@ -250,14 +250,17 @@ def main() -> None:
                 table.add_row(endpoint, "PostgreSQL" if kind == "postgresql" else "SQLite", f"{args.requests:,}",
                               f"{r['rate']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
                               f"{r['reference']:,.0f}", f"{r['rate'] / r['reference']:.2f}",  # type: ignore[operator]
-                              f"{args.requests - answered:,}",
+                              f"{int(r['bad']):,}" + (f" + {args.requests - sent:,} unanswered" if sent < args.requests
+                                                      else ""),  # type: ignore[call-overload]
                               "yes" if answered == held and sent == args.requests
                               else f"NO: {held:,} stored, {answered:,} answered, {sent:,} of the requests sent")
                 show.print(table)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     show.print("[dim]req/s = answers per second, from the first request to the last answer; p50/p99 are "
-               "wrk's latencies; non-2xx counts requests not answered 2xx/3xx (other answers, or none); "
+               "wrk's latencies; non-2xx counts requests answered otherwise than 2xx/3xx, and those left unanswered "
+               "(the server dropped them, or wrk's run, as long as the warm-up's rate said, ended first: run again "
+               "on a quieter machine); "
                "hello-world = bench/hello_app.py under the same "
                "uvicorn options, same script, same requests[/]")
 
