@@ -5,7 +5,7 @@
 
 For each endpoint and database: ``outreach serve`` runs as the real server
 process (uvicorn, ``--workers`` processes) on a fresh database of
-``--messages`` sent emails (one per customer); wrk (16 connections) sends
+``--messages`` sent emails (one per customer, who has one order already); wrk (16 connections) sends
 ``--requests`` distinct valid requests spread over them — open pixels and
 click links with signed tokens, or signed order deliveries (distinct orders
 of distinct customers, signed when the run starts) — each exactly once
@@ -85,7 +85,7 @@ def requests_file(path: Path, endpoint: str, count: int, messages: int, tag: str
 
 
 def populate(engine: Engine, messages: int) -> None:
-    """``messages`` customers with email consent, each sent one email."""
+    """``messages`` customers with email consent, each sent one email, each with one order."""
     d = engine.dialect.name
     series = (f"generate_series(1, {messages}) AS s(g)" if d == "postgresql" else
               f"(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {messages}) "
@@ -104,6 +104,12 @@ def populate(engine: Engine, messages: int) -> None:
         conn.execute(text("INSERT INTO messages (rule_id, customer_id, channel, occurrence_key, status, to_address, "
                           "planned_at, sent_at, attempts, cost, redelivered) SELECT (SELECT r.id FROM rules r), c.id, "
                           "'email', 'k', 'sent', c.email, :at, :at, 1, 0, false FROM customers c ORDER BY c.id"), at)
+        # A shop's history: an order of one item each, before the run (from empty tables, PostgreSQL's
+        # plans chosen for the first orders — foreign-key checks, the triggers' — scanned every order).
+        conn.execute(text("INSERT INTO orders (external_id, customer_id, ordered_at, amount, currency, source) "
+                          "SELECT 'H' || id, id, :at, 50, 'CNY', 'import' FROM customers ORDER BY id"), at)
+        conn.execute(text("INSERT INTO order_items (order_id, sku, category, quantity, amount) "
+                          "SELECT id, 'LJ-100', 'tea', 1, 50 FROM orders ORDER BY id"))
 
 
 @contextmanager

@@ -69,8 +69,8 @@ upserted AS (
     WHERE EXCLUDED.reported_at IS NULL OR o.reported_at IS NULL OR o.reported_at < EXCLUDED.reported_at
     RETURNING o.id, o.external_id, o.customer_id, o.xmax = 0 AS inserted
 ),
-old_items AS (
-    DELETE FROM order_items WHERE order_id IN (SELECT id FROM upserted)
+old_items AS (  -- an array, not a join: the planner cannot know the CTE is small, and scanned every item
+    DELETE FROM order_items WHERE order_id = ANY (ARRAY(SELECT id FROM upserted WHERE NOT inserted))
 ),
 new_items AS (
     INSERT INTO order_items (order_id, sku, category, quantity, amount)
@@ -90,7 +90,7 @@ events AS (
     ON CONFLICT (dedupe_key) DO NOTHING
 )
 SELECT u.id, u.external_id, u.customer_id, u.inserted,
-       EXISTS (SELECT FROM coupon_redemptions r WHERE r.order_id = u.id) AS redeemed
+       NOT u.inserted AND EXISTS (SELECT FROM coupon_redemptions r WHERE r.order_id = u.id) AS redeemed
 FROM upserted u
 """)
 #: The totals of these customers made again from ``orders`` (migration 0002's function).
