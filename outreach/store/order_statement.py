@@ -3,7 +3,7 @@ the ORDER events as one round trip (``outreach.store.order_writes`` on PostgreSQ
 
 The order webhook's group-commit writer waits on PostgreSQL's round trips
 (bench/order_writes_bench.py); written as separate statements, a batch of
-eight orders took ten. Here the upsert's ``RETURNING`` feeds, in the same
+eight orders took ten round trips. Here the upsert's ``RETURNING`` feeds, in the same
 statement, the items' ``DELETE`` and ``INSERT`` and the events' ``INSERT``
 (writable CTEs), joined to the batch by external id. The batch arrives as
 arrays (``unnest``), so the statement's text is the same for every batch
