@@ -7,13 +7,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import EventType
 from outreach.store.engine import transaction
-from outreach.store.models import CustomerProduct, Order, OrderItem, OrderTotals, TrackingEvent
+from outreach.store.models import Customer, CustomerProduct, Order, OrderItem, OrderTotals, TrackingEvent
 from outreach.store.order_writes import IncomingOrder, OrderDelivery, OrderLine, record_orders
+from test_order_totals import PRODUCTS, assert_consistent
 from test_sending import shop
 
 T0 = datetime(2026, 5, 1, 10, 0)
@@ -70,3 +73,54 @@ def test_a_batch_answers_each_delivery_as_alone_and_keeps_the_newest_version(eng
                         (ids["c2"], "A"), (ids["c2"], "LJ-100")}
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(Order)) == 5
+
+
+# A random delivery: (order, customer, signed minute, day ordered, amount, its items as indexes into PRODUCTS)
+random_delivery = st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 4), st.integers(-30, 0),
+                            st.decimals(min_value=0, max_value=999, places=2),
+                            st.lists(st.integers(0, len(PRODUCTS) - 1), max_size=3))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(random_delivery, min_size=1, max_size=6), min_size=1, max_size=5))
+def test_any_history_of_batches_stores_the_newest_version_of_each_order_and_keeps_the_tables_right(
+    engine: Engine, batches: list[list[tuple[int, int, int, int, Decimal, list[int]]]]
+) -> None:
+    # (hypothesis runs every example on the same database: the customers stay, the orders go)
+    if not _customers(engine):
+        shop(engine, customers=[{"ext": f"c{n}", "email": f"c{n}@example.com"} for n in range(3)])
+    with transaction(engine) as s:
+        s.execute(delete(Order))
+    expected: dict[str, OrderDelivery] = {}
+    for batch in batches:
+        # Given a batch of deliveries of a few orders, moved between customers, re-dated, re-itemed, replayed
+        deliveries = [OrderDelivery(
+            order=IncomingOrder(external_id=f"R{o}", customer_external_id=f"c{c}", ordered_at=T0 + timedelta(days=day),
+                                amount=amount, currency="CNY",
+                                items=tuple(OrderLine(sku=PRODUCTS[i][0], category=PRODUCTS[i][1]) for i in items)),
+            payload={"o": o}, reported_at=T0 + timedelta(minutes=signed))
+            for o, c, signed, day, amount, items in batch]
+        with transaction(engine) as s:
+            record_orders(s, deliveries, source="webhook")
+        for d in deliveries:  # what delivering them one at a time keeps: the latest signed, the first on a tie
+            stored = expected.get(d.order.external_id)
+            if stored is None or (stored.reported_at or T0) < (d.reported_at or T0):
+                expected[d.order.external_id] = d
+        # Then each order is its newest version, with its items once, one ORDER event each
+        with Session(engine) as s:
+            orders = {o.external_id: (customer, o.ordered_at, o.amount,
+                                      sorted((i.sku, i.category or "") for i in o.items))
+                      for o, customer in s.execute(select(Order, Customer.external_id).join(Customer))}
+            events = s.scalar(select(func.count()).select_from(TrackingEvent)
+                              .where(TrackingEvent.type == EventType.ORDER))
+        assert orders == {ext: (d.order.customer_external_id, d.order.ordered_at, d.order.amount,
+                                sorted((i.sku, i.category or "") for i in d.order.items))
+                          for ext, d in expected.items()}
+        assert events == len(expected)
+        # And the totals and products the database keeps agree with the orders
+        assert_consistent(engine)
+
+
+def _customers(engine: Engine) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count()).select_from(Customer)) or 0
