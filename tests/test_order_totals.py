@@ -137,6 +137,26 @@ def test_bulk_sql_and_no_op_updates_keep_totals(engine: Engine) -> None:
     assert_consistent(engine)
 
 
+def test_one_upsert_that_inserts_and_updates_orders_of_a_customer_keeps_totals(engine: Engine) -> None:
+    # Given a customer with one order (PostgreSQL fires the statement's UPDATE
+    # trigger and its INSERT trigger one after the other: the totals must not
+    # count the new order twice, whichever runs first)
+    with transaction(engine) as s:
+        ada = add_customer(s, "ada").id
+        add_order(s, s.get(Customer, ada), NOW, 10)
+        first = s.scalar(select(Order.external_id).where(Order.customer_id == ada))
+    upsert = ("INSERT INTO orders (external_id, customer_id, ordered_at, amount, currency, source) "
+              "VALUES (:old, :c, :t1, 12.00, 'CNY', 'sql'), ('NEW-1', :c, :t2, 5.00, 'CNY', 'sql') "
+              "ON CONFLICT (external_id) DO UPDATE SET amount = excluded.amount, ordered_at = excluded.ordered_at")
+    # When one statement updates that order and inserts another of the same customer
+    with transaction(engine) as s:
+        s.execute(text(upsert), {"old": first, "c": ada, "t1": NOW - timedelta(days=1), "t2": NOW + timedelta(days=1)})
+    # Then the totals are the orders': two, 17.00, from the moved first to the new last
+    with Session(engine) as s:
+        assert maintained(s)[ada] == (2, Decimal("17.00"), NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert_consistent(engine)
+
+
 def test_csv_import_and_reimport_keep_totals(engine: Engine) -> None:
     import_csv(engine, "customers", IMPORT / "customers.csv", now=NOW)
     import_csv(engine, "orders", IMPORT / "orders.csv", now=NOW)

@@ -18,14 +18,10 @@ Same results as the separate statements:
   new items merged in with ``LEAST``/``GREATEST``: nothing counted twice);
 * the rows are inserted in external-id order (one lock order for every batch).
 
-One thing the triggers get wrong, whoever writes: an ``INSERT … ON CONFLICT
-DO UPDATE`` that both updates orders and inserts new ones fires the update
-trigger (which recomputes the customers' ``order_totals`` from ``orders``,
-the new orders included) *before* the insert trigger (which then adds the new
-orders to those totals again). So a batch that did both recomputes the
-totals of the customers it inserted orders for, in one more statement (an
-order updated and another placed by one customer in one batch counted twice
-before this).
+An ``INSERT … ON CONFLICT DO UPDATE`` that both updates orders and inserts
+new ones fires the update trigger and the insert trigger one after the
+other: ``order_totals`` moves by deltas on update (migration 0019), so the
+two commute and nothing is counted twice.
 
 It also says, per order written, whether a coupon redemption was stored for
 it before: with no code then and none now there is nothing for
@@ -93,8 +89,6 @@ SELECT u.id, u.external_id, u.customer_id, u.inserted,
        NOT u.inserted AND EXISTS (SELECT FROM coupon_redemptions r WHERE r.order_id = u.id) AS redeemed
 FROM upserted u
 """)
-#: The totals of these customers made again from ``orders`` (migration 0002's function).
-RECOMPUTE_TOTALS = text("SELECT order_totals_recompute(CAST(:customers AS bigint[]))")
 
 
 def write(session: Session, deliveries: Sequence[OrderDelivery], customers: dict[str, int], *,
@@ -120,7 +114,4 @@ def write(session: Session, deliveries: Sequence[OrderDelivery], customers: dict
                "category": [i.category for _, i in lines], "quantity": [i.quantity for _, i in lines],
                "item_amount": [i.amount for _, i in lines]}
     written = session.execute(WRITE, params).all()
-    inserted = {customer for _, _, customer, new, _ in written if new}
-    if inserted and not all(new for *_, new, _ in written):
-        session.execute(RECOMPUTE_TOTALS, {"customers": sorted(inserted)})
     return {external_id: order_id for order_id, external_id, *_ in written}, any(r for *_, r in written)
