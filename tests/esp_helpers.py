@@ -112,8 +112,12 @@ class SendGridKey:
 
 
 def mailgun_signed(payload: dict[str, Any], key: str, *, token: str) -> bytes:
-    """``payload`` with a fresh Mailgun signature for ``token``."""
-    stamp = payload["signature"]["timestamp"]
+    """``payload`` with a fresh Mailgun signature for ``token`` (a sample
+    without a signature block, or with a placeholder time, is stamped with
+    its event's time, as Mailgun does)."""
+    stamp = str(payload.get("signature", {}).get("timestamp", ""))
+    if not stamp.isdigit():
+        stamp = str(int(float(payload["event-data"]["timestamp"])))
     digest = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
     return json.dumps(dict(payload, signature={"timestamp": stamp, "token": token, "signature": digest})).encode()
 

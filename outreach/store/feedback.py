@@ -53,7 +53,7 @@ class FeedEvent:
     type: EventType
     source: str  # "ses", "sendgrid", "mailgun", "postmark"
     event_id: str  # the provider's id of this event (for this recipient)
-    occurred_at: datetime  # naive UTC
+    occurred_at: datetime | None  # naive UTC; None: the provider gave no time (dated on arrival)
     recipient: str | None = None
     #: Ids our message may be known by: Message-IDs, the provider's message id.
     references: tuple[str, ...] = ()
@@ -143,7 +143,7 @@ def record_feed_event(session: Session, event: FeedEvent, *, soft_bounce_limit: 
     Consent changes and suppressions are dated ``now`` (when we learnt of
     them): an opt-out takes effect from its arrival, after any earlier grant."""
     found = match(session, event)
-    stored = record_event(session, type=event.type, occurred_at=event.occurred_at, source=event.source,
+    stored = record_event(session, type=event.type, occurred_at=event.occurred_at or now, source=event.source,
                           message_id=found.message_id,
                           customer_id=found.customer_ids[0] if found.customer_ids else None,
                           url=event.url, dedupe_key=event.dedupe_key, payload=event.payload)

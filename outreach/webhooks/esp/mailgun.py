@@ -6,7 +6,9 @@ Each delivery is JSON ``{"signature": {timestamp, token, signature},
 only with it set). The signature does not cover the body, so a token is
 accepted once: a delivery with a used token is a replay, answered 406 (which
 tells Mailgun not to retry) and stores nothing. ``failed`` events are hard
-or soft bounces by their ``severity``; our message is found by the
+or soft bounces by their ``severity`` (a permanent one Mailgun did not even
+try, ``reason: suppress-*``, is what its list says: bounce, complaint or
+unsubscribe); our message is found by the
 ``outreach_message_id`` user variable or ``message.headers.message-id``.
 """
 
@@ -43,6 +45,10 @@ EVENTS = {
 }
 #: A ``failed`` event's ``severity``: temporary failures are soft bounces.
 SEVERITY = {"permanent": EventType.BOUNCE, "temporary": EventType.SOFT_BOUNCE}
+#: A permanent failure's ``reason`` when Mailgun did not even try: the address
+#: is on its own list (Mailgun's "permanent_fail" test sample is ``suppress-bounce``).
+SUPPRESSED = {"suppress-bounce": EventType.BOUNCE, "suppress-complaint": EventType.COMPLAINT,
+              "suppress-unsubscribe": EventType.UNSUBSCRIBE}
 USER_VARIABLE = "outreach_message_id"
 HINT = 'post Mailgun\'s webhook JSON: {"signature": {...}, "event-data": {...}}'
 
@@ -60,17 +66,29 @@ def parse(data: Any) -> list[FeedEvent]:
         return []
     if name == "failed":
         kind = SEVERITY.get(str(event.get("severity", "permanent")), EventType.BOUNCE)
+        if kind is EventType.BOUNCE:
+            kind = SUPPRESSED.get(str(event.get("reason")), kind)
     message = obj(event.get("message") or {}, "event-data.message")
     headers = obj(message.get("headers") or {}, "event-data.message.headers")
     ref = text(headers, "message-id", "event-data.message.headers", required=False)
     variables = obj(event.get("user-variables") or {}, "event-data.user-variables")
     return [FeedEvent(
-        type=kind, source=SOURCE, event_id=text(event, "id", "event-data") or "",
+        type=kind, source=SOURCE, event_id=_event_id(data, event),
         occurred_at=unix_time(event.get("timestamp"), "event-data.timestamp"),
         recipient=text(event, "recipient", "event-data", required=False),
         references=(f"<{ref.strip('<>')}>",) if ref else (),
         outreach_id=text(variables, USER_VARIABLE, "event-data.user-variables", required=False),
         url=text(event, "url", "event-data", required=False), payload=obj(data, "(body)"))]
+
+
+def _event_id(data: Any, event: dict[str, Any]) -> str:
+    """``event-data.id``; an event without one (Mailgun's older payloads) is
+    known by its delivery's one-time token, as django-anymail does."""
+    given = text(event, "id", "event-data", required=False)
+    if given:
+        return given
+    signed = obj(obj(data, "(body)").get("signature"), "signature")
+    return f"token:{text(signed, 'token', 'signature')}"
 
 
 def token(data: Any) -> str | None:

@@ -5,9 +5,12 @@ Postmark calls the URL with the user and password written into it
 password is ``postmark_webhook_password`` (the route exists only with it
 set) and both are compared in constant time. One event per delivery,
 ``RecordType`` mapped through a table (a ``Bounce`` further by its
-``Type``). Our message is found by the ``outreach_message_id`` metadata
-(header ``X-PM-Metadata-outreach_message_id``) or Postmark's ``MessageID``
-stored as the message's provider id.
+``Type``, a ``SubscriptionChange`` by its ``SuppressionReason``; an event
+without a time is dated on arrival). Postmark replaces our Message-ID, so
+our message is found by the ``outreach_message_id`` metadata (the header
+``X-PM-Metadata-outreach_message_id`` every email carries, returned as
+``Metadata``), Postmark's ``MessageID`` stored as the message's provider id,
+or else the address.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.routing import Route
 from outreach.config import Settings
 from outreach.domain import EventType
 from outreach.store.feedback import FeedEvent
-from outreach.webhooks.esp.base import BadPayload, feed_route, iso_time, obj, refuse, text
+from outreach.webhooks.esp.base import feed_route, iso_time, obj, refuse, text
 
 PATH = "/webhooks/esp/postmark"
 SOURCE = "postmark"
@@ -38,6 +41,14 @@ RECORD_TYPES = {
     "Click": EventType.CLICK,
     "SpamComplaint": EventType.COMPLAINT,
     "SubscriptionChange": EventType.UNSUBSCRIBE,
+}
+#: A ``SubscriptionChange``'s ``SuppressionReason``: Postmark reports every
+#: suppression this way (broadcast streams have no Bounce webhook), so its
+#: documented sample is a hard bounce, not an unsubscribe.
+SUPPRESSION_REASONS = {
+    "HardBounce": EventType.BOUNCE,
+    "SpamComplaint": EventType.COMPLAINT,
+    "ManualSuppression": EventType.UNSUBSCRIBE,
 }
 #: A bounce's ``Type`` → ours (django-anymail's reading of Postmark's bounce types).
 BOUNCE_TYPES = {
@@ -65,18 +76,21 @@ def parse(data: Any) -> list[FeedEvent]:
     kind = RECORD_TYPES.get(record, EventType.UNKNOWN)
     if record == "Bounce":
         kind = BOUNCE_TYPES.get(str(event.get("Type")), EventType.UNKNOWN)
-    if record == "SubscriptionChange" and not event.get("SuppressSending", True):
-        kind = EventType.UNKNOWN  # a reactivation: stored, never acted on
+    if record == "SubscriptionChange":
+        # A reactivation (SuppressSending false) is stored, never acted on.
+        suppressed = event.get("SuppressSending") is True
+        kind = SUPPRESSION_REASONS.get(str(event.get("SuppressionReason")), EventType.UNKNOWN) if suppressed \
+            else EventType.UNKNOWN
+    # Some bounces carry no time at all (a Type "Unsubscribe" bounce has none): dated on arrival.
     stamp = next((event[f] for f in TIME_FIELDS if event.get(f)), None)
-    if stamp is None:
-        raise BadPayload("DeliveredAt", f"the event's time is missing (one of {', '.join(TIME_FIELDS)})")
     message_id = text(event, "MessageID", "")
     recipient = text(event, "Recipient", "", required=False) or text(event, "Email", "", required=False)
     # A bounce and a complaint have their own ID; the rest are one per message, recipient and time.
     event_id = text(event, "ID", "", required=False) or f"{record}:{message_id}:{recipient}:{stamp}"
     metadata = obj(event.get("Metadata") or {}, "Metadata")
     return [FeedEvent(
-        type=kind, source=SOURCE, event_id=event_id, occurred_at=iso_time(stamp, "time"),
+        type=kind, source=SOURCE, event_id=event_id,
+        occurred_at=iso_time(stamp, "time") if stamp is not None else None,
         recipient=recipient, references=(message_id or "",),
         outreach_id=text(metadata, METADATA_KEY, "Metadata", required=False),
         url=text(event, "OriginalLink", "", required=False), payload=event)]

@@ -1,7 +1,7 @@
 """Amazon SES through SNS: ``POST /webhooks/esp/ses``.
 
 SES publishes bounces, complaints, deliveries (and, with a configuration
-set, opens, clicks, delays) to an SNS topic, which posts them here. Every
+set, opens, clicks, delays, unsubscribes) to an SNS topic, which posts them here. Every
 message's SNS signature is verified (:mod:`.sns`) and its ``TopicArn`` must
 be one of ``ses_topic_arns`` (the route exists only with one set: another
 account's topic, validly signed by Amazon, is still refused). A
@@ -10,7 +10,9 @@ account's topic, validly signed by Amazon, is still refused). A
 certificate or confirmation Amazon's server does not hand out is a 503 (SNS
 retries). Each recipient of a notification is one event, stored once by the
 SNS ``MessageId``; our message is found by its Message-ID header, SES's
-``mail.messageId`` as provider id, or the ``outreach_message_id`` tag.
+``mail.messageId`` as provider id, or the ``outreach_message_id`` tag (or,
+without a configuration set, our ``X-SES-MESSAGE-TAGS`` header among the
+original headers).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ EVENTS: dict[str, tuple[EventType | None, str, str]] = {
     "Rendering Failure": (EventType.FAILED, "", ""),
     "Open": (EventType.OPEN, "open", ""),
     "Click": (EventType.CLICK, "click", ""),
+    "Subscription": (EventType.UNSUBSCRIBE, "subscription", ""),
 }
 #: A bounce's ``bounceType``: only Permanent is hard; Undetermined is not acted on.
 BOUNCE_TYPES = {"Permanent": EventType.BOUNCE, "Transient": EventType.SOFT_BOUNCE}
@@ -78,6 +81,22 @@ def _recipients(event: dict[str, Any], detail: dict[str, Any], key: str, mail: d
     return [str(r) for r in destination] if isinstance(destination, list) else []
 
 
+def _unsubscribed_all(detail: dict[str, Any]) -> bool:
+    preferences = detail.get("newTopicPreferences")
+    return isinstance(preferences, dict) and preferences.get("unsubscribeAll") is True
+
+
+def _header_tag(headers: list[dict[str, Any]]) -> list[str] | None:
+    """Our tag read from the original ``X-SES-MESSAGE-TAGS`` header (``a=b, c=d``)."""
+    for header in headers:
+        if str(header.get("name", "")).lower() == "x-ses-message-tags":
+            for pair in str(header.get("value", "")).split(","):
+                name, _, value = pair.strip().partition("=")
+                if name == TAG and value:
+                    return [value]
+    return None
+
+
 def parse_ses(event: dict[str, Any], *, sns_id: str, sent: str) -> list[FeedEvent]:
     """One SES notification → one event per recipient it concerns."""
     name = text(event, "eventType", "Message", required=False) or text(event, "notificationType", "Message") or ""
@@ -90,6 +109,8 @@ def parse_ses(event: dict[str, Any], *, sns_id: str, sent: str) -> list[FeedEven
         kind = BOUNCE_TYPES.get(str(detail.get("bounceType")), EventType.UNKNOWN)
     if name == "Complaint" and detail.get("complaintFeedbackType") == NOT_SPAM:
         kind = EventType.UNKNOWN
+    if name == "Subscription" and not _unsubscribed_all(detail):
+        kind = EventType.UNKNOWN  # a topic preference changed: ours are not SES topics
     headers = [h for h in mail.get("headers") or [] if isinstance(h, dict)]
     common = obj(mail.get("commonHeaders") or {}, "Message.mail.commonHeaders")
     refs = [str(h.get("value", "")) for h in headers if str(h.get("name", "")).lower() == "message-id"]
@@ -97,6 +118,8 @@ def parse_ses(event: dict[str, Any], *, sns_id: str, sent: str) -> list[FeedEven
                                                                              required=False)) if r]
     tags = mail.get("tags") if isinstance(mail.get("tags"), dict) else {}
     tagged = tags.get(TAG) if isinstance(tags, dict) else None
+    if not (isinstance(tagged, list) and tagged):  # notifications without a configuration set carry no tags
+        tagged = _header_tag(headers)
     when = iso_time(detail.get("timestamp") or mail.get("timestamp") or sent, "Message.timestamp")
     return [FeedEvent(type=kind, source=SOURCE, event_id=f"{sns_id}:{recipient}", occurred_at=when,
                       recipient=recipient or None, references=tuple(refs),
