@@ -29,6 +29,9 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_W
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The file name that means "read standard input" / "write standard output".
+STDIN = "-"
+
 NOW_OPTION = click.option(
     "--now",
     metavar="ISO-TIME",

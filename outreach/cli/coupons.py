@@ -13,6 +13,7 @@ from rich.markup import escape
 from outreach.cli.common import (
     FORMAT_OPTION,
     NOW_OPTION,
+    STDIN,
     app_settings,
     console,
     emit_json,
@@ -21,9 +22,6 @@ from outreach.cli.common import (
     open_engine,
 )
 from outreach.errors import InputError
-
-#: The file name that means "read standard input" / "write standard output".
-STDIN = "-"
 
 
 def _pool(name: str) -> str:

@@ -10,6 +10,7 @@ import click
 from outreach.cli.common import (
     FORMAT_OPTION,
     NOW_OPTION,
+    STDIN,
     app_settings,
     console,
     emit_json,
@@ -18,9 +19,6 @@ from outreach.cli.common import (
     open_engine,
 )
 from outreach.importing import KINDS
-
-#: The file name that means "read standard input".
-STDIN = "-"
 
 
 @click.command("import")

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from outreach.planning.control import MIN_CONTROL_GROUP  # the same bar as `rules preview` warns at
 from outreach.reporting.money import amount
 from outreach.stats import CONFIDENCE, Interval, Sums, customers_needed, mean_difference, rate_difference
-
-#: A control group smaller than this is too small to measure a lift (a warning says so).
-MIN_CONTROL = 100
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,7 @@ def short_verdict(treated: Arm, control: Arm, rate: Interval | None, needed: int
 
 def control_warning(rule: str, control: Arm, holdout_percent: float) -> str | None:
     """The warning for a control group too small to measure a lift (None: large enough, or none at all)."""
-    if not 0 < control.customers < MIN_CONTROL:
+    if not 0 < control.customers < MIN_CONTROL_GROUP:
         return None
     return (f"{rule}: control group of {control.customers} customers — too small to measure a lift "
-            f"(need ≥ {MIN_CONTROL}; raise holdout_percent, now {holdout_percent:g}%, or wait for more sends)")
+            f"(need ≥ {MIN_CONTROL_GROUP}; raise holdout_percent, now {holdout_percent:g}%, or wait for more sends)")
