@@ -27,11 +27,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, Numeric, case, event, literal, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from outreach.store import variants
-from outreach.store.models import Message, Order
+from outreach.store.models import Message
 from outreach.store.redemptions import offer_results
 from report_data import NOW, USD_RATE, Sizes, ensure  # bench/report_data.py, beside this script
 
@@ -48,15 +48,13 @@ def reference(engine: Engine) -> int:
     return int(count)
 
 
-def converted() -> Any:
-    """The report's currency conversion: a CASE on the order's currency."""
-    rate = literal(Decimal(USD_RATE), Numeric(12, 6))
-    return case((Order.currency == "USD", Order.amount * rate), else_=Order.amount)
+#: The report's rates: USD converted into CNY (a CASE on the order's currency).
+RATES = {"CNY": Decimal(1), "USD": Decimal(USD_RATE)}
 
 
 def outcomes(engine: Engine, *, convert: bool = False) -> int:
     with Session(engine) as session:
-        return len(variants.variant_outcomes(session, now=NOW, amount=converted() if convert else None))
+        return len(variants.variant_outcomes(session, now=NOW, rates=RATES if convert else None))
 
 
 def offers(engine: Engine, *, by_variant: bool = False) -> int:
@@ -65,14 +63,15 @@ def offers(engine: Engine, *, by_variant: bool = False) -> int:
 
 
 def document(*, splits: list[str] | None) -> Callable[[Engine], int]:
-    """The whole report document as ``outreach report`` builds it (``splits=[]``: the table's; None: all six)."""
+    """The whole report document as ``outreach report`` builds it (``splits=[]``: the table's, without the
+    timeline; None: all six splits and the timeline, as for json and the page)."""
     def run(engine: Engine) -> int:
         from outreach.config import load_settings
         from outreach.reporting.document import build_document
 
         settings = load_settings(database_url=engine.url.render_as_string(hide_password=False),
                                  rules_dir=ROOT / "rules")
-        return len(build_document(engine, settings, now=NOW, splits=splits)["rules"])
+        return len(build_document(engine, settings, now=NOW, splits=splits, timeline=splits is None)["rules"])
     return run
 
 

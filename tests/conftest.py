@@ -105,6 +105,15 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def pg_engine(pg_database: str) -> Iterator[Engine]:
+    """PostgreSQL only, migrated and empty: for what only PostgreSQL does (concurrent transactions)."""
+    eng = make_engine(pg_database)
+    _truncate_pg(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
 def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     """SQLite only, for tests whose point is not the database."""
     path = tmp_path / "outreach.db"

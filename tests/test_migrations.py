@@ -151,3 +151,58 @@ def test_the_offers_migration_downgrades_and_upgrades_again_keeping_the_orders(e
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert conn.execute(select(func.count(), func.sum(Order.amount))).one() == (1, 120)
         assert conn.scalar(select(Order.discount)) is None
+
+
+def test_the_report_migrations_fill_in_what_is_there_and_come_off_and_on_again(engine: Engine) -> None:
+    """0020 and 0021 on an installation with messages, orders, events and
+    codes: the pairs already inside a window are written by the upgrade (the
+    backfill), none else; events and codes get their message's rule, variant
+    and plan time; downgraded, the table and columns go; the schema is the
+    models' again."""
+    from datetime import datetime, timedelta
+
+    from alembic import command
+    from sqlalchemy import select, text
+
+    from factories import add_customer, add_order
+    from outreach.domain import Channel, MessageStatus
+    from outreach.store.engine import alembic_config, migrate, transaction
+    from outreach.store.models import Coupon, Message, TrackingEvent, WindowOrder
+    from report_helpers import add_rule
+
+    now = datetime(2026, 6, 1)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0019")
+    assert "window_orders" not in set(inspect(engine).get_table_names())
+    assert "rule_id" not in {c["name"] for c in inspect(engine).get_columns("tracking_events")}
+    with transaction(engine) as s:
+        ada = add_customer(s, "ada")
+        rule = add_rule(s, "r")
+        sent = Message(rule_id=rule.id, customer_id=ada.id, channel=Channel.EMAIL, occurrence_key="k",
+                       status=MessageStatus.SENT, planned_at=now, sent_at=now, attribute_until=now + timedelta(days=7))
+        s.add(sent)
+        s.flush()
+        inside = add_order(s, ada, now + timedelta(days=1)).id
+        add_order(s, ada, now + timedelta(days=8))
+        message_id = sent.id
+        sent.variant = "b"
+        s.flush()
+        # Written as the code of 0019 wrote them: without the columns 0021 adds
+        s.execute(text("INSERT INTO tracking_events (type, message_id, occurred_at, source, simulated, payload) "
+                       "VALUES ('open', :m, :t, 'test', false, '{}'), ('open', NULL, :t, 'test', false, '{}')"),
+                  {"m": message_id, "t": now})
+        pool = s.execute(text("INSERT INTO coupon_pools (name, created_at) VALUES ('p', :t) RETURNING id"),
+                         {"t": now}).scalar_one()
+        s.execute(text("INSERT INTO coupons (pool_id, code, source, added_at, message_id, given_at) "
+                       "VALUES (:p, 'A1', 'generated', :t, :m, :t), (:p, 'A2', 'generated', :t, NULL, NULL)"),
+                  {"p": pool, "m": message_id, "t": now})
+    migrate(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(select(WindowOrder.message_id, WindowOrder.order_id)).all() == [(message_id, inside)]
+        assert sorted(conn.execute(select(TrackingEvent.rule_id, TrackingEvent.planned_at)).all(),
+                      key=str) == sorted([(rule.id, now), (None, None)], key=str)
+        assert sorted(conn.execute(select(Coupon.code, Coupon.rule_id, Coupon.variant, Coupon.planned_at)).all()) == [
+            ("A1", rule.id, "b", now), ("A2", None, None, None)]

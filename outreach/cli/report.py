@@ -85,8 +85,10 @@ def report(ctx: click.Context, surveys: bool, fmt: str, since: datetime | None, 
         settings = settings.model_copy(update={"report_currency": currency})
     moment, _ = now_option(now)
     # The table shows one split at most: only that one is computed; json, csv and the page carry them all.
+    # Revenue per day is shown by the page and carried by json only.
     splits = ([split] if split else []) if fmt == "table" and html_path is None else ([split] if split else None)
-    doc = build_document(open_engine(settings), settings, now=moment, since=since, until=until, splits=splits)
+    doc = build_document(open_engine(settings), settings, now=moment, since=since, until=until, splits=splits,
+                         timeline=html_path is not None or fmt == "json")
     if html_path is not None:
         from outreach.reporting.html import render_html
 

@@ -33,8 +33,7 @@ from outreach.reporting.offers import Offers, offers_of
 from outreach.rules.loader import load_policy, rules_folder
 from outreach.stats import CONFIDENCE
 from outreach.store import report_rows as rows
-from outreach.store.models import Message
-from outreach.store.variants import VariantOutcome, variant_outcomes
+from outreach.store.variants import Scope, VariantOutcome, message_counts, variant_outcomes
 
 VERSION = 1
 #: Every dimension the report can split by, in the order the document lists them.
@@ -42,53 +41,59 @@ DIMENSIONS = tuple(rows.SPLITS)
 
 
 def build_document(engine: Engine, settings: Settings, *, now: datetime, since: datetime | None = None,
-                   until: datetime | None = None, splits: Sequence[str] | None = None) -> dict[str, Any]:
+                   until: datetime | None = None, splits: Sequence[str] | None = None,
+                   timeline: bool = True) -> dict[str, Any]:
     """The document, configured from ``settings``: the reporting currency
     (``report_currency``) and rates (rules/currency.yaml), the default margin
     (rules/policy.yaml ``margin:``). ``now``: the moment windows are judged
     against; ``since``/``until``: only messages planned in [since, until);
-    ``splits``: the dimensions to split by (None: all of ``DIMENSIONS``)."""
+    ``splits``: the dimensions to split by (None: all of ``DIMENSIONS``);
+    ``timeline``: False leaves out revenue per day (``"timeline": null``),
+    which only the page and ``--format json`` show."""
     folder = rules_folder(settings.rules_dir)
     money = resolve_money(folder, settings.report_currency)
     margin = load_policy(folder).margin if folder.is_dir() else Decimal(1)
-    return document(engine, money=money, default_margin=margin, now=now, since=since, until=until, splits=splits)
+    return document(engine, money=money, default_margin=margin, now=now, since=since, until=until, splits=splits,
+                    timeline=timeline)
 
 
 def document(engine: Engine, *, money: Money, now: datetime, default_margin: Decimal = Decimal(1),
              since: datetime | None = None, until: datetime | None = None,
-             splits: Sequence[str] | None = None) -> dict[str, Any]:
+             splits: Sequence[str] | None = None, timeline: bool = True) -> dict[str, Any]:
     """The document from explicit money and margin (see :func:`build_document`)."""
     dims = DIMENSIONS if splits is None else tuple(splits)
     unknown = [d for d in dims if d not in rows.SPLITS]
     if unknown:
         raise ConfigError(f"cannot split by {', '.join(unknown)} (hint: one of {', '.join(DIMENSIONS)})")
-    messages = rows.period(since, until)
-    amount_sql, known = rows.converted_amount(money.rates), rows.known_currency(money.rates)
+    scope = Scope(since=since, until=until)
     with Session(engine) as session:
-        cells = variant_outcomes(session, now=now, amount=amount_sql, orders=known, messages=messages,
-                                 by=[rows.SPLITS[d] for d in dims])
-        funnel = rows.funnel(session, messages=messages)
+        counts = message_counts(session, scope, now=now)
+        funnel = rows.funnel(session, scope=scope, counts=counts)
+        # The arms of each rule, and split: the same figures per value of every dimension (they add up to the arms).
+        cells = variant_outcomes(session, now=now, rates=money.rates, since=since, until=until, counts=counts)
+        split = variant_outcomes(session, now=now, rates=money.rates, since=since, until=until,
+                                 by=[rows.SPLITS[d] for d in dims]) if dims else []
         rule_ids = sorted({rule for rule, _, _ in funnel.statuses})
         rules = rows.rules_of(session, rule_ids)
-        touch = rows.last_touch(session, messages=messages, amount=amount_sql, orders=known)
-        days = rows.timeline(session, messages=messages, rates=money.rates)
-        currencies = rows.orders_in_windows(session, messages=messages)
-        offers = offers_of(session, money, messages=messages, variant=Message.variant.expression)
+        touch = rows.last_touch(session, scope=scope, rates=money.rates)
+        days = rows.timeline(session, scope=scope, rates=money.rates) if timeline else None
+        odd = rows.exceptions(session, scope=scope, rates=money.rates)
+        offers = offers_of(session, money, since=since, until=until)
     warnings: list[str] = []
     names = {rule_id: name for rule_id, name, _, _ in rules}
-    unconverted = [{"currency": c.currency, "orders": c.orders, "amount": amount(c.amount)}
-                   for c in currencies if c.currency not in money.rates]
+    unconverted = [{"currency": c.currency, "orders": c.orders, "amount": amount(c.amount)} for c in odd.unconverted]
     for row in unconverted:
         warnings.append(f"{row['orders']} orders in {row['currency']} ({row['amount']}) have no rate and are left "
                         f"out (hint: add '{row['currency']}: <value in {money.currency}>' under rates: in "
                         "rules/currency.yaml)")
     warnings.extend(offers.warnings)
-    simulated = {"orders": sum(c.simulated_orders for c in currencies),
+    simulated = {"orders": odd.simulated_orders,
                  "events": sum(funnel.simulated_events.values())}
     if simulated["orders"] or simulated["events"]:
         warnings.append(f"this report counts {simulated['orders']} simulated orders and {simulated['events']} "
                         "simulated events (demo data, not customers' behaviour)")
-    sections = [_rule(rule_id, name, definition, winner, cells=cells, funnel=funnel, touch=touch, days=days,
+    sections = [_rule(rule_id, name, definition, winner, cells=cells, funnel=funnel, touch=touch,
+                      simulated_orders=odd.simulated_by_rule.get(rule_id, 0),
                       offers=offers, money=money, default_margin=default_margin, warnings=warnings)
                 for rule_id, name, definition, winner in rules]
     return {
@@ -96,10 +101,11 @@ def document(engine: Engine, *, money: Money, now: datetime, default_margin: Dec
         "rates": {code: rate_text(rate) for code, rate in sorted(money.rates.items())}, "unconverted": unconverted,
         "confidence": CONFIDENCE, "period": {"since": _iso(since), "until": _iso(until)}, "simulated": simulated,
         "warnings": warnings, "rules": sections,
-        "timeline": [{"date": d.day.isoformat(), "rule": names[d.rule_id], "group": _arm_name(d.held_out),
-                      "orders": d.orders, "revenue": amount(d.revenue), "simulated_orders": d.simulated_orders}
-                     for d in days if d.rule_id in names],
-        "splits": {dim: _splits(cells, dims.index(dim), sections, names) for dim in dims},
+        "timeline": None if days is None else [
+            {"date": d.day.isoformat(), "rule": names[d.rule_id], "group": _arm_name(d.held_out), "orders": d.orders,
+             "revenue": amount(d.revenue), "simulated_orders": d.simulated_orders}
+            for d in days if d.rule_id in names],
+        "splits": {dim: _splits(split, dims.index(dim), sections, names) for dim in dims},
     }
 
 
@@ -124,7 +130,7 @@ def _sum(cells: Sequence[VariantOutcome]) -> Arm:
 
 def _rule(rule_id: int, name: str, definition: dict[str, Any], winner: str | None, *,
           cells: list[VariantOutcome], funnel: rows.FunnelRows, touch: dict[int, tuple[int, Decimal]],
-          days: list[rows.DayRow], offers: Offers, money: Money, default_margin: Decimal,
+          simulated_orders: int, offers: Offers, money: Money, default_margin: Decimal,
           warnings: list[str]) -> dict[str, Any]:
     mine = [c for c in cells if c.rule_id == rule_id]
     treated = _sum([c for c in mine if not c.held_out])
@@ -171,7 +177,7 @@ def _rule(rule_id: int, name: str, definition: dict[str, Any], winner: str | Non
         "offers": offers.section(name),
         "variants": variants,
         "open_windows": treated.open_windows + control.open_windows,
-        "simulated_orders": sum(d.simulated_orders for d in days if d.rule_id == rule_id),
+        "simulated_orders": simulated_orders,
     }
 
 

@@ -53,6 +53,11 @@ class Coupon(Base):
     percent_off: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     amount_off: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
+    #: Copies of the message's rule, A/B variant and plan time, kept by triggers (0021): the report counts codes
+    #: given per rule and variant without joining the messages. NULL without a message.
+    rule_id: Mapped[int | None] = mapped_column(BigId)
+    variant: Mapped[str | None] = mapped_column(String(64))
+    planned_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         UniqueConstraint("code", name="uq_coupons_code"),

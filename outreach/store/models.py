@@ -41,6 +41,7 @@ from outreach.store.preference_rows import MarketingPause as MarketingPause
 from outreach.store.preference_rows import PreferenceRecord as PreferenceRecord
 from outreach.store.preference_rows import TopicOptOut as TopicOptOut
 from outreach.store.webhook_tokens import WebhookToken as WebhookToken
+from outreach.store.window_rows import WindowOrder as WindowOrder
 from outreach.store.worker_rows import Worker as Worker
 
 
@@ -282,8 +283,7 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal("0"))
-    #: Orders up to this time count for the message (send time + the rule's
-    #: attribution window; for held-out rows, plan time + window).
+    #: Orders up to this time count (send or, held out, plan time + the rule's window; pairs: 0019).
     attribute_until: Mapped[datetime | None] = mapped_column(DateTime)
     provider_id: Mapped[str | None] = mapped_column(String(128))
     #: Quiet hours: not to be queued before this time (naive UTC); NULL = now.
@@ -327,6 +327,10 @@ class TrackingEvent(Base):
     url: Mapped[str | None] = mapped_column(Text)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Copies of the message's rule and plan time, kept by triggers (0021): the report counts the messages
+    #: opened, clicked or unsubscribed per rule without joining the messages. NULL without a message.
+    rule_id: Mapped[int | None] = mapped_column(BigId)
+    planned_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_tracking_message_type", "message_id", "type"),

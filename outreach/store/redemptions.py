@@ -176,12 +176,16 @@ def offer_results(session: Session, *, by: Sequence[ColumnElement[Any]] = (), si
             for key, v in sorted(money.items(), key=lambda kv: tuple(str(k) for k in kv[0]))]
 
 
-def codes_given(session: Session, *, by: Sequence[ColumnElement[Any]] = (),
-                messages: ColumnElement[bool] | None = None) -> dict[tuple[Any, ...], int]:
-    """(rule name, *``by``) → messages (of those ``messages`` selects) that were
-    given a code (the denominator of a redemption rate)."""
-    keys = [Rule.name, *by]
-    return {tuple(key): int(count) for *key, count in session.execute(
-        select(*keys, func.count()).select_from(COUPONS.join(Message, Message.id == C.message_id)
-                                                .join(Rule, Rule.id == Message.rule_id))
-        .where(*([messages] if messages is not None else [])).group_by(*keys))}
+def codes_given(session: Session, *, by_variant: bool = False, since: datetime | None = None,
+                until: datetime | None = None) -> dict[tuple[Any, ...], int]:
+    """(rule name[, variant]) → messages given a code (the denominator of a
+    redemption rate), of messages planned in [since, until) when given. One
+    grouped pass over the codes: each carries its message's rule, variant
+    and plan time (copied by triggers, migration 0021)."""
+    keys = [C.rule_id, *([C.variant] if by_variant else [])]
+    period = [c for c in (C.planned_at >= since if since else None, C.planned_at < until if until else None)
+              if c is not None]
+    counts = session.execute(select(*keys, func.count()).where(C.message_id.is_not(None), *period)
+                             .group_by(*keys)).all()
+    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({row[0] for row in counts}))).all())
+    return {(names[rule_id], *rest): int(count) for rule_id, *rest, count in counts}

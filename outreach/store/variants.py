@@ -18,23 +18,26 @@ conversion rates of treated and control customers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, and_, case, func, select
+from sqlalchemy import ColumnElement, Numeric, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.stats import Sums, rate_difference
 from outreach.store.models import Customer, CustomerStats, Message, Order, Rule, VariantDecision
+from outreach.store.window_rows import WindowOrder
 
 #: The types sums are read back as (SQLite returns floating point; these keep
 #: the digits a converted amount and a square of it have, instead of an amount's 2).
 MONEY = Numeric(30, 6)
 SQUARES = Numeric(38, 8)
+#: The statuses whose messages are measured: sent, and held out (the control group).
+MEASURED = (MessageStatus.SENT, MessageStatus.HELD_OUT)
 
 
 @dataclass(frozen=True)
@@ -83,41 +86,142 @@ def _window(customer_id: Any, start: Any, end: Any, amount: ColumnElement[Any] |
     return case((ordered, 1), else_=0), spent
 
 
+# ------------------------------------------------------------------ what the arms are added up from
+@dataclass(frozen=True)
+class Scope:
+    """Which messages count: those of ``rule_ids`` (None: every rule) planned
+    in [since, until) (either end open when None). The same filter applies to
+    ``messages`` and to the pairs (``window_orders``), which carry the rule and
+    the plan time of their message."""
+
+    rule_ids: Sequence[int] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def of(self, rule_id: Any, planned_at: Any) -> list[ColumnElement[bool]]:
+        return [c for c in (rule_id.in_(list(self.rule_ids)) if self.rule_ids is not None else None,
+                            planned_at >= self.since if self.since else None,
+                            planned_at < self.until if self.until else None) if c is not None]
+
+    @property
+    def messages(self) -> list[ColumnElement[bool]]:
+        return self.of(Message.rule_id, Message.planned_at)
+
+    @property
+    def pairs(self) -> list[ColumnElement[bool]]:
+        return self.of(WindowOrder.rule_id, WindowOrder.planned_at)
+
+
+def pair_amount(rates: Mapping[str, Decimal] | None) -> tuple[ColumnElement[Any], list[ColumnElement[bool]]]:
+    """(an order's amount in the reporting currency, the condition that it has
+    a rate) over ``window_orders``; ``rates`` None: the amount as it is, every
+    currency."""
+    if rates is None:
+        return WindowOrder.amount.expression, []
+    converted = case(*[(WindowOrder.currency == code, WindowOrder.amount * literal(rate, MONEY))
+                       for code, rate in rates.items()], else_=None)
+    return converted, [WindowOrder.currency.in_(list(rates))]
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    messages: int
+    #: What they cost (``messages.cost``).
+    cost: Decimal
+    #: Of which with a window still open at ``now``.
+    open_windows: int
+
+
+def message_counts(session: Session, scope: Scope, *, now: datetime,
+                   ) -> dict[tuple[int, str | None, MessageStatus], StatusCount]:
+    """(rule id, variant, status) → messages, their cost, their windows still
+    open at ``now``: one grouped pass over the messages in ``scope``."""
+    return {(int(rule_id), variant, MessageStatus(status)): StatusCount(int(n), _decimal(cost), int(still or 0))
+            for rule_id, variant, status, n, cost, still in session.execute(
+                select(Message.rule_id, Message.variant, Message.status, func.count(),
+                       func.sum(Message.cost, type_=MONEY),
+                       func.sum(case((Message.attribute_until > now, 1), else_=0)))
+                .where(*scope.messages).group_by(Message.rule_id, Message.variant, Message.status))}
+
+
+def spent_per_message(scope: Scope, rates: Mapping[str, Decimal] | None) -> Any:
+    """(message id, rule id, variant, held out, revenue) of each measured
+    message with an order (with a rate) inside its window, from the pairs."""
+    amount, known = pair_amount(rates)
+    return (select(WindowOrder.message_id, WindowOrder.rule_id, WindowOrder.variant, WindowOrder.held_out,
+                   func.sum(amount).label("revenue"))
+            .where(*scope.pairs, *known)
+            .group_by(WindowOrder.message_id, WindowOrder.rule_id, WindowOrder.variant, WindowOrder.held_out)
+            .subquery("spent"))
+
+
 def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int] | None = None,
-                     amount: ColumnElement[Any] | None = None, orders: ColumnElement[bool] | None = None,
-                     messages: ColumnElement[bool] | None = None,
-                     by: Sequence[ColumnElement[Any]] = ()) -> list[VariantOutcome]:
+                     rates: Mapping[str, Decimal] | None = None, since: datetime | None = None,
+                     until: datetime | None = None, by: Sequence[ColumnElement[Any]] = (),
+                     counts: Mapping[tuple[int, str | None, MessageStatus], StatusCount] | None = None,
+                     ) -> list[VariantOutcome]:
     """Per rule × arm (each variant, the control group; a rule without
     variants has one treated arm, ``variant`` None): assigned, sent,
     measured, converted, revenue and its squares. ``rule_ids``: only those
-    rules; ``amount``: an expression over ``orders`` to sum instead of
-    ``Order.amount`` (a currency conversion, a margin); ``orders``: only the
-    orders it selects count (e.g. those in a currency with a rate);
-    ``messages``: only those messages (e.g. planned in a period); ``by``:
-    further grouping by columns of ``messages``, ``customers`` or
-    ``customer_stats`` (outer-joined: a customer without stats groups as
-    None) — every figure is a sum, so the groups add up to the arm."""
+    rules; ``rates``: sum amounts converted into the reporting currency
+    (currency → value of one unit), leaving out orders in a currency without
+    one (None: amounts as they are); ``since``/``until``: only messages
+    planned in [since, until); ``by``: further grouping by columns of
+    ``messages``, ``customers`` or ``customer_stats`` (outer-joined: a customer
+    without stats groups as None) — every figure is a sum, so the groups add
+    up to the arm. ``counts``: :func:`message_counts` of the same scope, when
+    the caller has them already.
+
+    Orders are read from the pairs the database keeps (``window_orders``):
+    without ``by``, two grouped passes (the messages per rule × variant ×
+    status, and the pairs per message); with it, one pass over the messages,
+    each outer-joined to its revenue."""
+    scope = Scope(rule_ids, since, until)
+    if by:
+        return _outcomes_by(session, scope, now=now, rates=rates, by=by)
+    counts = message_counts(session, scope, now=now) if counts is None else counts
+    spent = spent_per_message(scope, rates)
+    sums = {(int(rule_id), variant, bool(held)): (int(n), _decimal(revenue), _decimal(squares))
+            for rule_id, variant, held, n, revenue, squares in session.execute(
+                select(spent.c.rule_id, spent.c.variant, spent.c.held_out, func.count(),
+                       func.sum(spent.c.revenue, type_=MONEY),
+                       func.sum(spent.c.revenue * spent.c.revenue, type_=SQUARES))
+                .group_by(spent.c.rule_id, spent.c.variant, spent.c.held_out))}
+    arms: dict[tuple[int, str | None, bool], list[int]] = {}
+    for (rule_id, variant, status), count in counts.items():
+        held = status is MessageStatus.HELD_OUT
+        arm = arms.setdefault((rule_id, None if held else variant, held), [0, 0, 0, 0])
+        arm[0] += count.messages
+        arm[1] += count.messages if status is MessageStatus.SENT else 0
+        if status in MEASURED:
+            arm[2] += count.messages
+            arm[3] += count.open_windows
+    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({r for r, _, _ in arms}))).all())
+    found = []
+    for (rule_id, variant, held), (assigned, sent, measured, still_open) in arms.items():
+        converted, revenue, squares = sums.get((rule_id, variant, held), (0, Decimal(0), Decimal(0)))
+        found.append(VariantOutcome(rule_id=rule_id, rule=names[rule_id], variant=variant, held_out=held,
+                                    assigned=assigned, sent=sent, measured=measured, converted=converted,
+                                    revenue=revenue, revenue_squares=squares, open_windows=still_open))
+    return sorted(found, key=lambda o: (o.rule, o.held_out, o.variant is not None, o.variant or ""))
+
+
+def _outcomes_by(session: Session, scope: Scope, *, now: datetime, rates: Mapping[str, Decimal] | None,
+                 by: Sequence[ColumnElement[Any]]) -> list[VariantOutcome]:
     held = Message.status == MessageStatus.HELD_OUT
-    measured = Message.status.in_([MessageStatus.SENT, MessageStatus.HELD_OUT])
-    start = case((held, Message.planned_at), else_=Message.sent_at)
+    measured = Message.status.in_(list(MEASURED))
     # Columns of messages are carried through the per-message step; those of
     # customers and customer_stats are joined after it, once per message.
     own = {n: column.label(f"by_{n}") for n, column in enumerate(by) if _of_messages(column)}
-    # Each measured message joined to its customer's orders inside its window, then
-    # added up per message: one join the database can hash, not two look-ups per message.
-    inside = and_(measured, Order.customer_id == Message.customer_id, Order.ordered_at > start,
-                  Order.ordered_at <= Message.attribute_until, *([orders] if orders is not None else []))
+    spent = spent_per_message(scope, rates)
     per = (
         select(Message.rule_id, Message.variant, Message.customer_id, held.label("held_out"),
                (Message.status == MessageStatus.SENT).label("sent"), measured.label("measured"),
-               case((func.count(Order.id) > 0, 1), else_=0).label("converted"),
-               func.coalesce(func.sum(Order.amount if amount is None else amount), 0).label("revenue"),
+               case((spent.c.message_id.is_not(None), 1), else_=0).label("converted"),
+               func.coalesce(spent.c.revenue, 0).label("revenue"),
                case((and_(measured, Message.attribute_until > now), 1), else_=0).label("open"), *own.values())
-        .select_from(Message.__table__.outerjoin(Order, inside))
-        .where(*([Message.rule_id.in_(list(rule_ids))] if rule_ids is not None else []),
-               *([messages] if messages is not None else []))
-        .group_by(Message.id, Message.rule_id, Message.variant, Message.customer_id, Message.status,
-                  Message.attribute_until, *[by[n] for n in own])
+        .select_from(Message.__table__.outerjoin(spent, spent.c.message_id == Message.id))
+        .where(*scope.messages)
         .subquery("per_message")
     )
     grouped = [per.c[own[n].name] if n in own else column for n, column in enumerate(by)]
@@ -246,5 +350,19 @@ def summaries(session: Session, rule_ids: Sequence[int], *, now: datetime) -> di
     return found
 
 
-__all__ = ["Sample", "VariantOutcome", "decision_of", "first_sends", "record_decision", "summaries",
-           "variant_outcomes", "winner_in_force"]
+__all__ = [
+    "MEASURED",
+    "Sample",
+    "Scope",
+    "StatusCount",
+    "VariantOutcome",
+    "decision_of",
+    "first_sends",
+    "message_counts",
+    "pair_amount",
+    "record_decision",
+    "spent_per_message",
+    "summaries",
+    "variant_outcomes",
+    "winner_in_force",
+]
