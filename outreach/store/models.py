@@ -36,6 +36,7 @@ from outreach.store.coupon_rows import CouponRedemption as CouponRedemption
 from outreach.store.decision_rows import VariantDecision as VariantDecision
 from outreach.store.erased import ErasedAddress as ErasedAddress
 from outreach.store.erased import Erasure as Erasure
+from outreach.store.membership_rows import Membership as Membership
 from outreach.store.preference_rows import ConsentConfirmation as ConsentConfirmation
 from outreach.store.preference_rows import MarketingPause as MarketingPause
 from outreach.store.preference_rows import PreferenceRecord as PreferenceRecord
@@ -283,7 +284,7 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[Decimal] = mapped_column(Numeric(10, 4), default=Decimal("0"))
-    #: Orders up to this time count (send or, held out, plan time + the rule's window; pairs: 0019).
+    #: Orders up to this time count (send or, held out, plan time + the rule's window; pairs: 0020).
     attribute_until: Mapped[datetime | None] = mapped_column(DateTime)
     provider_id: Mapped[str | None] = mapped_column(String(128))
     #: Quiet hours: not to be queued before this time (naive UTC); NULL = now.
@@ -327,8 +328,7 @@ class TrackingEvent(Base):
     url: Mapped[str | None] = mapped_column(Text)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: Copies of the message's rule and plan time, kept by triggers (0021): the report counts the messages
-    #: opened, clicked or unsubscribed per rule without joining the messages. NULL without a message.
+    #: The message's rule and plan time, copied by triggers (0021) for the report; NULL without a message.
     rule_id: Mapped[int | None] = mapped_column(BigId)
     planned_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -382,23 +382,4 @@ class CustomerStats(Base):
     __table_args__ = (
         Index("ix_customer_stats_rfm", "rfm_segment"),
         Index("ix_customer_stats_stage", "lifecycle_stage"),
-    )
-
-
-class Membership(Base):
-    """Who is in a tracked set (a lifecycle stage or a segment) since when, so
-    ``segment_entry`` and ``lifecycle`` triggers fire on *entering* it."""
-
-    __tablename__ = "memberships"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    key: Mapped[str] = mapped_column(String(160))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    entered_at: Mapped[datetime] = mapped_column(DateTime)
-    left_at: Mapped[datetime | None] = mapped_column(DateTime)
-    #: Members found the first time a key is evaluated did not *enter* it.
-    baseline: Mapped[bool] = mapped_column(Boolean, default=False)
-
-    __table_args__ = (
-        Index("ix_memberships_key_customer", "key", "customer_id", "left_at"),
     )
