@@ -70,10 +70,21 @@ def _start(m: str) -> str:
     return f"CASE WHEN {m}.status = 'held_out' THEN {m}.planned_at ELSE {m}.sent_at END"
 
 
+def _inside(m: str, o: str) -> str:
+    """The condition that order ``o`` is inside measured message ``m``'s window (the same customer aside)."""
+    return f"{m}.status IN {MEASURED} AND {o}.ordered_at > {_start(m)} AND {o}.ordered_at <= {m}.attribute_until"
+
+
 def _pairs(m: str, o: str) -> str:
     """The condition that order ``o`` is inside measured message ``m``'s window."""
-    return (f"{o}.customer_id = {m}.customer_id AND {m}.status IN {MEASURED}"
-            f" AND {o}.ordered_at > {_start(m)} AND {o}.ordered_at <= {m}.attribute_until")
+    return f"{o}.customer_id = {m}.customer_id AND {_inside(m, o)}"
+
+
+#: The messages of order ``n``'s customer, found by customer: the fence (OFFSET 0) keeps PostgreSQL from
+#: reading the measured messages by status instead (a plan its statistics can pick while few are sent,
+#: which then reads every sent message for each order).
+CUSTOMERS_MESSAGES = ("LATERAL (SELECT m.id, m.rule_id, m.variant, m.status, m.planned_at, m.sent_at, m.attribute_until"
+                      " FROM messages m WHERE m.customer_id = n.customer_id OFFSET 0) m")
 
 
 def _values(m: str, o: str) -> str:
@@ -89,10 +100,12 @@ def _changed(columns: Sequence[str], old: str, new: str, differ: str) -> str:
 INSERT = f"INSERT INTO window_orders ({', '.join(COLUMNS)})"
 
 
-def _rederive(table: str, columns: Sequence[str], *, when: str, lock: str, key: str, pairs: str) -> str:
+def _rederive(table: str, columns: Sequence[str], *, when: str, before: str, lock: str, key: str, pairs: str) -> str:
     """The statement trigger function for an update of ``table``: the rows
-    (``when``) whose ``columns`` changed lose their pairs, which are derived
-    again from ``pairs`` (a FROM … WHERE over the ids in ``moved``)."""
+    (``when``) whose ``columns`` changed lose their pairs (those that could
+    have any: ``before``, over their old values), which are derived
+    again from ``pairs`` (a FROM … WHERE over the ids in ``moved``): from the
+    statement's new rows (the transition table), never by looking them up again."""
     return f"""
     CREATE FUNCTION window_orders_{table}_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
@@ -104,7 +117,7 @@ def _rederive(table: str, columns: Sequence[str], *, when: str, lock: str, key: 
             RETURN NULL;
         END IF;
         PERFORM {lock}({LOCK_KEY});
-        DELETE FROM window_orders WHERE {key} = ANY(moved);
+        DELETE FROM window_orders w USING old_{table} o WHERE o.id = ANY(moved) AND {before} AND w.{key} = o.id;
         {INSERT}
         SELECT {_values('m', 'n')} FROM {pairs}
         ON CONFLICT DO NOTHING;
@@ -119,13 +132,13 @@ POSTGRESQL = [
     BEGIN
         PERFORM pg_advisory_xact_lock({LOCK_KEY});
         {INSERT}
-        SELECT {_values('m', 'n')} FROM new_orders n JOIN messages m ON {_pairs('m', 'n')}
+        SELECT {_values('m', 'n')} FROM new_orders n CROSS JOIN {CUSTOMERS_MESSAGES} WHERE {_inside('m', 'n')}
         ON CONFLICT DO NOTHING;
         RETURN NULL;
     END $$
     """,
-    _rederive("orders", ORDER_COLUMNS, when="TRUE", lock="pg_advisory_xact_lock", key="order_id",
-              pairs=f"orders n JOIN messages m ON {_pairs('m', 'n')} WHERE n.id = ANY(moved)"),
+    _rederive("orders", ORDER_COLUMNS, when="TRUE", before="TRUE", lock="pg_advisory_xact_lock", key="order_id",
+              pairs=f"new_orders n CROSS JOIN {CUSTOMERS_MESSAGES} WHERE n.id = ANY(moved) AND {_inside('m', 'n')}"),
     f"""
     CREATE FUNCTION window_orders_messages_added() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -142,8 +155,8 @@ POSTGRESQL = [
     # Claiming and finishing a batch update its messages: only rows measured
     # before or after whose columns changed are re-derived.
     _rederive("messages", MESSAGE_COLUMNS, when=f"(o.status IN {MEASURED} OR n.status IN {MEASURED})",
-              lock="pg_advisory_xact_lock_shared", key="message_id",
-              pairs=f"messages m JOIN orders n ON {_pairs('m', 'n')} WHERE m.id = ANY(moved)"),
+              before=f"o.status IN {MEASURED}", lock="pg_advisory_xact_lock_shared", key="message_id",
+              pairs=f"new_messages m JOIN orders n ON {_pairs('m', 'n')} WHERE m.id = ANY(moved)"),
     """CREATE TRIGGER window_orders_orders_insert AFTER INSERT ON orders
        REFERENCING NEW TABLE AS new_orders FOR EACH STATEMENT EXECUTE FUNCTION window_orders_orders_added()""",
     """CREATE TRIGGER window_orders_orders_update AFTER UPDATE ON orders
@@ -156,11 +169,14 @@ POSTGRESQL = [
        FOR EACH STATEMENT EXECUTE FUNCTION window_orders_messages_changed()""",
 ]
 
+#: SQLite: the unary + keeps the status term from choosing ix_messages_status over the customer's index.
+SQLITE_PAIRS = _pairs('m', 'NEW').replace("m.status IN", "+m.status IN")
+
 SQLITE = [
     f"""
     CREATE TRIGGER window_orders_orders_insert AFTER INSERT ON orders BEGIN
         INSERT OR IGNORE INTO window_orders ({', '.join(COLUMNS)})
-        SELECT {_values('m', 'NEW')} FROM messages m WHERE {_pairs('m', 'NEW')};
+        SELECT {_values('m', 'NEW')} FROM messages m WHERE {SQLITE_PAIRS};
     END
     """,
     f"""
@@ -169,7 +185,7 @@ SQLITE = [
     BEGIN
         DELETE FROM window_orders WHERE order_id = OLD.id;
         INSERT OR IGNORE INTO window_orders ({', '.join(COLUMNS)})
-        SELECT {_values('m', 'NEW')} FROM messages m WHERE {_pairs('m', 'NEW')};
+        SELECT {_values('m', 'NEW')} FROM messages m WHERE {SQLITE_PAIRS};
     END
     """,
     f"""
