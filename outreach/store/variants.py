@@ -203,7 +203,7 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
         found.append(VariantOutcome(rule_id=rule_id, rule=names[rule_id], variant=variant, held_out=held,
                                     assigned=assigned, sent=sent, measured=measured, converted=converted,
                                     revenue=revenue, revenue_squares=squares, open_windows=still_open))
-    return sorted(found, key=lambda o: (o.rule, o.held_out, o.variant is not None, o.variant or ""))
+    return sorted(found, key=_arm_order)
 
 
 def _outcomes_by(session: Session, scope: Scope, *, now: datetime, rates: Mapping[str, Decimal] | None,
@@ -225,25 +225,33 @@ def _outcomes_by(session: Session, scope: Scope, *, now: datetime, rates: Mappin
         .subquery("per_message")
     )
     grouped = [per.c[own[n].name] if n in own else column for n, column in enumerate(by)]
-    source: Any = per.join(Rule, Rule.id == per.c.rule_id)
+    source: Any = per
     if len(own) < len(by):
         source = source.join(Customer, Customer.id == per.c.customer_id).outerjoin(
             CustomerStats, CustomerStats.customer_id == per.c.customer_id)
+    # Grouped by ids (a hash of a few thousand groups); the rules' names are joined to the sums, and the
+    # order made here (sorting 5M rows by name for the grouping spilled to disk: 6 of 16 s at 5M messages).
     rows = session.execute(
-        select(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, func.count(),
+        select(per.c.rule_id, per.c.variant, per.c.held_out, func.count(),
                func.sum(case((per.c.sent, 1), else_=0)), func.sum(case((per.c.measured, 1), else_=0)),
                func.sum(per.c.converted), func.sum(per.c.revenue, type_=MONEY),
                func.sum(per.c.revenue * per.c.revenue, type_=SQUARES), func.sum(per.c.open), *grouped)
         .select_from(source)
-        .group_by(per.c.rule_id, Rule.name, per.c.variant, per.c.held_out, *grouped)
-        .order_by(Rule.name, per.c.held_out, per.c.variant)
+        .group_by(per.c.rule_id, per.c.variant, per.c.held_out, *grouped)
     ).all()
-    return [VariantOutcome(rule_id=int(rule_id), rule=name, variant=variant, held_out=bool(is_held),
-                           assigned=int(count), sent=int(sent or 0), measured=int(counted or 0),
-                           converted=int(conv or 0), revenue=_decimal(revenue), revenue_squares=_decimal(squares),
-                           open_windows=int(still_open or 0), group=tuple(group))
-            for rule_id, name, variant, is_held, count, sent, counted, conv, revenue, squares, still_open, *group
-            in rows]
+    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({row[0] for row in rows}))).all())
+    found = [VariantOutcome(rule_id=int(rule_id), rule=names[rule_id], variant=variant, held_out=bool(is_held),
+                            assigned=int(count), sent=int(sent or 0), measured=int(counted or 0),
+                            converted=int(conv or 0), revenue=_decimal(revenue), revenue_squares=_decimal(squares),
+                            open_windows=int(still_open or 0), group=tuple(group))
+             for rule_id, variant, is_held, count, sent, counted, conv, revenue, squares, still_open, *group in rows]
+    return sorted(found, key=_arm_order)
+
+
+def _arm_order(outcome: VariantOutcome) -> tuple[Any, ...]:
+    """By rule name, treated arms before the control group, variants by name (None first)."""
+    return (outcome.rule, outcome.held_out, outcome.variant is not None, outcome.variant or "",
+            tuple(str(value) for value in outcome.group))
 
 
 def _of_messages(column: ColumnElement[Any]) -> bool:
