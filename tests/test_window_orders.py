@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -154,8 +155,8 @@ def _finish(engine: Engine, message: int) -> None:
             status=MessageStatus.SENT, sent_at=NOW, attribute_until=NOW + 7 * DAY))
 
 
-def _in_background(work: object) -> threading.Thread:
-    thread = threading.Thread(target=work)  # type: ignore[arg-type]
+def _in_background(work: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=work)
     thread.start()
     time.sleep(0.5)  # long enough for it to reach the trigger and wait, if it is going to
     return thread
@@ -173,7 +174,8 @@ def test_an_order_and_a_send_of_the_same_customer_written_at_once_are_still_pair
         worker = _in_background(lambda: _finish(pg_engine, message))
         shop.commit()
     worker.join(10)
-    assert _pairs(pg_engine) == {(message, order) for order, in _order_ids(pg_engine)}
+    assert _rows(pg_engine) == _windows(pg_engine)
+    assert len(_pairs(pg_engine)) == 1
 
     customer, message = _claimed(pg_engine, "second")
     # The worker's transaction first: the order's statement waits for it
@@ -190,11 +192,6 @@ def test_an_order_and_a_send_of_the_same_customer_written_at_once_are_still_pair
     shop.join(10)
     assert _rows(pg_engine) == _windows(pg_engine)
     assert len(_pairs(pg_engine)) == 2
-
-
-def _order_ids(engine: Engine) -> list[tuple[int]]:
-    with Session(engine) as s:
-        return [(int(i),) for i in s.scalars(select(Order.id))]
 
 
 def test_events_and_codes_carry_their_messages_rule_variant_and_plan_time(engine: Engine) -> None:

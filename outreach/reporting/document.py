@@ -78,7 +78,7 @@ def document(engine: Engine, *, money: Money, now: datetime, default_margin: Dec
         touch = rows.last_touch(session, scope=scope, rates=money.rates)
         days = rows.timeline(session, scope=scope, rates=money.rates) if timeline else None
         odd = rows.exceptions(session, scope=scope, rates=money.rates)
-        offers = offers_of(session, money, since=since, until=until)
+        offers = offers_of(session, money, scope=scope)
     warnings: list[str] = []
     names = {rule_id: name for rule_id, name, _, _ in rules}
     unconverted = [{"currency": c.currency, "orders": c.orders, "amount": amount(c.amount)} for c in odd.unconverted]

@@ -5,7 +5,6 @@ cost, converted into the reporting currency (``store.redemptions``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from outreach.reporting.money import Money, amount
 from outreach.store.models import Message
 from outreach.store.redemptions import codes_given, offer_results
+from outreach.store.variants import Scope
 
 #: The key of a rule's figures over all its variants.
 ALL: Any = object()
@@ -51,19 +51,15 @@ class Offers:
                 "duplicate_uses": found.duplicate_uses}
 
 
-def offers_of(session: Session, money: Money, *, since: datetime | None = None,
-              until: datetime | None = None) -> Offers:
-    """Of the messages planned in [since, until): redemptions per (rule,
-    variant, currency) and codes given per (rule, variant)."""
+def offers_of(session: Session, money: Money, *, scope: Scope) -> Offers:
+    """Of the messages in ``scope``: redemptions per (rule, variant, currency)
+    and codes given per (rule, variant)."""
     offers = Offers()
-    variant = Message.variant.expression
-    period = and_(true(), *[c for c in (Message.planned_at >= since if since else None,
-                                        Message.planned_at < until if until else None) if c is not None])
-    for (rule, *group), count in codes_given(session, by_variant=True, since=since, until=until).items():
+    for (rule, *group), count in codes_given(session, by_variant=True, scope=scope).items():
         for key in ((rule, group[0]), (rule, ALL)):
             offers.figures.setdefault(key, _Figures()).codes_given += count
     left_out: dict[str, Decimal] = {}
-    for row in offer_results(session, by=[variant], messages=period):
+    for row in offer_results(session, by=[Message.variant.expression], messages=and_(true(), *scope.messages)):
         revenue = money.convert(row.revenue, row.currency)
         discount = money.convert(row.discount + row.duplicate_discount, row.currency)
         if revenue is None or discount is None:

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from outreach.store import dialect
 from outreach.store.models import Coupon, CouponRedemption, Message, Order, Rule
+from outreach.store.variants import Scope, rule_names
 
 REDEMPTIONS, COUPONS, ORDERS = (cast(Table, m.__table__) for m in (CouponRedemption, Coupon, Order))
 R, C, ORD = REDEMPTIONS.c, COUPONS.c, ORDERS.c
@@ -176,16 +177,15 @@ def offer_results(session: Session, *, by: Sequence[ColumnElement[Any]] = (), si
             for key, v in sorted(money.items(), key=lambda kv: tuple(str(k) for k in kv[0]))]
 
 
-def codes_given(session: Session, *, by_variant: bool = False, since: datetime | None = None,
-                until: datetime | None = None) -> dict[tuple[Any, ...], int]:
+def codes_given(session: Session, *, by_variant: bool = False,
+                scope: Scope | None = None) -> dict[tuple[Any, ...], int]:
     """(rule name[, variant]) → messages given a code (the denominator of a
-    redemption rate), of messages planned in [since, until) when given. One
-    grouped pass over the codes: each carries its message's rule, variant
-    and plan time (copied by triggers, migration 0021)."""
+    redemption rate), of the messages in ``scope`` (None: all). One grouped pass over the
+    codes: each carries its message's rule, variant and plan time (copied by
+    triggers, migration 0021)."""
     keys = [C.rule_id, *([C.variant] if by_variant else [])]
-    period = [c for c in (C.planned_at >= since if since else None, C.planned_at < until if until else None)
-              if c is not None]
-    counts = session.execute(select(*keys, func.count()).where(C.message_id.is_not(None), *period)
+    counts = session.execute(select(*keys, func.count()).where(C.message_id.is_not(None),
+                                                                *(scope or Scope()).of(C.rule_id, C.planned_at))
                              .group_by(*keys)).all()
-    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({row[0] for row in counts}))).all())
+    names = rule_names(session, (row[0] for row in counts))
     return {(names[rule_id], *rest): int(count) for rule_id, *rest, count in counts}

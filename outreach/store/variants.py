@@ -18,7 +18,7 @@ conversion rates of treated and control customers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from outreach.domain import MessageStatus
 from outreach.stats import Sums, rate_difference
-from outreach.store.models import Customer, CustomerStats, Message, Order, Rule, VariantDecision
+from outreach.store.models import Customer, CustomerStats, Message, Rule, VariantDecision
 from outreach.store.window_rows import WindowOrder
 
 #: The types sums are read back as (SQLite returns floating point; these keep
@@ -76,16 +76,6 @@ class VariantOutcome:
         return Sums(self.measured, float(self.revenue), float(self.revenue_squares))
 
 
-def _window(customer_id: Any, start: Any, end: Any, amount: ColumnElement[Any] | None,
-            ) -> tuple[ColumnElement[int], ColumnElement[Decimal]]:
-    """(1 if the customer ordered inside (start, end] else 0, the amount they ordered there)."""
-    inside = and_(Order.customer_id == customer_id, Order.ordered_at > start, Order.ordered_at <= end)
-    ordered = select(Order.id).where(inside).exists()
-    spent = select(func.coalesce(func.sum(Order.amount if amount is None else amount), 0)).where(
-        inside).scalar_subquery()
-    return case((ordered, 1), else_=0), spent
-
-
 # ------------------------------------------------------------------ what the arms are added up from
 @dataclass(frozen=True)
 class Scope:
@@ -121,6 +111,11 @@ def pair_amount(rates: Mapping[str, Decimal] | None) -> tuple[ColumnElement[Any]
     converted = case(*[(WindowOrder.currency == code, WindowOrder.amount * literal(rate, MONEY))
                        for code, rate in rates.items()], else_=None)
     return converted, [WindowOrder.currency.in_(list(rates))]
+
+
+def rule_names(session: Session, rule_ids: Iterable[int]) -> dict[int, str]:
+    """rule id → name, for sums grouped by id (grouping by the name would sort every row by it)."""
+    return dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_(set(rule_ids)))).all())
 
 
 @dataclass(frozen=True)
@@ -196,7 +191,7 @@ def variant_outcomes(session: Session, *, now: datetime, rule_ids: Sequence[int]
         if status in MEASURED:
             arm[2] += count.messages
             arm[3] += count.open_windows
-    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({r for r, _, _ in arms}))).all())
+    names = rule_names(session, (rule_id for rule_id, _, _ in arms))
     found = []
     for (rule_id, variant, held), (assigned, sent, measured, still_open) in arms.items():
         converted, revenue, squares = sums.get((rule_id, variant, held), (0, Decimal(0), Decimal(0)))
@@ -239,7 +234,7 @@ def _outcomes_by(session: Session, scope: Scope, *, now: datetime, rates: Mappin
         .select_from(source)
         .group_by(per.c.rule_id, per.c.variant, per.c.held_out, *grouped)
     ).all()
-    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({row[0] for row in rows}))).all())
+    names = rule_names(session, (row[0] for row in rows))
     found = [VariantOutcome(rule_id=int(rule_id), rule=names[rule_id], variant=variant, held_out=bool(is_held),
                             assigned=int(count), sent=int(sent or 0), measured=int(counted or 0),
                             converted=int(conv or 0), revenue=_decimal(revenue), revenue_squares=_decimal(squares),
@@ -285,14 +280,18 @@ def first_sends(session: Session, rule_id: int, *, size: int, variants: Sequence
     they were planned, which does not depend on how they turned out), with
     their conversions and revenue inside their windows."""
     ranked = (
-        select(Message.variant, Message.customer_id, Message.sent_at, Message.attribute_until,
+        select(Message.id, Message.variant, Message.attribute_until,
                func.row_number().over(partition_by=Message.variant, order_by=Message.id).label("k"))
         .where(Message.rule_id == rule_id, Message.status == MessageStatus.SENT, Message.variant.in_(list(variants)))
         .subquery("ranked")
     )
-    converted, spent = _window(ranked.c.customer_id, ranked.c.sent_at, ranked.c.attribute_until, None)
-    per = select(ranked.c.variant, ranked.c.attribute_until, converted.label("converted"),
-                 spent.label("revenue")).where(ranked.c.k <= size).subquery("sample")
+    # What each ordered inside its window: the pairs the database keeps (amounts as they are, every currency).
+    spent = spent_per_message(Scope([rule_id]), None)
+    per = (select(ranked.c.variant, ranked.c.attribute_until,
+                  case((spent.c.message_id.is_not(None), 1), else_=0).label("converted"),
+                  func.coalesce(spent.c.revenue, 0).label("revenue"))
+           .select_from(ranked.outerjoin(spent, spent.c.message_id == ranked.c.id))
+           .where(ranked.c.k <= size).subquery("sample"))
     found = {
         variant: Sample(variant=variant, n=int(n), converted=int(conv or 0), revenue=_decimal(revenue),
                         revenue_squares=_decimal(squares), closes=closes)
@@ -369,6 +368,7 @@ __all__ = [
     "message_counts",
     "pair_amount",
     "record_decision",
+    "rule_names",
     "spent_per_message",
     "summaries",
     "variant_outcomes",

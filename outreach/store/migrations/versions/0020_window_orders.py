@@ -70,14 +70,16 @@ def _start(m: str) -> str:
     return f"CASE WHEN {m}.status = 'held_out' THEN {m}.planned_at ELSE {m}.sent_at END"
 
 
-def _inside(m: str, o: str) -> str:
-    """The condition that order ``o`` is inside measured message ``m``'s window (the same customer aside)."""
-    return f"{m}.status IN {MEASURED} AND {o}.ordered_at > {_start(m)} AND {o}.ordered_at <= {m}.attribute_until"
+def _inside(m: str, o: str, *, status: str = "") -> str:
+    """The condition that order ``o`` is inside measured message ``m``'s window (the same customer aside);
+    ``status``: an operator before the status column (SQLite's unary + keeps a term off its indexes)."""
+    return (f"{status}{m}.status IN {MEASURED} AND {o}.ordered_at > {_start(m)}"
+            f" AND {o}.ordered_at <= {m}.attribute_until")
 
 
-def _pairs(m: str, o: str) -> str:
+def _pairs(m: str, o: str, *, status: str = "") -> str:
     """The condition that order ``o`` is inside measured message ``m``'s window."""
-    return f"{o}.customer_id = {m}.customer_id AND {_inside(m, o)}"
+    return f"{o}.customer_id = {m}.customer_id AND {_inside(m, o, status=status)}"
 
 
 #: The messages of order ``n``'s customer, found by customer: the fence (OFFSET 0) keeps PostgreSQL from
@@ -170,7 +172,7 @@ POSTGRESQL = [
 ]
 
 #: SQLite: the unary + keeps the status term from choosing ix_messages_status over the customer's index.
-SQLITE_PAIRS = _pairs('m', 'NEW').replace("m.status IN", "+m.status IN")
+SQLITE_PAIRS = _pairs('m', 'NEW', status="+")
 
 SQLITE = [
     f"""
